@@ -1,0 +1,91 @@
+"""Canonical Parquet schemas (DESIGN.md section 4) and checked, atomic Parquet I/O."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PASSAGES = pa.schema([("pid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
+QUERIES = pa.schema([("qid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
+QRELS = pa.schema([("qid", pa.string()), ("pid", pa.string()), ("relevance", pa.int32())])
+PAIRS = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("item_id", pa.string()),
+        ("query_lang", pa.string()),
+        ("passage_lang", pa.string()),
+        ("query", pa.string()),
+        ("positive", pa.string()),
+        ("negative", pa.string()),
+        ("negative_item_id", pa.string()),
+    ]
+)
+BATCHES = pa.schema([("batch_id", pa.int64()), ("epoch", pa.int32()), ("batch_type", pa.string())] + list(PAIRS))
+RUN = pa.schema(
+    [
+        ("qid", pa.string()),
+        ("query_lang", pa.string()),
+        ("candidate_lang", pa.string()),
+        ("pid", pa.string()),
+        ("rank", pa.int64()),
+        ("score", pa.float32()),
+    ]
+)
+EMBEDDINGS_ID = "id"
+
+
+class SchemaError(ValueError):
+    """A Parquet file does not hold the columns its stage promises."""
+
+
+def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schema) -> None:
+    """Write `frame` with exactly `schema`'s columns, atomically (temporary file, then rename)."""
+    path = Path(path)
+    missing = [name for name in schema.names if name not in frame.columns]
+    if missing:
+        raise SchemaError(f"{path}: missing columns {missing}")
+    table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    write_table(table, path)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_parquet(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:
+    """Read a Parquet file and check it against `schema`, naming the file in any error."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as error:
+        raise SchemaError(f"{path}: not a readable Parquet file ({error})") from error
+    check_schema(table.schema, schema, path)
+    return table.select(schema.names).to_pandas()
+
+
+def check_schema(actual: pa.Schema, expected: pa.Schema, path: str | os.PathLike) -> None:
+    for field in expected:
+        if field.name not in actual.names:
+            raise SchemaError(f"{path}: missing column {field.name!r} (has {actual.names})")
+        found = actual.field(field.name).type
+        if found != field.type:
+            raise SchemaError(f"{path}: column {field.name!r} is {found}, expected {field.type}")
+
+
+def require_nonempty(frame: pd.DataFrame, path: str | os.PathLike, what: str) -> pd.DataFrame:
+    if frame.empty:
+        raise SchemaError(f"{path}: no {what}")
+    return frame
+
+
+def concat_parquet(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.DataFrame:
+    return pd.concat([read_parquet(p, schema) for p in paths], ignore_index=True)

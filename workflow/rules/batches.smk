@@ -1,0 +1,18 @@
+rule batches:
+    output:
+        directory("results/batches/{trainset}/{strategy}/s{seed}"),
+    input:
+        package("batching", "schema"),
+        pairs="results/train/{trainset}/pairs.parquet",
+    params:
+        plan=lambda w: as_json(
+            {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
+        ),
+    log:
+        "results/logs/batches/{trainset}/{strategy}/s{seed}.log",
+    benchmark:
+        "results/benchmarks/batches/{trainset}/{strategy}/s{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} batches --params {params.plan:q} --pairs {input.pairs} --out {output} > {log} 2>&1"

@@ -1,0 +1,34 @@
+rule download:
+    output:
+        directory("results/corpora/{corpus}/raw"),
+    input:
+        package("corpora/__init__", "corpora/cldr", "download"),
+    params:
+        corpus=lambda w: as_json(config["corpora"][w.corpus]),
+    log:
+        "results/logs/download/{corpus}.log",
+    benchmark:
+        "results/benchmarks/download/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} download --params {params.corpus:q} --out {output} > {log} 2>&1"
+
+
+rule prepare:
+    output:
+        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=["train", "test"], name=["queries", "passages", "qrels"]),
+    input:
+        package("corpora/prepare", "corpora/cldr", "download", "schema"),
+        raw="results/corpora/{corpus}/raw",
+    params:
+        corpus=lambda w: as_json(config["corpora"][w.corpus]),
+        out="results/corpora/{corpus}",
+    log:
+        "results/logs/prepare/{corpus}.log",
+    benchmark:
+        "results/benchmarks/prepare/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} prepare --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,50 @@
+SETTINGS = ["mono", "cross", "multi"]
+
+
+rule search:
+    output:
+        expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
+    input:
+        package("evaluation", "indexing", "metrics", "schema"),
+        embeddings="results/embeddings/{model}/{variant}/{corpus}",
+        qrels="results/corpora/{corpus}/test/qrels.parquet",
+    params:
+        search=as_json(config["search"]),
+        corpus=lambda w: corpus_split(w.corpus, "test"),
+        out="results/runs/{model}/{variant}/{corpus}",
+    log:
+        "results/logs/search/{model}/{variant}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/search/{model}/{variant}/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} search --params {params.search:q} --embeddings {input.embeddings}"
+        " --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+
+
+rule evaluate:
+    output:
+        expand(
+            "results/metrics/{{model}}/{{variant}}/{{corpus}}/{name}",
+            name=["per_query.parquet", "by_language.parquet", "summary.csv"],
+        ),
+    input:
+        package("evaluation", "metrics", "schema"),
+        runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
+        corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "qrels"]),
+    params:
+        evaluation=as_json(config["evaluation"]),
+        descriptor=lambda w: as_json(descriptor(config, w.corpus, w.model, Variant.parse(w.variant))),
+        run="results/runs/{model}/{variant}/{corpus}",
+        corpus=lambda w: corpus_split(w.corpus, "test"),
+        out="results/metrics/{model}/{variant}/{corpus}",
+    log:
+        "results/logs/evaluate/{model}/{variant}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{model}/{variant}/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} evaluate --params {params.evaluation:q} --descriptor {params.descriptor:q}"
+        " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,22 @@
+rule embed:
+    output:
+        directory("results/embeddings/{model}/{variant}/{corpus}"),
+    input:
+        package("indexing", "encoders", "schema"),
+        model="results/models/{model}/{variant}",
+        corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "passages"]),
+    params:
+        embedding=lambda w: as_json(
+            {**config["embedding"], "index_factory": config["index"]["factory"], "model": config["models"][w.model]}
+        ),
+        corpus=lambda w: corpus_split(w.corpus, "test"),
+    threads: 2
+    log:
+        "results/logs/embed/{model}/{variant}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/embed/{model}/{variant}/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} embed --threads {threads} --params {params.embedding:q} --model {input.model}"
+        " --corpus {params.corpus} --out {output} > {log} 2>&1"

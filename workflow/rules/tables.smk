@@ -1,0 +1,17 @@
+rule tables:
+    output:
+        summary="results/tables/summary.csv",
+        tables=expand("results/tables/{name}.{ext}", name=["map", "language_bias"], ext=["md", "csv"]),
+        plot="results/plots/map_by_setting.png",
+    input:
+        package("tables", "evaluation"),
+        summaries=all_summaries(),
+    log:
+        "results/logs/tables/tables.log",
+    benchmark:
+        "results/benchmarks/tables/tables.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} tables --summaries {input.summaries} --tables results/tables"
+        " --plots results/plots > {log} 2>&1"

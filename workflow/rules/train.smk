@@ -1,0 +1,47 @@
+def base_model_corpus(wildcards):
+    corpus = config["models"][wildcards.model]["source"]["corpus"]
+    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
+
+
+rule base_model:
+    output:
+        directory("results/models/{model}/zero-shot"),
+    input:
+        package("encoders", "schema"),
+        corpus=base_model_corpus,
+    params:
+        model=lambda w: as_json(config["models"][w.model]),
+        corpus=lambda w: corpus_split(config["models"][w.model]["source"]["corpus"], "train"),
+    log:
+        "results/logs/base_model/{model}.log",
+    benchmark:
+        "results/benchmarks/base_model/{model}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} base-model --params {params.model:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+
+
+rule train:
+    output:
+        directory("results/models/{model}/{trainset}.{strategy}.s{seed}"),
+    input:
+        package("training", "batching", "encoders"),
+        base="results/models/{model}/zero-shot",
+        batches="results/batches/{trainset}/{strategy}/s{seed}",
+    params:
+        training=lambda w: as_json(
+            {"training": {**config["training"], "seed": int(w.seed)}, "model": config["models"][w.model]}
+        ),
+    threads: 2
+    resources:
+        gpu=0,
+    log:
+        "results/logs/train/{model}/{trainset}.{strategy}.s{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{model}/{trainset}.{strategy}.s{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "{HYBRIDBATCH} train --threads {threads} --params {params.training:q} --base {input.base}"
+        " --batches {input.batches} --out {output} > {log} 2>&1"
