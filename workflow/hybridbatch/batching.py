@@ -132,9 +132,7 @@ def build_batches(params: dict, pairs_path: str | Path, out_dir: str | Path) -> 
     plan = BatchPlan.from_params(params)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = pq.read_table(pairs_path)
-    schema.check_schema(table.schema, schema.PAIRS, pairs_path)
-    table = table.select(schema.PAIRS.names)
+    table = schema.read_table(pairs_path, schema.PAIRS)
     if table.num_rows == 0:
         raise schema.SchemaError(f"{pairs_path}: no pairs")
     index = PairIndex(table)

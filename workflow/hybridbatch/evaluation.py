@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema
-from .indexing import POOLED, candidate_rows, read_embeddings
+from .vectors import POOLED, candidate_rows, read_embeddings
 from .metrics import exact_ranks, metric_names, rank_metrics
 
 SETTINGS = ("mono", "cross", "multi")

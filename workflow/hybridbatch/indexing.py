@@ -1,5 +1,5 @@
-"""Embed + index stage: encode a corpus's test split, build FAISS inner-product indices
-(one per candidate language and one pooled), and search them."""
+"""Embed + index stage: encode a corpus's test split and build FAISS inner-product indices
+(one per candidate language and one pooled)."""
 
 from __future__ import annotations
 
@@ -8,34 +8,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import schema
 from .encoders import Encoder
-
-POOLED = "all"
-
-
-def embeddings_table(ids: list[str], langs: list[str], vectors: np.ndarray) -> pa.Table:
-    flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
-    return pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "lang": pa.array(langs, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
-        }
-    )
-
-
-def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
-    table = pq.read_table(path)
-    for name in ("id", "lang", "embedding"):
-        if name not in table.column_names:
-            raise schema.SchemaError(f"{path}: missing column {name!r}")
-    column = table.column("embedding").combine_chunks()
-    vectors = column.flatten().to_numpy().reshape(len(table), column.type.list_size)
-    return table.column("id").to_pylist(), table.column("lang").to_pylist(), vectors
+from .vectors import POOLED, candidate_rows, embeddings_table, read_embeddings
 
 
 def build_index(vectors: np.ndarray, factory: str) -> faiss.Index:
@@ -67,8 +43,3 @@ def embed_and_index(params: dict, model_dir: str | Path, corpus_dir: str | Path,
         faiss.write_index(build_index(vectors[rows], params["index_factory"]), str(out_dir / f"index-{lang}.faiss"))
     (out_dir / "counts.json").write_text(json.dumps(counts, sort_keys=True))
     return counts
-
-
-def candidate_rows(passage_langs: np.ndarray, lang: str) -> np.ndarray:
-    """Rows of the passages embeddings held by index-<lang>.faiss, in index order."""
-    return np.arange(len(passage_langs)) if lang == POOLED else np.flatnonzero(passage_langs == lang)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
-
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,15 +59,19 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def read_parquet(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:
-    """Read a Parquet file and check it against `schema`, naming the file in any error."""
+def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:
+    """Read a Parquet file as `schema`'s columns, naming the file in any error."""
     path = Path(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as error:
         raise SchemaError(f"{path}: not a readable Parquet file ({error})") from error
     check_schema(table.schema, schema, path)
-    return table.select(schema.names).to_pandas()
+    return table.select(schema.names).cast(schema)
+
+
+def read_parquet(path: str | os.PathLike, schema: pa.Schema) -> pd.DataFrame:
+    return read_table(path, schema).to_pandas()
 
 
 def check_schema(actual: pa.Schema, expected: pa.Schema, path: str | os.PathLike) -> None:
@@ -77,15 +79,16 @@ def check_schema(actual: pa.Schema, expected: pa.Schema, path: str | os.PathLike
         if field.name not in actual.names:
             raise SchemaError(f"{path}: missing column {field.name!r} (has {actual.names})")
         found = actual.field(field.name).type
-        if found != field.type:
+        compatible = pa.types.is_null(found) or (_is_text(found) and _is_text(field.type))
+        if found != field.type and not compatible:
             raise SchemaError(f"{path}: column {field.name!r} is {found}, expected {field.type}")
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def require_nonempty(frame: pd.DataFrame, path: str | os.PathLike, what: str) -> pd.DataFrame:
     if frame.empty:
         raise SchemaError(f"{path}: no {what}")
     return frame
-
-
-def concat_parquet(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pd.DataFrame:
-    return pd.concat([read_parquet(p, schema) for p in paths], ignore_index=True)

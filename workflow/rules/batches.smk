@@ -2,7 +2,7 @@ rule batches:
     output:
         directory("results/batches/{trainset}/{strategy}/s{seed}"),
     input:
-        package("batching", "schema"),
+        package("batching"),
         pairs="results/train/{trainset}/pairs.parquet",
     params:
         plan=lambda w: as_json(

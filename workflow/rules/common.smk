@@ -5,10 +5,10 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from hybridbatch.config import Variant, descriptor, validate_config, variants
+from hybridbatch.sources import source_files
 
 validate_config(config)
 
-PACKAGE = os.path.join(workflow.basedir, "workflow", "hybridbatch")
 ENV = "../../envs/hybridbatch.yaml"
 # Stage commands run `python -m hybridbatch`: the package from this checkout, and the
 # interpreter running Snakemake unless a conda env (--sdm conda) puts its own first.
@@ -29,9 +29,9 @@ wildcard_constraints:
     split="train|test",
 
 
-def package(*modules):
-    """The package source files a stage runs: declared as inputs so edits rerun it."""
-    return [os.path.join(PACKAGE, "__main__.py")] + [os.path.join(PACKAGE, f"{m}.py") for m in modules]
+def package(module):
+    """The package source files a stage runs (its module and what that imports)."""
+    return source_files("__main__", module)
 
 
 def as_json(value):

@@ -2,7 +2,7 @@ rule download:
     output:
         directory("results/corpora/{corpus}/raw"),
     input:
-        package("corpora/__init__", "corpora/cldr", "download"),
+        package("corpora"),
     params:
         corpus=lambda w: as_json(config["corpora"][w.corpus]),
     log:
@@ -19,7 +19,7 @@ rule prepare:
     output:
         expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=["train", "test"], name=["queries", "passages", "qrels"]),
     input:
-        package("corpora/prepare", "corpora/cldr", "download", "schema"),
+        package("corpora.prepare"),
         raw="results/corpora/{corpus}/raw",
     params:
         corpus=lambda w: as_json(config["corpora"][w.corpus]),

@@ -5,7 +5,7 @@ rule search:
     output:
         expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
     input:
-        package("evaluation", "indexing", "metrics", "schema"),
+        package("evaluation"),
         embeddings="results/embeddings/{model}/{variant}/{corpus}",
         qrels="results/corpora/{corpus}/test/qrels.parquet",
     params:
@@ -30,7 +30,7 @@ rule evaluate:
             name=["per_query.parquet", "by_language.parquet", "summary.csv"],
         ),
     input:
-        package("evaluation", "metrics", "schema"),
+        package("evaluation"),
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
         corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "qrels"]),
     params:

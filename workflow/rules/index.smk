@@ -2,7 +2,7 @@ rule embed:
     output:
         directory("results/embeddings/{model}/{variant}/{corpus}"),
     input:
-        package("indexing", "encoders", "schema"),
+        package("indexing"),
         model="results/models/{model}/{variant}",
         corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "passages"]),
     params:

@@ -7,7 +7,7 @@ rule pairs:
     output:
         "results/train/{trainset}/pairs.parquet",
     input:
-        package("pairs", "schema"),
+        package("pairs"),
         corpus=trainset_corpus,
     params:
         trainset=lambda w: as_json(config["trainsets"][w.trainset]),

@@ -4,7 +4,7 @@ rule tables:
         tables=expand("results/tables/{name}.{ext}", name=["map", "language_bias"], ext=["md", "csv"]),
         plot="results/plots/map_by_setting.png",
     input:
-        package("tables", "evaluation"),
+        package("tables"),
         summaries=all_summaries(),
     log:
         "results/logs/tables/tables.log",

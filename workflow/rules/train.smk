@@ -7,7 +7,7 @@ rule base_model:
     output:
         directory("results/models/{model}/zero-shot"),
     input:
-        package("encoders", "schema"),
+        package("encoders"),
         corpus=base_model_corpus,
     params:
         model=lambda w: as_json(config["models"][w.model]),
@@ -26,7 +26,7 @@ rule train:
     output:
         directory("results/models/{model}/{trainset}.{strategy}.s{seed}"),
     input:
-        package("training", "batching", "encoders"),
+        package("training"),
         base="results/models/{model}/zero-shot",
         batches="results/batches/{trainset}/{strategy}/s{seed}",
     params:

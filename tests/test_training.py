@@ -1,0 +1,74 @@
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from hybridbatch import training
+from hybridbatch.batching import build_batches
+from hybridbatch.encoders import Encoder
+
+TRAINING = {
+    "learning_rate": 2e-3,
+    "weight_decay": 0.01,
+    "temperature": 0.05,
+    "symmetric": False,
+    "warmup_fraction": 0.1,
+    "freeze_embeddings": False,
+    "seed": 0,
+}
+PLAN = {"alpha": 0.5, "batch_size": 16, "epochs": 6, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True}
+
+
+@pytest.fixture(scope="module")
+def trained(pairs_path, tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    build_batches(PLAN, pairs_path, root / "batches")
+    log = training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, root / "batches", root / "model")
+    return root, log
+
+
+def test_info_nce_masks_translations_of_the_positive():
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    c = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    items = ["a", "b", "c"]
+    candidate_items = items + ["a", "c"]  # hard negatives: one from a's own item (a translation), one from c
+    loss = training.info_nce(q, c, items, candidate_items, temperature=0.1)
+    logits = (q @ c.T / 0.1).numpy()
+    expected = []
+    for i, item in enumerate(items):
+        allowed = [j for j, other in enumerate(candidate_items) if other != item or j == i]
+        expected.append(-logits[i, i] + np.log(np.exp(logits[i, allowed]).sum()))
+    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_training_consumes_the_shards_in_order_and_lowers_the_loss(trained):
+    root, log = trained
+    shard_ids = pd.concat(pq.read_table(p).to_pandas() for p in sorted((root / "batches").glob("shard-*.parquet")))
+    assert log.batch_id.tolist() == shard_ids.batch_id.drop_duplicates().tolist()
+    assert log.batch_type.tolist() == shard_ids.groupby("batch_id", sort=False).batch_type.first().tolist()
+    assert log.loss.iloc[-20:].mean() < 0.85 * log.loss.iloc[:20].mean()
+    assert (root / "model" / "model.safetensors").is_file()
+
+
+def test_saved_model_loads_in_sentence_transformers_with_the_same_embeddings(trained):
+    from sentence_transformers import SentenceTransformer
+
+    root, _ = trained
+    texts = ["German (Switzerland)", "немецкий (Швейцария)", "德语 (瑞士)"]
+    ours = Encoder(root / "model", TINY_MODEL, device="cpu")
+    st_model = SentenceTransformer(str(root / "model"), device="cpu")
+    for kind in ("query", "passage"):
+        expected = ours.encode(texts, kind, batch_size=2)
+        theirs = st_model.encode(texts, prompt_name=kind, normalize_embeddings=True)
+        assert np.abs(expected - theirs).max() < 1e-5
+
+
+def test_nan_loss_stops_training_naming_the_batch(pairs_path, tiny_model_dir, tmp_path, monkeypatch):
+    build_batches({**PLAN, "epochs": 1}, pairs_path, tmp_path / "batches")
+    monkeypatch.setattr(training, "info_nce", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match=r"loss is nan at batch 0"):
+        training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m")
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,43 @@
+"""Which package source files a stage runs: a module and, transitively, the package
+modules it imports. Rules declare them as inputs, so editing one reruns exactly the
+stages that use it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def module_path(module: str) -> Path:
+    """`corpora.cldr` -> .../hybridbatch/corpora/cldr.py (or its __init__.py)."""
+    base = PACKAGE_DIR.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imported_modules(module: str) -> set[str]:
+    path = module_path(module)
+    package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            parent = package[: len(package) - node.level + 1]
+            if node.module:
+                found.add(".".join(parent + node.module.split(".")))
+            else:
+                found.update(".".join(parent + [alias.name]) for alias in node.names)
+    parents = {".".join(module.split(".")[:i]) for i in range(1, len(module.split(".")))}
+    return {name for name in found | parents if name and module_path(name).exists()}
+
+
+def source_files(*modules: str) -> list[str]:
+    """Paths of `modules` and every package module they import, directly or not."""
+    seen: set[str] = set()
+    pending = list(modules)
+    while pending:
+        module = pending.pop()
+        if module not in seen:
+            seen.add(module)
+            pending.extend(_imported_modules(module) - seen)
+    return sorted({str(PACKAGE_DIR / "__init__.py")} | {str(module_path(module)) for module in seen})

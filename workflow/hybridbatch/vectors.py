@@ -1,0 +1,39 @@
+"""Stored embeddings: Parquet with an id, a language and a fixed-size float32 vector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import schema
+
+POOLED = "all"
+
+
+def embeddings_table(ids: list[str], langs: list[str], vectors: np.ndarray) -> pa.Table:
+    flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "lang": pa.array(langs, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+        }
+    )
+
+
+def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
+    table = pq.read_table(path)
+    for name in ("id", "lang", "embedding"):
+        if name not in table.column_names:
+            raise schema.SchemaError(f"{path}: missing column {name!r}")
+    column = table.column("embedding").combine_chunks()
+    vectors = column.flatten().to_numpy().reshape(len(table), column.type.list_size)
+    return table.column("id").to_pylist(), table.column("lang").to_pylist(), vectors
+
+
+def candidate_rows(passage_langs: np.ndarray, lang: str) -> np.ndarray:
+    """Rows of the passages embeddings held by index-<lang>.faiss, in index order."""
+    return np.arange(len(passage_langs)) if lang == POOLED else np.flatnonzero(passage_langs == lang)
