@@ -15,4 +15,4 @@ rule batches:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} batches --params {params.plan:q} --pairs {input.pairs} --out {output} > {log} 2>&1"
+        "python -m hybridbatch batches --params {params.plan:q} --pairs {input.pairs} --out {output} > {log} 2>&1"

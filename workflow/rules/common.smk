@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
@@ -10,13 +11,20 @@ from hybridbatch.sources import source_files
 validate_config(config)
 
 ENV = "../../envs/hybridbatch.yaml"
-# Stage commands run `python -m hybridbatch`: the package from this checkout, and the
-# interpreter running Snakemake unless a conda env (--sdm conda) puts its own first.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [os.path.join(workflow.basedir, "workflow"), os.environ.get("PYTHONPATH")])
-)
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])
-HYBRIDBATCH = "python -m hybridbatch"
+SETTINGS = ["mono", "cross", "multi"]
+
+
+# Stage commands run `python -m hybridbatch`: the package from this checkout, with the
+# interpreter running Snakemake unless a conda env (--sdm conda) provides its own.
+def stage_shell_prefix():
+    package_root = shlex.quote(os.path.join(workflow.basedir, "workflow"))
+    prefix = f"export PYTHONPATH={package_root}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "  # braces doubled for Snakemake
+    if not any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
+        prefix += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
+    return prefix
+
+
+shell.prefix(stage_shell_prefix())
 
 
 wildcard_constraints:
@@ -38,14 +46,6 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-def corpus_split(corpus, split):
-    return f"results/corpora/{corpus}/{split}"
-
-
-def model_dir(model, variant):
-    return f"results/models/{model}/{variant}"
-
-
 def all_summaries():
     return [
         f"results/metrics/{model}/{variant.name}/{corpus}/summary.csv"
@@ -53,3 +53,19 @@ def all_summaries():
         for variant in variants(config)
         for corpus in config["experiment"]["eval_corpora"]
     ]
+
+
+def trainset_corpus(wildcards):
+    corpus = config["trainsets"][wildcards.trainset]["corpus"]
+    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
+
+
+def base_model_corpus(wildcards):
+    corpus = config["models"][wildcards.model]["source"]["corpus"]
+    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
+
+
+def parent_dir(path, levels=1):
+    for _ in range(levels):
+        path = os.path.dirname(path)
+    return path

@@ -12,7 +12,7 @@ rule download:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} download --params {params.corpus:q} --out {output} > {log} 2>&1"
+        "python -m hybridbatch download --params {params.corpus:q} --out {output} > {log} 2>&1"
 
 
 rule prepare:
@@ -23,7 +23,7 @@ rule prepare:
         raw="results/corpora/{corpus}/raw",
     params:
         corpus=lambda w: as_json(config["corpora"][w.corpus]),
-        out="results/corpora/{corpus}",
+        out=lambda w, output: parent_dir(output[0], 2),
     log:
         "results/logs/prepare/{corpus}.log",
     benchmark:
@@ -31,4 +31,4 @@ rule prepare:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} prepare --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"
+        "python -m hybridbatch prepare --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"

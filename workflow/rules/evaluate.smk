@@ -1,6 +1,3 @@
-SETTINGS = ["mono", "cross", "multi"]
-
-
 rule search:
     output:
         expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
@@ -10,8 +7,8 @@ rule search:
         qrels="results/corpora/{corpus}/test/qrels.parquet",
     params:
         search=as_json(config["search"]),
-        corpus=lambda w: corpus_split(w.corpus, "test"),
-        out="results/runs/{model}/{variant}/{corpus}",
+        corpus=lambda w, input: parent_dir(input.qrels),
+        out=lambda w, output: parent_dir(output[0]),
     log:
         "results/logs/search/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -19,7 +16,7 @@ rule search:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} search --params {params.search:q} --embeddings {input.embeddings}"
+        "python -m hybridbatch search --params {params.search:q} --embeddings {input.embeddings}"
         " --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
@@ -36,9 +33,9 @@ rule evaluate:
     params:
         evaluation=as_json(config["evaluation"]),
         descriptor=lambda w: as_json(descriptor(config, w.corpus, w.model, Variant.parse(w.variant))),
-        run="results/runs/{model}/{variant}/{corpus}",
-        corpus=lambda w: corpus_split(w.corpus, "test"),
-        out="results/metrics/{model}/{variant}/{corpus}",
+        run=lambda w, input: parent_dir(input.runs[0]),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
+        out=lambda w, output: parent_dir(output[0]),
     log:
         "results/logs/evaluate/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -46,5 +43,5 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} evaluate --params {params.evaluation:q} --descriptor {params.descriptor:q}"
+        "python -m hybridbatch evaluate --params {params.evaluation:q} --descriptor {params.descriptor:q}"
         " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

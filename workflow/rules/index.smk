@@ -9,7 +9,7 @@ rule embed:
         embedding=lambda w: as_json(
             {**config["embedding"], "index_factory": config["index"]["factory"], "model": config["models"][w.model]}
         ),
-        corpus=lambda w: corpus_split(w.corpus, "test"),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: 2
     log:
         "results/logs/embed/{model}/{variant}/{corpus}.log",
@@ -18,5 +18,5 @@ rule embed:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} embed --threads {threads} --params {params.embedding:q} --model {input.model}"
+        "python -m hybridbatch embed --threads {threads} --params {params.embedding:q} --model {input.model}"
         " --corpus {params.corpus} --out {output} > {log} 2>&1"

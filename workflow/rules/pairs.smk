@@ -1,8 +1,3 @@
-def trainset_corpus(wildcards):
-    corpus = config["trainsets"][wildcards.trainset]["corpus"]
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
-
-
 rule pairs:
     output:
         "results/train/{trainset}/pairs.parquet",
@@ -11,7 +6,7 @@ rule pairs:
         corpus=trainset_corpus,
     params:
         trainset=lambda w: as_json(config["trainsets"][w.trainset]),
-        corpus=lambda w: corpus_split(config["trainsets"][w.trainset]["corpus"], "train"),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
     log:
         "results/logs/pairs/{trainset}.log",
     benchmark:
@@ -19,4 +14,4 @@ rule pairs:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} pairs --params {params.trainset:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "python -m hybridbatch pairs --params {params.trainset:q} --corpus {params.corpus} --out {output} > {log} 2>&1"

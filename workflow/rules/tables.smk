@@ -13,5 +13,5 @@ rule tables:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} tables --summaries {input.summaries} --tables results/tables"
+        "python -m hybridbatch tables --summaries {input.summaries} --tables results/tables"
         " --plots results/plots > {log} 2>&1"

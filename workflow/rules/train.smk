@@ -1,8 +1,3 @@
-def base_model_corpus(wildcards):
-    corpus = config["models"][wildcards.model]["source"]["corpus"]
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
-
-
 rule base_model:
     output:
         directory("results/models/{model}/zero-shot"),
@@ -11,7 +6,7 @@ rule base_model:
         corpus=base_model_corpus,
     params:
         model=lambda w: as_json(config["models"][w.model]),
-        corpus=lambda w: corpus_split(config["models"][w.model]["source"]["corpus"], "train"),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
     log:
         "results/logs/base_model/{model}.log",
     benchmark:
@@ -19,7 +14,7 @@ rule base_model:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} base-model --params {params.model:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "python -m hybridbatch base-model --params {params.model:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
 
 
 rule train:
@@ -43,5 +38,5 @@ rule train:
     conda:
         ENV
     shell:
-        "{HYBRIDBATCH} train --threads {threads} --params {params.training:q} --base {input.base}"
+        "python -m hybridbatch train --threads {threads} --params {params.training:q} --base {input.base}"
         " --batches {input.batches} --out {output} > {log} 2>&1"
