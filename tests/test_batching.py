@@ -116,3 +116,20 @@ def test_reader_yields_the_shards_batches_in_order(tmp_path, monkeypatch):
     expected = [(batch_id, group.pair_id.tolist()) for batch_id, group in frame.groupby("batch_id", sort=False)]
     assert seen == expected
     assert [b for b, _ in seen] == list(range(len(seen)))
+
+
+def test_proportional_sampling_follows_language_sizes(tmp_path):
+    # 400 items in en and de, 100 of them also in zh: zh mono batches should be ~1/9 of mono batches
+    rows = []
+    for item in range(400):
+        langs = ["de", "en", "zh"] if item < 100 else ["de", "en"]
+        rows += [(f"i{item}:{l}>{l}", f"i{item}", l, l, "q", "p", None, None) for l in langs]
+    pd.DataFrame(rows, columns=schema.PAIRS.names).to_parquet(tmp_path / "pairs.parquet")
+    shares = {}
+    for sampling in ("uniform", "proportional"):
+        build_batches(plan(alpha=1.0, batch_size=4, epochs=10, mono_language_sampling=sampling),
+                      tmp_path / "pairs.parquet", tmp_path / sampling)
+        frame = shards(tmp_path / sampling)
+        shares[sampling] = (frame.groupby("batch_id").query_lang.first() == "zh").mean()
+    assert abs(shares["uniform"] - 1 / 3) < 0.03
+    assert abs(shares["proportional"] - 1 / 9) < 0.03

@@ -29,18 +29,19 @@ def trained(pairs_path, tiny_model_dir, tmp_path_factory):
     return root, log
 
 
-def test_info_nce_masks_translations_of_the_positive():
+def test_info_nce_masks_translations_and_copies_of_the_positive():
     torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     c = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
     items = ["a", "b", "c"]
-    candidate_items = items + ["a", "c"]  # hard negatives: one from a's own item (a translation), one from c
-    loss = training.info_nce(q, c, items, candidate_items, temperature=0.1)
+    texts = ["pa", "pb", "pc", "pa-de", "pb"]
+    # hard negatives: a translation from a's own item, and a copy of b's positive from item x
+    mask = training.false_negatives(items, items + ["a", "x"], texts)
+    assert mask.nonzero().tolist() == [[0, 3], [1, 4]]
+    loss = training.info_nce(q, c, mask, temperature=0.1)
     logits = (q @ c.T / 0.1).numpy()
-    expected = []
-    for i, item in enumerate(items):
-        allowed = [j for j, other in enumerate(candidate_items) if other != item or j == i]
-        expected.append(-logits[i, i] + np.log(np.exp(logits[i, allowed]).sum()))
+    allowed = [[0, 1, 2, 4], [0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    expected = [-logits[i, i] + np.log(np.exp(logits[i, allowed[i]]).sum()) for i in range(3)]
     assert loss.item() == pytest.approx(np.mean(expected), rel=1e-5)
 
 

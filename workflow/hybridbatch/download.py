@@ -63,3 +63,62 @@ def verify_checksums(raw_dir: str | Path) -> dict[str, str]:
         if actual != digest:
             raise ChecksumError(f"{path}: sha256 mismatch, expected {digest}, got {actual}")
     return expected
+
+
+class DownloadError(OSError):
+    """A file could be neither copied from the mirror nor fetched."""
+
+
+def fetch_url(url: str, target: Path, timeout: float = 60.0) -> None:
+    """Fetch `url` into `target` through `target.part`, resuming a partial download."""
+    import urllib.error
+    import urllib.request
+
+    part = target.with_name(f".{target.name}.part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        mode = "ab" if have and response.status == 206 else "wb"
+        with open(part, mode) as handle:
+            while chunk := response.read(1 << 20):
+                handle.write(chunk)
+    os.replace(part, target)
+
+
+def fetch_files(files: dict[str, str], url: str, mirror: str | None, out_dir: str | Path, mirror_key: str) -> Path:
+    """Place each file of `files` (name -> sha256) in `out_dir`, from `mirror` when it holds
+    the file, else from `url` + name; check every hash and write SHA256SUMS last.
+
+    A file whose hash is wrong is kept aside as `<name>.rejected` and the error names
+    the file, the expected and the actual hash."""
+    import shutil
+    import urllib.error
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, expected in sorted(files.items()):
+        target = out_dir / name
+        source = Path(mirror) / name if mirror else None
+        if source is not None and source.is_file():
+            tmp = target.with_name(f".{target.name}.part")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+            origin = str(source)
+        else:
+            origin = url.rstrip("/") + "/" + name
+            try:
+                fetch_url(origin, target)
+            except (urllib.error.URLError, OSError) as error:
+                where = f"the mirror {mirror} has no {name} and " if mirror else "no mirror is set and "
+                raise DownloadError(
+                    f"{target}: {where}{origin} could not be fetched ({error}); "
+                    f"set {mirror_key} to a directory holding {sorted(files)}"
+                ) from error
+        actual = sha256_file(target)
+        if actual != expected:
+            rejected = target.with_name(f"{target.name}.rejected")
+            os.replace(target, rejected)
+            raise ChecksumError(f"{origin}: sha256 mismatch, expected {expected}, got {actual} (kept as {rejected})")
+    sums = "".join(f"{files[name]}  {name}\n" for name in sorted(files))
+    atomic_write_bytes(out_dir / CHECKSUM_FILE, sums.encode())
+    return out_dir

@@ -14,59 +14,69 @@ from . import schema
 TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
-def lexical_hard_negatives(passages: pd.DataFrame, seed: int) -> pd.Series:
-    """For each passage, the pid of the passage of another item in the same language
-    sharing the most word tokens (ties broken at random from `seed`)."""
+def lexical_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, seed: int) -> pd.Series:
+    """For each passage, the pid of the passage in the same language sharing the most
+    word tokens with it, among passages relevant to none of its items and with other
+    text (ties broken at random from `seed`). `relevant_items` maps pid -> item ids."""
     rng = np.random.default_rng(seed)
     negatives = pd.Series(index=passages.pid.values, dtype=object)
     for _, group in passages.groupby("lang", sort=True):
-        if group.item_id.nunique() < 2:
-            continue
-        vocab: dict[str, int] = {}
-        rows, cols = [], []
-        for row, text in enumerate(group.text):
-            for token in set(TOKEN.findall(text.lower())):
-                rows.append(row)
-                cols.append(vocab.setdefault(token, len(vocab)))
-        bag = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(group), len(vocab)))
+        bag = _incidence([set(TOKEN.findall(text.lower())) for text in group.text])
         overlap = (bag @ bag.T).toarray() + rng.random((len(group), len(group))) * 0.5
-        items = group.item_id.to_numpy()
-        overlap[items[:, None] == items[None, :]] = -np.inf
-        negatives[group.pid.values] = group.pid.to_numpy()[overlap.argmax(axis=1)]
+        items = _incidence([set(ids) if isinstance(ids, list) else set() for ids in relevant_items.reindex(group.pid)])
+        texts = group.text.to_numpy()
+        overlap[((items @ items.T).toarray() > 0) | (texts[:, None] == texts[None, :])] = -np.inf
+        best = overlap.argmax(axis=1)
+        found = np.isfinite(overlap[np.arange(len(group)), best])
+        negatives[group.pid.values[found]] = group.pid.to_numpy()[best[found]]
     return negatives
 
 
+def _incidence(sets: list[set[str]]) -> sparse.csr_matrix:
+    """Row i has a 1 in the column of each element of sets[i]."""
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for row, elements in enumerate(sets):
+        for element in elements:
+            rows.append(row)
+            cols.append(vocab.setdefault(element, len(vocab)))
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sets), max(1, len(vocab))))
+
+
 def build_pairs(params: dict, corpus_dir: str | Path, out_path: str | Path) -> pd.DataFrame:
-    """One pair per item and (query language, passage language) of `params['languages']`."""
+    """One pair per query and relevant passage (qrels) with both in `params['languages']`."""
     corpus_dir = Path(corpus_dir)
     languages = params["languages"]
     queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     passages = schema.read_parquet(corpus_dir / "passages.parquet", schema.PASSAGES)
+    qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     for frame, name in ((queries, "queries"), (passages, "passages")):
         missing = sorted(set(languages) - set(frame.lang))
         if missing:
             raise schema.SchemaError(f"{corpus_dir / name}.parquet: no rows in trainset languages {missing}")
     queries = queries[queries.lang.isin(languages)]
     passages = passages[passages.lang.isin(languages)].reset_index(drop=True)
+    links = qrels[qrels.relevance > 0].merge(queries, on="qid").merge(passages, on="pid", suffixes=("_q", "_p"))
     if params["hard_negatives"]:
-        negative_pid = lexical_hard_negatives(passages, params["seed"])
+        relevant_items = links.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
+        negative_pid = lexical_hard_negatives(passages, relevant_items, params["seed"])
         by_pid = passages.set_index("pid")
-        passages["negative"] = by_pid.text.reindex(negative_pid.reindex(passages.pid).values).values
-        passages["negative_item_id"] = by_pid.item_id.reindex(negative_pid.reindex(passages.pid).values).values
+        chosen = negative_pid.reindex(links.pid).values
+        links["negative"] = by_pid.text.reindex(chosen).values
+        links["negative_item_id"] = by_pid.item_id.reindex(chosen).values
     else:
-        passages["negative"] = None
-        passages["negative_item_id"] = None
-    pairs = queries.merge(passages, on="item_id", suffixes=("_q", "_p"))
+        links["negative"] = None
+        links["negative_item_id"] = None
     pairs = pd.DataFrame(
         {
-            "pair_id": pairs.item_id + ":" + pairs.lang_q + ">" + pairs.lang_p,
-            "item_id": pairs.item_id,
-            "query_lang": pairs.lang_q,
-            "passage_lang": pairs.lang_p,
-            "query": pairs.text_q,
-            "positive": pairs.text_p,
-            "negative": pairs.negative,
-            "negative_item_id": pairs.negative_item_id,
+            "pair_id": links.qid + ">" + links.pid,
+            "item_id": links.item_id_q,
+            "query_lang": links.lang_q,
+            "passage_lang": links.lang_p,
+            "query": links.text_q,
+            "positive": links.text_p,
+            "negative": links.negative,
+            "negative_item_id": links.negative_item_id,
         }
     ).sort_values("pair_id", ignore_index=True)
     schema.require_nonempty(pairs, corpus_dir, f"training pairs in languages {languages}")

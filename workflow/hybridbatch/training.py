@@ -15,21 +15,32 @@ from .batching import iter_batches
 from .encoders import Encoder
 
 
+def false_negatives(query_items: list[str], candidate_items: list[str], candidate_texts: list[str]) -> torch.Tensor:
+    """mask[i, j]: candidate j is not query i's positive (candidate i) but is of query
+    i's item (a translation of its positive) or has the positive's very text."""
+    n = len(query_items)
+    mask = torch.tensor(
+        [
+            [item == own or text == candidate_texts[i] for item, text in zip(candidate_items, candidate_texts)]
+            for i, own in enumerate(query_items)
+        ]
+    )
+    mask[torch.arange(n), torch.arange(n)] = False
+    return mask
+
+
 def info_nce(
     queries: torch.Tensor,
     candidates: torch.Tensor,
-    query_items: list[str],
-    candidate_items: list[str],
+    false_negative_mask: torch.Tensor,
     temperature: float,
     symmetric: bool = False,
 ) -> torch.Tensor:
     """Query i's positive is candidate i; every other candidate is a negative, except
-    candidates of query i's own item (translations of its positive), which are masked."""
+    those masked as false negatives."""
     n = queries.shape[0]
     scores = queries @ candidates.T / temperature
-    same_item = torch.tensor([[c == q for c in candidate_items] for q in query_items], device=scores.device)
-    same_item[torch.arange(n), torch.arange(n)] = False
-    scores = scores.masked_fill(same_item, float("-inf"))
+    scores = scores.masked_fill(false_negative_mask.to(scores.device), float("-inf"))
     labels = torch.arange(n, device=scores.device)
     loss = torch.nn.functional.cross_entropy(scores, labels)
     if symmetric:
@@ -63,8 +74,7 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
         loss = info_nce(
             encoder.embed(rows["query"], "query"),
             encoder.embed(candidates, "passage"),
-            rows["item_id"],
-            candidate_items,
+            false_negatives(rows["item_id"], candidate_items, candidates),
             config["temperature"],
             config["symmetric"],
         )

@@ -57,7 +57,7 @@ def all_summaries():
 
 def trainset_corpus(wildcards):
     corpus = config["trainsets"][wildcards.trainset]["corpus"]
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
+    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages", "qrels"])
 
 
 def base_model_corpus(wildcards):

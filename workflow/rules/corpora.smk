@@ -4,7 +4,7 @@ rule download:
     input:
         package("corpora"),
     params:
-        corpus=lambda w: as_json(config["corpora"][w.corpus]),
+        corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
     log:
         "results/logs/download/{corpus}.log",
     benchmark:

@@ -10,13 +10,13 @@ import pandas as pd
 
 from .. import schema
 from ..download import verify_checksums
-from . import cldr
+from . import cldr, lareqa
 
 SPLITS = ("train", "test")
 
 
 def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
-    """Assign each item to train or test (no item in both), reproducibly from `seed`."""
+    """Assign each item (or group of items) to train or test, reproducibly from `seed`."""
     items = sorted(set(item_ids))
     order = np.random.default_rng(seed).permutation(len(items))
     n_test = int(round(test_fraction * len(items)))
@@ -24,7 +24,7 @@ def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[st
     return {item: ("test" if item in test else "train") for item in items}
 
 
-def cldr_frames(raw_dir: Path, languages: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cldr_frames(raw_dir: Path, languages: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     path = raw_dir / "records.jsonl"
     queries, passages = [], []
     with open(path, encoding="utf-8") as handle:
@@ -40,10 +40,13 @@ def cldr_frames(raw_dir: Path, languages: list[str]) -> tuple[pd.DataFrame, pd.D
                 item = record["item_id"]
                 queries.append((f"q:{lang}:{item}", lang, item, cldr.query_text(names)))
                 passages.append((f"p:{lang}:{item}", lang, item, cldr.passage_text(names)))
-    return (
-        pd.DataFrame(queries, columns=schema.QUERIES.names),
-        pd.DataFrame(passages, columns=schema.PASSAGES.names),
-    )
+    queries = pd.DataFrame(queries, columns=schema.QUERIES.names)
+    passages = pd.DataFrame(passages, columns=schema.PASSAGES.names)
+    same_lang = queries.merge(passages, on=["item_id", "lang"])
+    identical = same_lang.text_x == same_lang.text_y
+    if identical.any():
+        raise schema.SchemaError(f"{path}: query equals its passage for {same_lang.qid[identical].tolist()[:5]}")
+    return queries.assign(group=queries.item_id), passages.assign(group=passages.item_id), parallel_qrels(queries, passages)
 
 
 def parallel_qrels(queries: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
@@ -52,24 +55,34 @@ def parallel_qrels(queries: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFram
     return qrels.assign(relevance=1).sort_values(["qid", "pid"], ignore_index=True)
 
 
-def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
-    """Build the canonical Parquet files of one corpus under out_dir/<split>/."""
+def load_source(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """queries and passages with a `group` column (the unit of the train/test split), and qrels."""
+    if params["source"] == "cldr":
+        return cldr_frames(raw_dir, params["languages"])
+    if params["source"] == "lareqa":
+        queries, passages, qrels = lareqa.load(raw_dir, params["languages"])
+        article = passages.item_id.str.split("-").str[0].astype(int)
+        return queries.rename(columns={"article": "group"}), passages.assign(group=article), qrels
+    raise ValueError(f"corpora: unknown source {params['source']!r}")
+
+
+def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, int]]:
+    """Build the canonical Parquet files of one corpus under out_dir/<split>/.
+
+    Splits are by group (an item, or an article for LAReQA), so no group is in both.
+    A split may be empty (test_fraction 0 or 1); both splits empty is an error."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     verify_checksums(raw_dir)
-    if params["source"] != "cldr":
-        raise ValueError(f"corpora: unknown source {params['source']!r}")
-    queries, passages = cldr_frames(raw_dir, params["languages"])
-    identical = queries.text.values == passages.text.values
-    if identical.any():
-        raise schema.SchemaError(f"{raw_dir}: query equals its passage for {queries.qid[identical].tolist()[:5]}")
-    split_of = split_items(queries.item_id.tolist(), params["test_fraction"], params["split_seed"])
+    queries, passages, qrels = load_source(params, raw_dir)
+    schema.require_nonempty(queries, raw_dir, "queries")
+    split_of = split_items(queries.group.tolist() + passages.group.tolist(), params["test_fraction"], params["split_seed"])
     counts = {}
     for split in SPLITS:
-        q = queries[queries.item_id.map(split_of) == split].reset_index(drop=True)
-        p = passages[passages.item_id.map(split_of) == split].reset_index(drop=True)
-        schema.require_nonempty(q, out_dir / split, f"{split} items (test_fraction={params['test_fraction']})")
+        q = queries[queries.group.map(split_of) == split].reset_index(drop=True)
+        p = passages[passages.group.map(split_of) == split].reset_index(drop=True)
+        r = qrels[qrels.qid.isin(q.qid) & qrels.pid.isin(p.pid)].sort_values(["qid", "pid"], ignore_index=True)
         schema.write_parquet(q, out_dir / split / "queries.parquet", schema.QUERIES)
         schema.write_parquet(p, out_dir / split / "passages.parquet", schema.PASSAGES)
-        schema.write_parquet(parallel_qrels(q, p), out_dir / split / "qrels.parquet", schema.QRELS)
-        counts[split] = q.item_id.nunique()
+        schema.write_parquet(r, out_dir / split / "qrels.parquet", schema.QRELS)
+        counts[split] = {"queries": len(q), "passages": len(p), "qrels": len(r)}
     return counts
