@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:

@@ -1,6 +1,7 @@
 """The whole DAG on a tiny config in a temporary directory, then reruns after config edits."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def tiny_config() -> dict:
 
 def snakemake(workdir: Path, *args: str) -> str:
     result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args],
+        SNAKEMAKE + [*args, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
         capture_output=True,
         text=True,
     )
@@ -95,11 +96,20 @@ def test_tables_have_the_paper_shape(workdir):
     assert summary.value[bounded].between(0, 1).all() and (summary.value[~bounded] >= 0).all()
     table = pd.read_csv(workdir / "results/tables/map.csv", header=[0, 1], index_col=[0, 1])
     assert table.shape == (1 + len(STRATEGIES), 3)
-    assert table.index.get_level_values(1)[0] == "zero-shot"
-    assert (workdir / "results/tables/map.md").read_text().count("\n") == 2 + 1 + len(STRATEGIES)
+    assert table.index.get_level_values(1)[0] == "(a) zero-shot"
+    markdown_rows = [line for line in (workdir / "results/tables/map.md").read_text().splitlines() if line.startswith("|")]
+    assert len(markdown_rows) == 2 + 1 + len(STRATEGIES)
     bias = pd.read_csv(workdir / "results/tables/language_bias.csv", header=[0, 1], index_col=[0, 1])
     assert bias.shape == (1 + len(STRATEGIES), 1)
-    assert (workdir / "results/plots/map_by_setting.png").stat().st_size > 0
+    assert (workdir / "results/tables/map.tex").read_text().startswith("\\begin{tabular}")
+    per_language = pd.read_csv(workdir / "results/tables/per_language_cldr-locales.csv", header=[0, 1], index_col=0)
+    assert per_language.shape == (5 + 1, 4 * (1 + len(STRATEGIES)))  # languages + average; 4 columns a run
+    tests = pd.read_csv(workdir / "results/tables/significance.csv")
+    n_runs = 1 + len(STRATEGIES)
+    assert len(tests) == n_runs * (n_runs - 1) // 2 * 4  # pairs x (3 settings of mAP + bias)
+    assert tests.p_holm.between(0, 1).all() and (tests.p_holm >= tests.p_value).all()
+    for plot in ["map_by_setting", "alpha_cldr-locales", "heatmap_cldr-locales_tiny-bert_hybrid-s0"]:
+        assert (workdir / f"results/plots/{plot}.png").stat().st_size > 0
 
 
 def test_second_run_has_nothing_to_do(workdir):
@@ -111,6 +121,9 @@ def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir):
     config["evaluation"]["recall_at"] = [1, 5, 10, 50]
     write_config(workdir, config)
     assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
+    config["significance"]["permutations"] = 500
+    write_config(workdir, config)
+    assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
     snakemake(workdir)
     summary = pd.read_csv(workdir / "results/tables/summary.csv")
     assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
@@ -119,6 +132,7 @@ def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir):
 def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir):
     config = tiny_config()
     config["evaluation"]["recall_at"] = [1, 5, 10, 50]
+    config["significance"]["permutations"] = 500
     config["strategies"]["hybrid"]["alpha"] = 0.25
     write_config(workdir, config)
     assert planned_jobs(workdir) == {
@@ -136,6 +150,78 @@ def test_config_typo_names_the_key(workdir):
     )
     assert result.returncode != 0
     assert "learnin_rate" in result.stdout + result.stderr
+
+
+def hybridbatch(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    return subprocess.run([sys.executable, "-m", "hybridbatch", *args], capture_output=True, text=True, cwd=workdir, env=env)
+
+
+def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(workdir):
+    assert hybridbatch(workdir, "audit", "results").returncode == 0
+    shard = workdir / "results/batches/cldr-locales/hybrid/s0/shard-0000.parquet"
+    original = shard.read_bytes()
+    shard.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    try:
+        result = hybridbatch(workdir, "audit", "results")
+    finally:
+        shard.write_bytes(original)
+    assert result.returncode == 1
+    failing = set(re.findall(r"^FAIL (\S+)$", result.stdout, flags=re.M))
+    assert f"changed file results/batches/cldr-locales/hybrid/s0/shard-0000.parquet" in result.stdout
+    assert failing == {
+        "results/batches/cldr-locales/hybrid/s0",
+        "results/models/tiny-bert/cldr-locales.hybrid.s0",
+        "results/embeddings/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
+        "results/runs/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
+        "results/metrics/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
+        "results/tables",
+    }
+    assert "results/tables <- results/metrics/tiny-bert/cldr-locales.hybrid.s0/cldr-locales <- " in result.stdout
+
+
+def test_audit_reports_a_deleted_model_file_as_missing(workdir):
+    weights = workdir / "results/models/tiny-bert/cldr-locales.X-Y.s0/model.safetensors"
+    kept = weights.with_name("kept")
+    weights.rename(kept)
+    try:
+        result = hybridbatch(workdir, "audit", "results")
+    finally:
+        kept.rename(weights)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "missing file results/models/tiny-bert/cldr-locales.X-Y.s0/model.safetensors" in result.stdout
+
+
+def test_lineage_of_a_summary_row_reaches_the_batches_and_raw_data(workdir):
+    summary = pd.read_csv(workdir / "results/tables/summary.csv")
+    row = int(summary.index[(summary.strategy == "X-Y") & (summary.metric == "map")][0])
+    result = hybridbatch(workdir, "lineage", "results/tables/summary.csv", "--row", str(row))
+    assert result.returncode == 0, result.stderr
+    assert "results/metrics/tiny-bert/cldr-locales.X-Y.s0/cldr-locales [evaluate]" in result.stdout
+    assert "results/batches/cldr-locales/X-Y/s0 [batches]" in result.stdout
+    assert "results/corpora/cldr-locales/raw [download]" in result.stdout
+    assert "hybrid" not in result.stdout.split("\n", 1)[1]
+
+
+def test_runs_table_comes_from_the_manifests(workdir):
+    result = hybridbatch(workdir, "runs", "results", "--csv", "runs.csv")
+    assert result.returncode == 0, result.stderr
+    runs = pd.read_csv(workdir / "runs.csv")
+    assert sorted(runs.strategy) == sorted(STRATEGIES + ["zero-shot"])
+    assert {"alpha", "seed", "training.learning_rate", "multi map", "multi language_bias"} <= set(runs.columns)
+
+
+def test_data_and_batch_manifests_are_identical_across_fresh_runs(workdir, tmp_path):
+    write_config(tmp_path, tiny_config())
+    targets = [f"results/batches/cldr-locales/{s}/s0" for s in STRATEGIES]
+    snakemake(tmp_path, *targets)
+    from hybridbatch.manifest import manifest_hash
+
+    artifacts = ["results/corpora/cldr-locales/raw", "results/corpora/cldr-locales", "results/train/cldr-locales"] + targets
+    for artifact in artifacts:
+        first, second = (json.loads((root / artifact / "manifest.json").read_text()) for root in (workdir, tmp_path))
+        assert manifest_hash(first) == manifest_hash(second), artifact
+        assert first["files"] and first["code"]["sources_sha256"]
 
 
 def test_lint_is_clean():

@@ -1,6 +1,8 @@
-"""Command line: one sub-command per stage, `python -m hybridbatch <stage> --params JSON PATHS...`.
+"""Command line: one sub-command per stage, `python -m hybridbatch <stage> --params JSON PATHS...`,
+plus `audit`, `lineage` and `runs` over a results tree.
 
-The Snakemake rules call these; they are also the way to run one stage by hand.
+The Snakemake rules call the stages; they are also the way to run one stage by hand.
+After a stage succeeds, the manifest of its artifact is written (hybridbatch.manifest).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import logging
 import sys
 import time
 
-# stage name -> (module, function, names of its path arguments after params). Modules
-# are imported only for the stage that runs, so a pandas-only stage skips torch.
+OUTPUTS = ("out", "tables", "plots")
+# stage name -> (module, function, names of its path arguments after params; outputs are
+# those in OUTPUTS). Modules are imported only for the stage that runs.
 STAGES = {
     "download": ("corpora", "download", ["out"]),
     "prepare": ("corpora.prepare", "prepare", ["raw", "out"]),
@@ -23,39 +26,68 @@ STAGES = {
     "train": ("training", "train", ["base", "batches", "out"]),
     "embed": ("indexing", "embed_and_index", ["model", "corpus", "out"]),
     "search": ("evaluation", "search", ["embeddings", "corpus", "out"]),
-    "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out", "descriptor"]),
-    "tables": ("tables", "make_tables", ["summaries", "tables", "plots"]),
+    "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out"]),
+    "tables": ("tables", "make_tables", ["metrics", "tables", "plots"]),
 }
 
 
-def stage_function(name: str):
-    module, function, _ = STAGES[name]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
+    """Run one stage and write its artifact's manifest."""
+    from .manifest import write_manifest
+
+    module, function, names = STAGES[stage]
+    started = time.perf_counter()
+    result = getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, *(paths[n] for n in names))
+    flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
+    inputs = [p for name in names if name not in OUTPUTS for p in flat(paths[name])]
+    outputs = [p for name in names if name in OUTPUTS for p in flat(paths[name])]
+    write_manifest(stage, module, params, inputs, outputs, time.perf_counter() - started)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hybridbatch", description=__doc__)
-    commands = parser.add_subparsers(dest="stage", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
     for name, (_, _, paths) in STAGES.items():
         command = commands.add_parser(name)
-        if name != "tables":
-            command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
+        command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
-            kind = {"descriptor": {"type": json.loads}, "summaries": {"nargs": "+"}}.get(path, {})
-            command.add_argument(f"--{path}", required=True, **kind)
+            command.add_argument(f"--{path}", required=True, nargs="+" if path == "metrics" else None)
+    command = commands.add_parser("audit", help="re-hash every artifact against its manifest")
+    command.add_argument("results", nargs="?", default="results")
+    command = commands.add_parser("lineage", help="the chain of artifacts behind a table")
+    command.add_argument("table")
+    command.add_argument("--row", type=int, default=None, help="0-based data row of a summary-style CSV")
+    command = commands.add_parser("runs", help="every evaluated run with its params and headline metrics")
+    command.add_argument("results", nargs="?", default="results")
+    command.add_argument("--csv", default=None, help="also write the table here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    started = time.perf_counter()
+
+    if args.command in ("audit", "lineage", "runs"):
+        from . import audit
+
+        if args.command == "audit":
+            return audit.audit(args.results)
+        if args.command == "lineage":
+            print("\n".join(audit.lineage(args.table, args.row)))
+            return 0
+        table = audit.runs_table(args.results)
+        print(table.to_string(index=False))
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+        return 0
+
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    paths = [getattr(args, path) for path in STAGES[args.stage][2]]
-    function = stage_function(args.stage)
-    result = function(*paths) if args.stage == "tables" else function(json.loads(args.params), *paths)
-    logging.info("%s: %s", args.stage, result if isinstance(result, dict) else type(result).__name__)
-    logging.info("%s done in %.1f s", args.stage, time.perf_counter() - started)
+    started = time.perf_counter()
+    paths = {name: getattr(args, name) for name in STAGES[args.command][2]}
+    result = run_stage(args.command, json.loads(args.params), paths)
+    logging.info("%s: %s", args.command, result if isinstance(result, dict) else type(result).__name__)
+    logging.info("%s done in %.1f s", args.command, time.perf_counter() - started)
     return 0
 
 

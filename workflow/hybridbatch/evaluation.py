@@ -107,11 +107,10 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     return counts
 
 
-def evaluate(
-    params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path, descriptor: dict
-) -> pd.DataFrame:
+def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
     """Per-query metrics (per_query.parquet), per-language aggregates (by_language.parquet)
-    and macro-averaged rows of the summary contract (summary.csv)."""
+    and macro-averaged rows of the summary contract (summary.csv). `params['descriptor']`
+    names the run: corpus, model, strategy, alpha, seed."""
     run_dir, corpus_dir, out_dir = Path(run_dir), Path(corpus_dir), Path(out_dir)
     queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
@@ -140,7 +139,7 @@ def evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     schema.write_table(pa.Table.from_pandas(per_query_frame, preserve_index=False), out_dir / "per_query.parquet")
     schema.write_table(pa.Table.from_pandas(by_language_frame, preserve_index=False), out_dir / "by_language.parquet")
-    summary = summary_rows(by_language_frame, names, descriptor)
+    summary = summary_rows(by_language_frame, names, params["descriptor"])
     summary.to_csv(out_dir / "summary.csv", index=False)
     return summary
 

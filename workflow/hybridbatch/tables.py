@@ -1,81 +1,266 @@
-"""Tables stage: the summary contract, the paper-style table, the bias table and a plot."""
+"""Tables stage: the summary contract, the paper's tables with significance markers,
+per-language tables, confidence intervals and plots, from the evaluated runs."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .evaluation import SETTINGS, SUMMARY_COLUMNS
+from .significance import bootstrap_interval, holm, randomization_test
 
 ZERO_SHOT = "zero-shot"
+RUN_KEYS = ["corpus", "model", "strategy", "alpha", "seed"]
+# (metric, settings, whether larger is better, digits)
+HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
 
 
-def read_summaries(paths: list[str | Path]) -> pd.DataFrame:
-    frames = []
-    for path in paths:
-        frame = pd.read_csv(path, dtype={"seed": "Int64"})
-        if list(frame.columns) != SUMMARY_COLUMNS:
-            raise ValueError(f"{path}: columns {list(frame.columns)}, expected {SUMMARY_COLUMNS}")
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+class Run:
+    """One evaluated model state on one corpus: its descriptor and per-query metrics."""
+
+    def __init__(self, metrics_dir: str | Path):
+        metrics_dir = Path(metrics_dir)
+        self.summary = pd.read_csv(metrics_dir / "summary.csv", dtype={"seed": "Int64"})
+        if list(self.summary.columns) != SUMMARY_COLUMNS:
+            raise ValueError(f"{metrics_dir / 'summary.csv'}: columns {list(self.summary.columns)}, expected {SUMMARY_COLUMNS}")
+        self.key = tuple(self.summary.iloc[0][RUN_KEYS])
+        self.per_query = pd.read_parquet(metrics_dir / "per_query.parquet")
+        self.by_language = pd.read_parquet(metrics_dir / "by_language.parquet")
+
+    @property
+    def label(self) -> str:
+        corpus, model, strategy, alpha, seed = self.key
+        return strategy if strategy == ZERO_SHOT else f"{strategy} (alpha={alpha:g})"
+
+    def values(self, setting: str, column: str) -> pd.DataFrame:
+        rows = self.per_query[self.per_query.setting == setting]
+        block = rows.query_lang if setting != "cross" else rows.query_lang + ">" + rows.candidate_lang
+        return pd.DataFrame({"qid": rows.qid, "candidate_lang": rows.candidate_lang, "block": block, "value": rows[column]})
 
 
-def _row_label(frame: pd.DataFrame) -> pd.Series:
-    return frame.strategy.where(frame.strategy == ZERO_SHOT, frame.strategy + " (alpha=" + frame.alpha.map("{:g}".format) + ")")
+def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
+    """Every pair of strategies of the same corpus, model and seed (the zero-shot model
+    joins every seed), per headline metric and setting, Holm-corrected over all."""
+    rows = []
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        corpus, model, strategy, _, seed = run.key
+        seeds = {r.key[4] for r in runs if r.key[:2] == (corpus, model) and r.key[2] != ZERO_SHOT} if strategy == ZERO_SHOT else {seed}
+        for s in seeds:
+            groups.setdefault((corpus, model, s), []).append(run)
+    for (corpus, model, seed), members in sorted(groups.items(), key=str):
+        for a, b in combinations(members, 2):
+            for metric, (column, settings, _, _) in HEADLINES.items():
+                for setting in settings:
+                    paired = a.values(setting, column).merge(b.values(setting, column), on=["qid", "candidate_lang", "block"])
+                    differences = (paired.value_x - paired.value_y).to_numpy()
+                    blocks = paired.block.to_numpy()
+                    value_a = paired.groupby("block").value_x.mean().mean()
+                    value_b = paired.groupby("block").value_y.mean().mean()
+                    low, high = bootstrap_interval(differences, blocks, params["bootstrap_samples"], params["seed"])
+                    p = randomization_test(differences, blocks, params["permutations"], params["seed"])
+                    rows.append((corpus, model, seed, setting, metric, a.label, b.label, value_a, value_b,
+                                 value_a - value_b, low, high, len(paired), p))
+    columns = ["corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b",
+               "difference", "ci_low", "ci_high", "queries", "p_value"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
+    frame["significant"] = frame.p_holm < params["alpha"]
+    return frame
 
 
-def pivot(summary: pd.DataFrame, metric: str, settings: tuple[str, ...]) -> pd.DataFrame:
-    """Rows model x strategy (mean over seeds), columns corpus x setting."""
-    chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)].copy()
-    chosen["strategy"] = _row_label(chosen)
-    table = chosen.pivot_table(index=["model", "strategy"], columns=["corpus", "setting"], values="value", aggfunc="mean")
-    order = [(corpus, s) for corpus in table.columns.get_level_values(0).unique() for s in settings if (corpus, s) in table.columns]
-    zero_first = sorted(table.index, key=lambda key: (key[0], key[1] != ZERO_SHOT, key[1]))
-    return table.loc[zero_first, order]
+def confidence(runs: list[Run], params: dict) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for metric, (column, settings, _, _) in HEADLINES.items():
+            for setting in settings:
+                values = run.values(setting, column)
+                value = values.groupby("block").value.mean().mean()
+                low, high = bootstrap_interval(values.value.to_numpy(), values.block.to_numpy(), params["bootstrap_samples"], params["seed"])
+                rows.append(run.key + (setting, metric, value, low, high))
+    return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high"])
 
 
-def to_markdown(table: pd.DataFrame, digits: int) -> str:
+def headline_table(runs: list[Run], tests: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Values (rows model x strategy, mean over seeds; columns corpus x setting) and, per
+    cell, the letters of the rows it beats significantly in every seed."""
+    _, settings, larger_is_better, _ = HEADLINES[metric]
+    summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
+    chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)]
+    table = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="mean")
+    rows = sorted(table.index, key=lambda key: (key[0], key[1] != ZERO_SHOT, key[1]))
+    columns = [(c, s) for c in table.columns.get_level_values(0).unique() for s in settings if (c, s) in table.columns]
+    table = table.loc[rows, columns]
+    table.index.names = ["model", "strategy"]
+    letters = {key: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, key in enumerate(rows)}
+    markers = pd.DataFrame("", index=table.index, columns=table.columns)
+    mine = tests[tests.metric == metric]
+    for (model, label), (corpus, setting) in ((r, c) for r in rows for c in columns):
+        beaten = []
+        for other in (key for key in rows if key[0] == model and key != (model, label)):
+            wins = []
+            for _, test in mine[(mine.corpus == corpus) & (mine.setting == setting) & (mine.model == model)].iterrows():
+                if {test.run_a, test.run_b} == {label, other[1]}:
+                    better = (test.difference > 0) == larger_is_better
+                    wins.append(test.significant and (better if test.run_a == label else not better))
+            if wins and all(wins):
+                beaten.append(letters[other])
+        markers.loc[(model, label), (corpus, setting)] = ",".join(beaten)
+    table.index = pd.MultiIndex.from_tuples([(m, f"({letters[(m, s)]}) {s}") for m, s in rows], names=table.index.names)
+    markers.index = table.index
+    return table, markers
+
+
+def render(table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, latex: bool) -> str:
+    """Markdown or LaTeX (booktabs) text of `table`; markers become superscripts."""
     headers = list(table.index.names) + [" ".join(map(str, column)) for column in table.columns]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for key, values in table.iterrows():
-        cells = list(key) + [f"{v:.{digits}f}" for v in values]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines = []
+    for position, (key, values) in enumerate(table.iterrows()):
+        cells = []
+        for column, value in zip(table.columns, values):
+            mark = markers.iloc[position][column] if markers is not None else ""
+            text = "–" if pd.isna(value) else f"{value:.{digits}f}"
+            cells.append(text + ((f"$^{{{mark}}}$" if latex else f" ^{mark}") if mark else ""))
+        lines.append(list(key if isinstance(key, tuple) else (key,)) + cells)
+    if latex:
+        escape = lambda text: str(text).replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+        body = [" & ".join(escape(c) if "$" not in str(c) else str(c) for c in line) + r" \\" for line in lines]
+        spec = "l" * len(table.index.names) + "r" * len(table.columns)
+        return "\n".join([rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(map(escape, headers)) + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    rows = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rows += ["| " + " | ".join(map(str, line)) + " |" for line in lines]
+    return "\n".join(rows) + "\n"
 
 
-def plot_settings(summary: pd.DataFrame, path: Path) -> None:
+def write_table(table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, stem: Path, note: str = "") -> None:
+    table.to_csv(stem.with_suffix(".csv"))
+    (stem.with_suffix(".md")).write_text(render(table, markers, digits, latex=False) + (f"\n{note}\n" if note else ""))
+    (stem.with_suffix(".tex")).write_text(render(table, markers, digits, latex=True))
+
+
+def per_language_table(runs: list[Run], corpus: str) -> pd.DataFrame:
+    """Rows: query language. Columns: run x (mono, cross, multi mAP, language bias);
+    cross is the mean over candidate languages of a query language."""
+    columns = {}
+    for run in (r for r in runs if r.key[0] == corpus):
+        frame = run.by_language
+        name = f"{run.key[1]} {run.label}"
+        for setting in SETTINGS:
+            columns[(name, f"{setting} mAP")] = frame[frame.setting == setting].groupby("query_lang")["map"].mean()
+        columns[(name, "bias")] = frame[frame.setting == "multi"].groupby("query_lang")["rank_distance"].mean()
+    table = pd.DataFrame(columns)
+    table.index.name = "language"
+    table.loc["average"] = table.mean()
+    return table
+
+
+def skipped_notes(runs: list[Run]) -> list[str]:
+    """One sentence per corpus whose queries lack a relevant candidate in some language."""
+    notes = []
+    for corpus in dict.fromkeys(run.key[0] for run in runs):
+        frame = next(run for run in runs if run.key[0] == corpus).by_language
+        skipped = frame.groupby("setting").skipped.sum()
+        if skipped.any():
+            counts = ", ".join(f"{setting} {int(n)}" for setting, n in skipped.items() if n)
+            notes.append(f"{corpus}: queries skipped for a language pair with no relevant candidate: {counts}.")
+    return notes
+
+
+def plot_heatmap(run: Run, path: Path) -> None:
+    plt = _pyplot()
+    frame = run.by_language[run.by_language.setting.isin(["mono", "cross"])]
+    matrix = frame.pivot_table(index="query_lang", columns="candidate_lang", values="map")
+    figure, axis = plt.subplots(figsize=(1.5 + 0.55 * len(matrix.columns), 1 + 0.5 * len(matrix)))
+    image = axis.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
+    axis.set(xticks=range(len(matrix.columns)), xticklabels=matrix.columns, yticks=range(len(matrix)), yticklabels=matrix.index)
+    axis.set(xlabel="candidate language", ylabel="query language")
+    for (i, j), value in np.ndenumerate(matrix.to_numpy()):
+        label = f"{value:.2f}".removeprefix("0")
+        axis.text(j, i, label, ha="center", va="center", fontsize=6, color="w" if value < 0.6 else "k")
+    corpus, model = run.key[:2]
+    axis.set_title(f"{corpus}, {model}, {run.label}: mAP (diagonal: mono)", fontsize=8)
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
+    """mAP per setting and language bias against alpha (X-Y is alpha=0, X-X-mono alpha=1)."""
+    plt = _pyplot()
+    trained = summary[(summary.corpus == corpus) & (summary.strategy != ZERO_SHOT)]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for model, rows in trained.groupby("model"):
+        for setting in SETTINGS:
+            points = rows[(rows.metric == "map") & (rows.setting == setting)].groupby("alpha").value.agg(["mean", "std"])
+            left.errorbar(points.index, points["mean"], yerr=points["std"].fillna(0), marker="o", capsize=3, label=f"{model} {setting}")
+        bias = rows[rows.metric == "language_bias"].groupby("alpha").value.agg(["mean", "std"])
+        right.errorbar(bias.index, bias["mean"], yerr=bias["std"].fillna(0), marker="o", capsize=3, label=model)
+    left.set(xlabel="alpha (share of X-X-mono batches)", ylabel="mAP", title=f"{corpus}: mAP vs alpha")
+    right.set(xlabel="alpha (share of X-X-mono batches)", ylabel="mean rank distance", title="language bias (lower is better)")
+    for axis in (left, right):
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = pivot(summary, "map", SETTINGS)
-    corpora = table.columns.get_level_values(0).unique()
+    return plt
+
+
+def heatmap_name(run_key: tuple) -> str:
+    corpus, model, strategy, _, seed = run_key
+    suffix = "" if strategy == ZERO_SHOT else f"-s{seed}"
+    return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
+
+
+def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | Path, plots_dir: str | Path) -> pd.DataFrame:
+    """Write every table under `tables_dir` and every plot under `plots_dir`."""
+    tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    runs = [Run(path) for path in metrics_dirs]
+    summary = pd.concat([run.summary for run in runs], ignore_index=True).sort_values(SUMMARY_COLUMNS[:7], ignore_index=True)
+    summary.to_csv(tables_dir / "summary.csv", index=False)
+    tests = comparisons(runs, params)
+    tests.to_csv(tables_dir / "significance.csv", index=False)
+    confidence(runs, params).to_csv(tables_dir / "confidence.csv", index=False)
+    note = (f"Superscripts: the rows (letters) a cell is better than, paired randomization test over queries "
+            f"({params['permutations']} sign flips), Holm-corrected, p < {params['alpha']}. Means over seeds.")
+    note += "".join(f" {line}" for line in skipped_notes(runs))
+    for metric, (_, _, _, digits) in HEADLINES.items():
+        table, markers = headline_table(runs, tests, metric)
+        write_table(table, markers, digits, tables_dir / metric, note)
+    for corpus in summary.corpus.unique():
+        write_table(per_language_table(runs, corpus), None, 3, tables_dir / f"per_language_{corpus}")
+        plot_alpha(summary, corpus, plots_dir / f"alpha_{corpus}.png")
+    for run in runs:
+        plot_heatmap(run, plots_dir / heatmap_name(run.key))
+    plot_settings(summary, plots_dir / "map_by_setting.png")
+    return summary
+
+
+def plot_settings(summary: pd.DataFrame, path: Path) -> None:
+    plt = _pyplot()
+    chosen = summary[summary.metric == "map"].copy()
+    chosen["run"] = chosen.model + "\n" + chosen.strategy
+    corpora = chosen.corpus.unique()
     figure, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4), squeeze=False)
     for axis, corpus in zip(axes[0], corpora):
-        block = table[corpus]
-        block.index = [f"{model}\n{strategy}" for model, strategy in block.index]
-        block.T.plot.bar(ax=axis, rot=0)
+        block = chosen[chosen.corpus == corpus].pivot_table(index="setting", columns="run", values="value", aggfunc="mean")
+        block.loc[list(SETTINGS)].plot.bar(ax=axis, rot=0)
         axis.set(title=f"{corpus}: mAP by setting", ylabel="mAP", ylim=(0, 1))
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def make_tables(summary_paths: list[str | Path], tables_dir: str | Path, plots_dir: str | Path) -> pd.DataFrame:
-    tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    summary = read_summaries(summary_paths).sort_values(SUMMARY_COLUMNS[:7], ignore_index=True)
-    summary.to_csv(tables_dir / "summary.csv", index=False)
-    for name, metric, settings, digits in (
-        ("map", "map", SETTINGS, 3),
-        ("language_bias", "language_bias", ("multi",), 1),
-    ):
-        table = pivot(summary, metric, settings)
-        table.to_csv(tables_dir / f"{name}.csv")
-        (tables_dir / f"{name}.md").write_text(to_markdown(table, digits))
-    plot_settings(summary, plots_dir / "map_by_setting.png")
-    return summary

@@ -1,6 +1,13 @@
 rule batches:
     output:
-        directory("results/batches/{trainset}/{strategy}/s{seed}"),
+        report(
+            directory("results/batches/{trainset}/{strategy}/s{seed}"),
+            patterns=["language_pairs.png"],
+            caption="../report/batches.rst",
+            category="Batch statistics",
+            subcategory="{trainset}",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
     input:
         package("batching"),
         pairs="results/train/{trainset}/pairs.parquet",

@@ -7,6 +7,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from hybridbatch.config import Variant, descriptor, validate_config, variants
 from hybridbatch.sources import source_files
+from hybridbatch.tables import RUN_KEYS, heatmap_name
 
 validate_config(config)
 
@@ -46,12 +47,24 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
-def all_summaries():
+def evaluated_runs():
+    """(model, variant, corpus) of every evaluation in the grid."""
     return [
-        f"results/metrics/{model}/{variant.name}/{corpus}/summary.csv"
+        (model, variant, corpus)
         for model in config["experiment"]["models"]
         for variant in variants(config)
         for corpus in config["experiment"]["eval_corpora"]
+    ]
+
+
+def metrics_dirs():
+    return [f"results/metrics/{model}/{variant.name}/{corpus}" for model, variant, corpus in evaluated_runs()]
+
+
+def heatmaps():
+    return [
+        os.path.join("results", "plots", heatmap_name(tuple(descriptor(config, corpus, model, variant)[k] for k in RUN_KEYS)))
+        for model, variant, corpus in evaluated_runs()
     ]
 
 

@@ -31,8 +31,9 @@ rule evaluate:
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
         corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "qrels"]),
     params:
-        evaluation=as_json(config["evaluation"]),
-        descriptor=lambda w: as_json(descriptor(config, w.corpus, w.model, Variant.parse(w.variant))),
+        evaluation=lambda w: as_json(
+            {**config["evaluation"], "descriptor": descriptor(config, w.corpus, w.model, Variant.parse(w.variant))}
+        ),
         run=lambda w, input: parent_dir(input.runs[0]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
@@ -43,5 +44,5 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m hybridbatch evaluate --params {params.evaluation:q} --descriptor {params.descriptor:q}"
+        "python -m hybridbatch evaluate --params {params.evaluation:q}"
         " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

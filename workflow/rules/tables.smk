@@ -1,11 +1,39 @@
 rule tables:
     output:
-        summary="results/tables/summary.csv",
-        tables=expand("results/tables/{name}.{ext}", name=["map", "language_bias"], ext=["md", "csv"]),
-        plot="results/plots/map_by_setting.png",
+        summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        headline=report(
+            expand("results/tables/{name}.csv", name=["map", "language_bias"]),
+            caption="../report/headline.rst",
+            category="Tables",
+        ),
+        tables=expand("results/tables/{name}.{ext}", name=["map", "language_bias"], ext=["md", "tex"]),
+        per_language=expand(
+            "results/tables/per_language_{corpus}.{ext}",
+            corpus=config["experiment"]["eval_corpora"],
+            ext=["md", "csv", "tex"],
+        ),
+        tests=report(
+            expand("results/tables/{name}.csv", name=["significance", "confidence"]),
+            caption="../report/significance.rst",
+            category="Tables",
+        ),
+        plots=report(
+            expand(
+                "results/plots/{name}.png",
+                name=["map_by_setting"] + [f"alpha_{c}" for c in config["experiment"]["eval_corpora"]],
+            ),
+            caption="../report/plots.rst",
+            category="Plots",
+        ),
+        heatmaps=report(heatmaps(), caption="../report/heatmap.rst", category="Cross-lingual heatmaps"),
     input:
         package("tables"),
-        summaries=all_summaries(),
+        metrics=[f"{d}/{name}" for d in metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")],
+    params:
+        significance=as_json(config["significance"]),
+        metrics=metrics_dirs(),
+        tables=lambda w, output: parent_dir(output.summary),
+        plots=lambda w, output: parent_dir(output.plots[0]),
     log:
         "results/logs/tables/tables.log",
     benchmark:
@@ -13,5 +41,5 @@ rule tables:
     conda:
         ENV
     shell:
-        "python -m hybridbatch tables --summaries {input.summaries} --tables results/tables"
-        " --plots results/plots > {log} 2>&1"
+        "python -m hybridbatch tables --params {params.significance:q} --metrics {params.metrics}"
+        " --tables {params.tables} --plots {params.plots} > {log} 2>&1"
