@@ -208,7 +208,9 @@ def test_runs_table_comes_from_the_manifests(workdir):
     assert result.returncode == 0, result.stderr
     runs = pd.read_csv(workdir / "runs.csv")
     assert sorted(runs.strategy) == sorted(STRATEGIES + ["zero-shot"])
-    assert {"alpha", "seed", "training.learning_rate", "multi map", "multi language_bias"} <= set(runs.columns)
+    assert {"alpha", "seed", "training.learning_rate", "realised_alpha", "multi map", "multi language_bias"} <= set(runs.columns)
+    trained = runs.set_index("strategy").drop("zero-shot")
+    assert trained.loc["X-X-mono", "realised_alpha"] == 1.0 and trained.loc["X-Y", "realised_alpha"] == 0.0
 
 
 def test_data_and_batch_manifests_are_identical_across_fresh_runs(workdir, tmp_path):

@@ -39,7 +39,7 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     started = time.perf_counter()
     result = getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, *(paths[n] for n in names))
     flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
-    inputs = [p for name in names if name not in OUTPUTS for p in flat(paths[name])]
+    inputs = [p for name in names if name not in OUTPUTS and paths[name] for p in flat(paths[name])]
     outputs = [p for name in names if name in OUTPUTS for p in flat(paths[name])]
     write_manifest(stage, module, params, inputs, outputs, time.perf_counter() - started)
     return result
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
-            command.add_argument(f"--{path}", required=True, nargs="+" if path == "metrics" else None)
+            optional = name == "base-model" and path == "corpus"
+            command.add_argument(f"--{path}", required=not optional, nargs="+" if path == "metrics" else None)
     command = commands.add_parser("audit", help="re-hash every artifact against its manifest")
     command.add_argument("results", nargs="?", default="results")
     command = commands.add_parser("lineage", help="the chain of artifacts behind a table")

@@ -146,7 +146,9 @@ def runs_table(results: str | Path = "results") -> pd.DataFrame:
         if training:
             extra.update({f"training.{k}": v for k, v in training.manifest["params"]["training"].items() if k != "seed"})
         if batches:
-            extra.update({"batches": batches.manifest["params"]["batch_size"], "epochs": batches.manifest["params"]["epochs"]})
+            stats = json.loads((batches.path / "stats.json").read_text())
+            extra.update({"batch_size": stats["batch_size"], "epochs": stats["epochs"], "batches": stats["batches"],
+                          "realised_alpha": stats["realised_alpha"], "batch_set": str(batches.path)})
         rows.append({**descriptor, **extra, **headline, "artifact": str(path)})
     return pd.DataFrame(rows)
 

@@ -32,7 +32,9 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     ]
     references += [(f"trainsets.{name}.corpus", [t["corpus"]], "corpora") for name, t in config["trainsets"].items()]
     references += [
-        (f"models.{name}.source.corpus", [m["source"]["corpus"]], "corpora") for name, m in config["models"].items()
+        (f"models.{name}.source.corpus", [m["source"]["corpus"]], "corpora")
+        for name, m in config["models"].items()
+        if "corpus" in m["source"]
     ]
     for key, names, section in references:
         unknown = [name for name in names if name not in config[section]]

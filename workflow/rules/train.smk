@@ -6,7 +6,7 @@ rule base_model:
         corpus=base_model_corpus,
     params:
         model=lambda w: as_json(config["models"][w.model]),
-        corpus=lambda w, input: parent_dir(input.corpus[0]),
+        corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",
     log:
         "results/logs/base_model/{model}.log",
     benchmark:
@@ -14,7 +14,7 @@ rule base_model:
     conda:
         ENV
     shell:
-        "python -m hybridbatch base-model --params {params.model:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "python -m hybridbatch base-model --params {params.model:q} {params.corpus} --out {output} > {log} 2>&1"
 
 
 rule train:
