@@ -34,29 +34,45 @@ def setting_blocks(query_langs: list[str], candidate_langs: list[str]) -> dict[s
     }
 
 
+def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, columns) of each row's k best candidates, best first; ties by column."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    columns = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(scores, columns, axis=1), columns
+
+
 def search_block(
     index: faiss.Index,
     queries: np.ndarray,
     candidates: np.ndarray,
-    gold: list[np.ndarray],
+    gold: tuple[np.ndarray, np.ndarray],
     top_k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Top-k of every query plus every gold candidate beyond the top-k with its exact rank.
 
-    Returns (query row, candidate column, rank, score) arrays."""
+    `gold` is (query row, candidate column) of every relevant candidate, sorted by row.
+    An exact (flat) index is searched with the same matrix product that ranks the gold
+    candidates; an approximate one (HNSW, IVF, PQ) through FAISS. Returns (query row,
+    candidate column, rank, score) arrays."""
     k = min(top_k, index.ntotal)
+    exact_index = isinstance(index, faiss.IndexFlat)
     parts = []
     for start in range(0, len(queries), QUERY_CHUNK):
         chunk = queries[start : start + QUERY_CHUNK]
-        scores, columns = index.search(chunk, k)
+        exact = chunk @ candidates.T
+        scores, columns = top_k_exact(exact, k) if exact_index else index.search(chunk, k)
         rows = np.repeat(np.arange(len(chunk)), k)
         parts.append((rows + start, columns.ravel(), np.tile(np.arange(1, k + 1), len(chunk)), scores.ravel()))
-        gold_rows = np.concatenate([np.full(len(g), i) for i, g in enumerate(gold[start : start + QUERY_CHUNK])])
-        gold_columns = np.concatenate(gold[start : start + QUERY_CHUNK]).astype(np.int64)
-        outside = ~(columns[gold_rows.astype(np.int64)] == gold_columns[:, None]).any(axis=1)
-        gold_rows, gold_columns = gold_rows[outside].astype(np.int64), gold_columns[outside]
+        lo, hi = np.searchsorted(gold[0], [start, start + len(chunk)])
+        gold_rows, gold_columns = gold[0][lo:hi] - start, gold[1][lo:hi]
+        outside = ~(columns[gold_rows] == gold_columns[:, None]).any(axis=1)
+        gold_rows, gold_columns = gold_rows[outside], gold_columns[outside]
         if len(gold_rows):
-            exact = chunk @ candidates.T
             ranks = np.maximum(exact_ranks(exact, gold_columns, gold_rows), k + 1)
             parts.append((gold_rows + start, gold_columns, ranks, exact[gold_rows, gold_columns]))
     return tuple(np.concatenate(values) for values in zip(*parts))
@@ -69,41 +85,48 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     pids, plangs, pvectors = read_embeddings(embed_dir / "passages.parquet")
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     qrels = qrels[qrels.relevance > 0]
-    qlangs, plangs, pids_array = np.array(qlangs), np.array(plangs), np.array(pids)
+    qlangs, plangs = np.array(qlangs), np.array(plangs)
+    qid_array, pid_array = pa.array(qids, pa.string()), pa.array(pids, pa.string())
     pid_row = pd.Series(np.arange(len(pids)), index=pids)
     unknown = set(qrels.pid) - set(pids)
     if unknown:
         raise schema.SchemaError(f"{corpus_dir / 'qrels.parquet'}: pids without passages, e.g. {sorted(unknown)[:3]}")
-    gold_of = qrels.assign(row=pid_row[qrels.pid].values).groupby("qid").row.apply(np.array).to_dict()
+    qid_row = pd.Series(np.arange(len(qids)), index=qids)
+    gold_query = qid_row.reindex(qrels.qid).to_numpy()
+    known = ~np.isnan(gold_query)
+    gold_query, gold_passage = gold_query[known].astype(np.int64), pid_row[qrels.pid].to_numpy()[known]
     counts = {}
     indices: dict[str, faiss.Index] = {}
     for setting, blocks in setting_blocks(sorted(set(qlangs)), sorted(set(plangs))).items():
-        frames = []
+        tables = []
         for lq, lc in blocks:
             rows = np.flatnonzero(qlangs == lq)
             columns = candidate_rows(plangs, lc)
-            position = np.full(len(pids), -1)
-            position[columns] = np.arange(len(columns))
-            gold = [position[gold_of.get(qids[r], np.array([], dtype=int))] for r in rows]
-            gold = [g[g >= 0] for g in gold]
+            query_position, position = np.full(len(qids), -1), np.full(len(pids), -1)
+            query_position[rows], position[columns] = np.arange(len(rows)), np.arange(len(columns))
+            keep = (query_position[gold_query] >= 0) & (position[gold_passage] >= 0)
+            order = np.argsort(query_position[gold_query[keep]], kind="stable")
+            gold = (query_position[gold_query[keep]][order], position[gold_passage[keep]][order])
             if lc not in indices:
                 indices[lc] = faiss.read_index(str(embed_dir / f"index-{lc}.faiss"))
             q, c, rank, score = search_block(indices[lc], qvectors[rows], pvectors[columns], gold, params["top_k"])
-            frames.append(
-                pd.DataFrame(
+            n = len(q)
+            tables.append(
+                pa.table(
                     {
-                        "qid": np.array(qids)[rows][q],
-                        "query_lang": lq,
-                        "candidate_lang": lc,
-                        "pid": pids_array[columns][c],
-                        "rank": rank,
-                        "score": score.astype(np.float32),
-                    }
+                        "qid": qid_array.take(pa.array(rows[q])),
+                        "query_lang": pa.array([lq] * n, pa.string()),
+                        "candidate_lang": pa.array([lc] * n, pa.string()),
+                        "pid": pid_array.take(pa.array(columns[c])),
+                        "rank": pa.array(rank, pa.int64()),
+                        "score": pa.array(score.astype(np.float32)),
+                    },
+                    schema=schema.RUN,
                 )
             )
-        run = pd.concat(frames, ignore_index=True)
-        schema.write_parquet(run, out_dir / f"{setting}.parquet", schema.RUN)
-        counts[setting] = len(run)
+        run = pa.concat_tables(tables)
+        schema.write_table(run, out_dir / f"{setting}.parquet")
+        counts[setting] = run.num_rows
     return counts
 
 
@@ -115,11 +138,14 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     qrels = qrels[qrels.relevance > 0]
+    relevant = pa.Table.from_pandas(qrels[["qid", "pid"]], preserve_index=False).cast(
+        pa.schema([("qid", pa.string()), ("pid", pa.string())])
+    )
     names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
     per_query, by_language = [], []
     for setting in SETTINGS:
-        run = schema.read_parquet(run_dir / f"{setting}.parquet", schema.RUN)
-        gold = run.merge(qrels[["qid", "pid"]], on=["qid", "pid"])
+        run = schema.read_table(run_dir / f"{setting}.parquet", schema.RUN)
+        gold = run.join(relevant, keys=["qid", "pid"], join_type="inner").to_pandas()
         key = gold.qid + "\t" + gold.candidate_lang
         scores = rank_metrics(key.to_numpy(), gold["rank"].to_numpy(), params["recall_at"], params["ndcg_at"], params["mrr_at"])
         scores = scores.reset_index()
@@ -129,7 +155,8 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
         if setting != "multi":
             scores["rank_distance"] = np.nan
         per_query.append(scores)
-        searched = run.groupby(["query_lang", "candidate_lang"]).qid.nunique().rename("searched")
+        searched = run.group_by(["query_lang", "candidate_lang"]).aggregate([("qid", "count_distinct")]).to_pandas()
+        searched = searched.set_index(["query_lang", "candidate_lang"])["qid_count_distinct"].rename("searched")
         grouped = scores.groupby(["query_lang", "candidate_lang"])
         table = grouped[names + ["rank_distance"]].mean().join(grouped.size().rename("queries")).join(searched)
         table["skipped"] = table.searched - table.queries
