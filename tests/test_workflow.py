@@ -226,6 +226,12 @@ def test_data_batch_and_base_model_manifests_are_identical_across_fresh_runs(wor
         assert first["files"] and first["code"]["sources_sha256"]
 
 
+def test_html_report_holds_tables_plots_and_batch_statistics(workdir):
+    snakemake(workdir, "--report", str(workdir / "report.html"))
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "language_pairs.png" in html and "map_by_setting.png" in html and "significance.csv" in html
+
+
 def test_lint_is_clean():
     result = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -2,7 +2,7 @@ rule batches:
     output:
         report(
             directory("results/batches/{trainset}/{strategy}/s{seed}"),
-            patterns=["language_pairs.png"],
+            patterns=["language_pairs.{ext}"],
             caption="../report/batches.rst",
             category="Batch statistics",
             subcategory="{trainset}",
