@@ -143,9 +143,9 @@ def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir)
 def test_config_typo_names_the_key(workdir):
     config = tiny_config()
     config["training"]["learnin_rate"] = 1e-3
-    write_config(workdir, config)
+    (workdir / "typo.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "-n"],
+        SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "typo.yaml"), "-n"],
         capture_output=True, text=True,
     )
     assert result.returncode != 0
