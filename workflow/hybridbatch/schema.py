@@ -34,7 +34,6 @@ RUN = pa.schema(
         ("score", pa.float32()),
     ]
 )
-EMBEDDINGS_ID = "id"
 
 
 class SchemaError(ValueError):

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import ZERO_SHOT
 from .evaluation import SETTINGS, SUMMARY_COLUMNS
 from .significance import bootstrap_interval, holm, randomization_test
-
-ZERO_SHOT = "zero-shot"
 RUN_KEYS = ["corpus", "model", "strategy", "alpha", "seed"]
 # (metric, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
