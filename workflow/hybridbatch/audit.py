@@ -150,7 +150,7 @@ def runs_table(results: str | Path = "results") -> pd.DataFrame:
             extra.update({"batch_size": stats["batch_size"], "epochs": stats["epochs"], "batches": stats["batches"],
                           "realised_alpha": stats["realised_alpha"], "batch_set": str(batches.path)})
         rows.append({**descriptor, **extra, **headline, "artifact": str(path)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).convert_dtypes()
 
 
 def _upstream_of_stage(artifacts: dict[Path, Artifact], path: Path, stage: str) -> Artifact | None:
