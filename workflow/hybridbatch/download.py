@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 CHECKSUM_FILE = "SHA256SUMS"
@@ -71,9 +74,6 @@ class DownloadError(OSError):
 
 def fetch_url(url: str, target: Path, timeout: float = 60.0) -> None:
     """Fetch `url` into `target` through `target.part`, resuming a partial download."""
-    import urllib.error
-    import urllib.request
-
     part = target.with_name(f".{target.name}.part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -91,9 +91,6 @@ def fetch_files(files: dict[str, str], url: str, mirror: str | None, out_dir: st
 
     A file whose hash is wrong is kept aside as `<name>.rejected` and the error names
     the file, the expected and the actual hash."""
-    import shutil
-    import urllib.error
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, expected in sorted(files.items()):
