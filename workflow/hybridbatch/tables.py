@@ -11,7 +11,7 @@ import pandas as pd
 
 from .config import ZERO_SHOT
 from .evaluation import SETTINGS, SUMMARY_COLUMNS
-from .significance import bootstrap_interval, holm, randomization_test
+from .significance import block_weights, bootstrap_interval, holm, randomization_test
 RUN_KEYS = ["corpus", "model", "strategy", "alpha", "seed"]
 # (metric, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
@@ -57,8 +57,8 @@ def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
                     paired = a.values(setting, column).merge(b.values(setting, column), on=["qid", "candidate_lang", "block"])
                     differences = (paired.value_x - paired.value_y).to_numpy()
                     blocks = paired.block.to_numpy()
-                    value_a = paired.groupby("block").value_x.mean().mean()
-                    value_b = paired.groupby("block").value_y.mean().mean()
+                    weights = block_weights(blocks)
+                    value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
                     low, high = bootstrap_interval(differences, blocks, params["bootstrap_samples"], params["seed"])
                     p = randomization_test(differences, blocks, params["permutations"], params["seed"])
                     rows.append((corpus, model, seed, setting, metric, a.label, b.label, value_a, value_b,
@@ -77,7 +77,7 @@ def confidence(runs: list[Run], params: dict) -> pd.DataFrame:
         for metric, (column, settings, _, _) in HEADLINES.items():
             for setting in settings:
                 values = run.values(setting, column)
-                value = values.groupby("block").value.mean().mean()
+                value = block_weights(values.block.to_numpy()) @ values.value.to_numpy()
                 low, high = bootstrap_interval(values.value.to_numpy(), values.block.to_numpy(), params["bootstrap_samples"], params["seed"])
                 rows.append(run.key + (setting, metric, value, low, high))
     return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high"])
