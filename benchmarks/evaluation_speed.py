@@ -57,7 +57,6 @@ def main() -> None:
     print(f"XQuAD-R: {len(queries):,} queries, {len(passages):,} candidates, {len(qrels):,} qrels")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        schema.write_parquet(queries, tmp / "corpus/queries.parquet", schema.QUERIES)
         schema.write_parquet(qrels, tmp / "corpus/qrels.parquet", schema.QRELS)
         q, p = synthetic_embeddings(queries, passages, qrels)
         schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), tmp / "emb/queries.parquet")

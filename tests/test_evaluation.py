@@ -28,7 +28,6 @@ def evaluated(tmp_path):
         write_fixture(tmp_path, lang, sentences, {qid: int(starts[rng.integers(n)]) for qid in ids})
     queries, passages, qrels = lareqa.load(tmp_path, ["en", "de", "zh"])
     corpus, emb = tmp_path / "corpus", tmp_path / "emb"
-    schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
     schema.write_parquet(qrels, corpus / "qrels.parquet", schema.QRELS)
     q = rng.standard_normal((len(queries), 8)).astype(np.float32)
     p = rng.standard_normal((len(passages), 8)).astype(np.float32)

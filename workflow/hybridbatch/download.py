@@ -35,7 +35,12 @@ def write_checksummed(out_dir: Path, files: dict[str, bytes]) -> Path:
     """Write `files` into `out_dir` and record their hashes in SHA256SUMS (written last)."""
     for name, data in sorted(files.items()):
         atomic_write_bytes(out_dir / name, data)
-    sums = "".join(f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files))
+    return write_checksums(out_dir, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+
+
+def write_checksums(out_dir: Path, digests: dict[str, str]) -> Path:
+    """SHA256SUMS for `digests` (name -> sha256), written last so its presence means complete."""
+    sums = "".join(f"{digests[name]}  {name}\n" for name in sorted(digests))
     atomic_write_bytes(out_dir / CHECKSUM_FILE, sums.encode())
     return out_dir
 
@@ -116,6 +121,4 @@ def fetch_files(files: dict[str, str], url: str, mirror: str | None, out_dir: st
             rejected = target.with_name(f"{target.name}.rejected")
             os.replace(target, rejected)
             raise ChecksumError(f"{origin}: sha256 mismatch, expected {expected}, got {actual} (kept as {rejected})")
-    sums = "".join(f"{files[name]}  {name}\n" for name in sorted(files))
-    atomic_write_bytes(out_dir / CHECKSUM_FILE, sums.encode())
-    return out_dir
+    return write_checksums(out_dir, files)

@@ -135,7 +135,6 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     and macro-averaged rows of the summary contract (summary.csv). `params['descriptor']`
     names the run: corpus, model, strategy, alpha, seed."""
     run_dir, corpus_dir, out_dir = Path(run_dir), Path(corpus_dir), Path(out_dir)
-    queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     qrels = qrels[qrels.relevance > 0]
     relevant = pa.Table.from_pandas(qrels[["qid", "pid"]], preserve_index=False).cast(
@@ -146,11 +145,11 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     for setting in SETTINGS:
         run = schema.read_table(run_dir / f"{setting}.parquet", schema.RUN)
         gold = run.join(relevant, keys=["qid", "pid"], join_type="inner").to_pandas()
-        key = gold.qid + "\t" + gold.candidate_lang
+        key = gold.qid + "\t" + gold.query_lang + "\t" + gold.candidate_lang
         scores = rank_metrics(key.to_numpy(), gold["rank"].to_numpy(), params["recall_at"], params["ndcg_at"], params["mrr_at"])
         scores = scores.reset_index()
-        scores[["qid", "candidate_lang"]] = scores["query"].str.split("\t", expand=True)
-        scores = scores.drop(columns="query").merge(queries[["qid", "lang"]].rename(columns={"lang": "query_lang"}), on="qid")
+        scores[["qid", "query_lang", "candidate_lang"]] = scores["query"].str.split("\t", expand=True)
+        scores = scores.drop(columns="query")
         scores["setting"] = setting
         if setting != "multi":
             scores["rank_distance"] = np.nan

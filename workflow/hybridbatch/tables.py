@@ -12,7 +12,7 @@ import pandas as pd
 from .config import ZERO_SHOT
 from .evaluation import SETTINGS, SUMMARY_COLUMNS
 from .significance import block_weights, bootstrap_interval, holm, randomization_test
-RUN_KEYS = ["corpus", "model", "strategy", "alpha", "seed"]
+RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
 # (metric, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
 

@@ -29,13 +29,13 @@ rule evaluate:
     input:
         package("evaluation"),
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
-        corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "qrels"]),
+        qrels="results/corpora/{corpus}/test/qrels.parquet",
     params:
         evaluation=lambda w: as_json(
             {**config["evaluation"], "descriptor": descriptor(config, w.corpus, w.model, Variant.parse(w.variant))}
         ),
         run=lambda w, input: parent_dir(input.runs[0]),
-        corpus=lambda w, input: parent_dir(input.corpus[0]),
+        corpus=lambda w, input: parent_dir(input.qrels),
         out=lambda w, output: parent_dir(output[0]),
     log:
         "results/logs/evaluate/{model}/{variant}/{corpus}.log",
