@@ -6,13 +6,14 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 from hybridbatch.config import Variant, descriptor, validate_config, variants
+from hybridbatch.corpora.prepare import SPLITS
+from hybridbatch.evaluation import SETTINGS
 from hybridbatch.sources import source_files
 from hybridbatch.tables import RUN_KEYS, heatmap_name
 
 validate_config(config)
 
 ENV = "../../envs/hybridbatch.yaml"
-SETTINGS = ["mono", "cross", "multi"]
 
 
 # Stage commands run `python -m hybridbatch`: the package from this checkout, with the
@@ -35,7 +36,6 @@ wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
     variant="[^/]+",
     seed="[0-9]+",
-    split="train|test",
 
 
 def package(module):

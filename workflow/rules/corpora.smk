@@ -17,7 +17,7 @@ rule download:
 
 rule prepare:
     output:
-        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=["train", "test"], name=["queries", "passages", "qrels"]),
+        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "passages", "qrels"]),
     input:
         package("corpora.prepare"),
         raw="results/corpora/{corpus}/raw",
