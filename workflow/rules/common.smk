@@ -81,6 +81,12 @@ def base_model_corpus(wildcards):
     return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=source["corpus"], name=["queries", "passages"])
 
 
+def local_model_dir(wildcards):
+    """A 'local' model source's directory, so that replacing it rebuilds the model."""
+    source = config["models"][wildcards.model]["source"]
+    return [source["path"]] if source["kind"] == "local" else []
+
+
 def parent_dir(path, levels=1):
     for _ in range(levels):
         path = os.path.dirname(path)

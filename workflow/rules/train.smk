@@ -4,6 +4,7 @@ rule base_model:
     input:
         package("encoders"),
         corpus=base_model_corpus,
+        local=local_model_dir,
     params:
         model=lambda w: as_json(config["models"][w.model]),
         corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import schema
 from ..download import verify_checksums
-from . import cldr, lareqa
+from . import cldr, lareqa, miracl, mmarco, xm3600
 
 SPLITS = ("train", "test")
 
@@ -63,7 +63,13 @@ def load_source(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame
         queries, passages, qrels = lareqa.load(raw_dir, params["languages"])
         article = passages.item_id.str.split("-").str[0].astype(int)
         return queries.rename(columns={"article": "group"}), passages.assign(group=article), qrels
-    raise ValueError(f"corpora: unknown source {params['source']!r}")
+    if params["source"] == "mmarco":
+        queries, passages, qrels = mmarco.load(raw_dir, params["languages"], params["max_queries"])
+    elif params["source"] == "xm3600":
+        queries, passages, qrels = xm3600.load(raw_dir, params["languages"])
+    else:
+        raise ValueError(f"corpora: unknown source {params['source']!r}")
+    return queries.assign(group=queries.item_id), passages.assign(group=passages.item_id), qrels
 
 
 def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, int]]:
@@ -73,6 +79,8 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str,
     A split may be empty (test_fraction 0 or 1); both splits empty is an error."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     verify_checksums(raw_dir)
+    if params["source"] == "miracl":
+        return miracl.prepare(params, raw_dir, out_dir)
     queries, passages, qrels = load_source(params, raw_dir)
     schema.require_nonempty(queries, raw_dir, "queries")
     split_of = split_items(queries.group.tolist() + passages.group.tolist(), params["test_fraction"], params["split_seed"])

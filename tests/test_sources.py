@@ -1,0 +1,236 @@
+"""Download sources (git commit archive, Hugging Face datasets streamed from a mirror, URL
+files) and the MIRACL, mMARCO and XM3600 converters, on small files in the real formats."""
+
+import gzip
+import io
+import json
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, TINY_MODEL
+from hybridbatch import corpora, download, pairs, schema
+from hybridbatch.config import ConfigError, validate_config
+from hybridbatch.corpora import prepare
+from hybridbatch.download import ChecksumError, DownloadError, sha256_file
+from hybridbatch.streaming import read_rows, stream_tables
+from test_lareqa import write_fixture
+
+COMMIT = "354d67d"
+
+
+def read(out, split, name):
+    table_schema = {"queries": schema.QUERIES, "passages": schema.PASSAGES, "qrels": schema.QRELS}[name]
+    return schema.read_parquet(out / split / f"{name}.parquet", table_schema)
+
+
+# --- git commit archives (MLQA-R) -------------------------------------------------------
+
+
+@pytest.fixture
+def github(tmp_path, monkeypatch):
+    """A GitHub-style archive of lareqa at COMMIT, served from a file:// URL."""
+    files = tmp_path / "files"
+    files.mkdir()
+    write_fixture(files, "en", ["Aa aa.", "Bb bb bb."], {"q1": 7})
+    write_fixture(files, "de", ["Dd dd.", "Ee ee."], {"q1": 7})
+    archive = tmp_path / "served" / f"{COMMIT}.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as handle:
+        for lang in ("en", "de"):
+            handle.add(files / f"{lang}.json", arcname=f"lareqa-{COMMIT}full/mlqa-r/{lang}.json")
+        handle.add(files / "en.json", arcname=f"lareqa-{COMMIT}full/xquad-r/en.json")
+    monkeypatch.setattr(download, "GITHUB_ARCHIVE", f"file://{tmp_path}/served/{{commit}}.tar.gz")
+    return files
+
+
+def mlqa_params(**extra):
+    git = {"repository": "google-research-datasets/lareqa", "commit": COMMIT, "path": "mlqa-r"}
+    return {"name": "mlqa", "source": "lareqa", "git": git, "languages": ["en", "de"],
+            "test_fraction": 1.0, "split_seed": 0, **extra}  # fmt: skip
+
+
+def test_git_source_extracts_the_files_of_the_commit(github, tmp_path):
+    raw = corpora.download(mlqa_params(), tmp_path / "raw")
+    assert sorted(p.name for p in raw.iterdir()) == ["SHA256SUMS", "de.json", "en.json"]  # archive gone
+    assert (raw / "en.json").read_bytes() == (github / "en.json").read_bytes()
+    counts = prepare.prepare(mlqa_params(), raw, tmp_path / "out")
+    assert counts["test"]["queries"] == 2 and counts["train"]["queries"] == 0
+
+
+def test_git_source_checks_pins_and_keeps_the_bad_file(github, tmp_path):
+    params = mlqa_params(sha256={"en": sha256_file(github / "en.json"), "de": "0" * 64})
+    with pytest.raises(ChecksumError, match=r"de.json: sha256 mismatch, expected 0{64}"):
+        corpora.download(params, tmp_path / "raw")
+    assert (tmp_path / "raw" / "de.json.rejected").is_file()
+    assert not (tmp_path / "raw" / "SHA256SUMS").exists()
+
+
+def test_git_source_prefers_the_mirror(github, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "GITHUB_ARCHIVE", "file:///nonexistent/{commit}.tar.gz")
+    raw = corpora.download(mlqa_params(mirror=str(github)), tmp_path / "raw")
+    assert (raw / "de.json").read_bytes() == (github / "de.json").read_bytes()
+    with pytest.raises(DownloadError, match="set corpora.mlqa.mirror"):
+        corpora.download(mlqa_params(), tmp_path / "raw2")
+
+
+# --- Hugging Face datasets: MIRACL ------------------------------------------------------
+
+
+def write_jsonl_gz(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+@pytest.fixture
+def miracl_mirror(tmp_path):
+    """The two MIRACL repositories' files for de and sw, at their real relative paths."""
+    root = tmp_path / "mirror"
+    for lang in ("de", "sw"):
+        topics = root / f"miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-dev.tsv"
+        topics.parent.mkdir(parents=True)
+        topics.write_text(f"1\t{lang} frage eins\n2\t{lang} frage \"zwei\"\n", encoding="utf-8")
+        qrels = root / f"miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-dev.tsv"
+        qrels.parent.mkdir(parents=True)
+        qrels.write_text("1\tQ0\t10#0\t1\n1\tQ0\t10#1\t0\n2\tQ0\t11#0\t1\n")
+        for shard in range(2):
+            docs = [{"docid": f"{10 + shard}#{i}", "title": f"T{shard}", "text": f"{lang} text {shard} {i}"} for i in range(3)]
+            write_jsonl_gz(root / f"miracl-corpus-v1.0-{lang}/docs-{shard}.jsonl.gz", docs)
+    return root
+
+
+def miracl_params(mirror, **extra):
+    hf = {"topics": {"repo": "miracl/miracl", "revision": "main"}, "corpus": {"repo": "miracl/miracl-corpus", "revision": "main"}}
+    return {"name": "miracl", "source": "miracl", "hf": hf, "split": "dev", "mirror": mirror and str(mirror),
+            "languages": ["de", "sw"], "test_fraction": 1.0, "split_seed": 0, **extra}  # fmt: skip
+
+
+def test_miracl_streams_from_the_mirror_into_canonical_parquet(miracl_mirror, tmp_path):
+    raw = corpora.download(miracl_params(miracl_mirror), tmp_path / "raw")
+    provenance = json.loads((raw / "source.json").read_text())
+    assert provenance["corpus-de"]["files"] == ["miracl-corpus-v1.0-de/docs-0.jsonl.gz", "miracl-corpus-v1.0-de/docs-1.jsonl.gz"]
+    counts = prepare.prepare(miracl_params(miracl_mirror), raw, tmp_path / "out")
+    assert counts == {"train": {"queries": 0, "passages": 0, "qrels": 0}, "test": {"queries": 4, "passages": 12, "qrels": 4}}
+    passages = read(tmp_path / "out", "test", "passages").set_index("pid")
+    assert passages.loc["sw:11#2", "text"] == "T1 sw text 1 2" and passages.loc["sw:11#2", "lang"] == "sw"
+    qrels = read(tmp_path / "out", "test", "qrels")
+    assert sorted(qrels.pid[qrels.qid == "de:1"]) == ["de:10#0"]  # the relevance-0 judgement is dropped
+    assert read(tmp_path / "out", "test", "queries").set_index("qid").loc["de:2", "text"] == 'de frage "zwei"'
+
+
+def test_streaming_writes_bounded_shards(miracl_mirror, tmp_path):
+    tables = {"corpus": ("corpus", "json", ["miracl-corpus-v1.0-de/docs-*.jsonl.gz"])}
+    raw = stream_tables(tables, {}, str(miracl_mirror), {}, tmp_path / "raw", "corpora.x.mirror", shard_rows=4)
+    assert [len(t) for t in read_rows(raw, "corpus")] == [4, 2]
+
+
+def test_miracl_mirror_pins_and_offline_errors(miracl_mirror, tmp_path):
+    pinned = {"miracl-corpus-v1.0-de/docs-1.jsonl.gz": "0" * 64}
+    with pytest.raises(ChecksumError, match=r"docs-1.jsonl.gz: sha256 mismatch, expected 0{64}"):
+        corpora.download(miracl_params(miracl_mirror, sha256=pinned), tmp_path / "raw")
+    with pytest.raises(DownloadError, match="no mirror is set .* set corpora.miracl.mirror"):
+        corpora.download(miracl_params(None), tmp_path / "raw2")
+
+
+def test_miracl_malformed_qrels_are_named(miracl_mirror, tmp_path):
+    (miracl_mirror / "miracl-v1.0-sw/qrels/qrels.miracl-v1.0-sw-dev.tsv").write_text("1 Q0 10#0 1\n")
+    raw = corpora.download(miracl_params(miracl_mirror), tmp_path / "raw")
+    with pytest.raises(schema.SchemaError, match="qrels-sw: line 1 has 1 tab-separated fields, not 4"):
+        prepare.prepare(miracl_params(miracl_mirror), raw, tmp_path / "out")
+
+
+# --- Hugging Face datasets: mMARCO ------------------------------------------------------
+
+
+@pytest.fixture
+def mmarco_mirror(tmp_path):
+    root = tmp_path / "mirror" / "data"
+    (root / "google/collections").mkdir(parents=True)
+    (root / "google/queries/train").mkdir(parents=True)
+    for lang, name in (("en", "english"), ("de", "german")):
+        (root / f"google/collections/{name}_collection.tsv").write_text("".join(f"{pid}\t{lang} passage {pid} words\n" for pid in range(8)))
+        (root / f"google/queries/train/{name}_queries.train.tsv").write_text("".join(f"{qid}\t{lang} query {qid}\n" for qid in (100, 101, 102)))
+    (root / "triples.train.ids.small.tsv").write_text("100\t1\t5\n100\t1\t6\n101\t2\t7\n102\t3\t4\n")
+    return tmp_path / "mirror"
+
+
+def test_mmarco_gives_parallel_training_pairs(mmarco_mirror, tmp_path):
+    params = {"name": "mm", "source": "mmarco", "hf": {"data": {"repo": "unicamp-dl/mmarco", "revision": "main"}},
+              "mirror": str(mmarco_mirror), "languages": ["en", "de"], "max_queries": 2,
+              "test_fraction": 0.0, "split_seed": 0}  # fmt: skip
+    raw = corpora.download(params, tmp_path / "raw")
+    prepare.prepare(params, raw, tmp_path / "out")
+    queries = read(tmp_path / "out", "train", "queries")
+    assert sorted(queries.qid) == ["de:100", "de:101", "en:100", "en:101"]  # the first 2 queries of the triples
+    passages = read(tmp_path / "out", "train", "passages")
+    assert sorted(passages.pid[passages.lang == "en"]) == ["en:1", "en:2", "en:5", "en:6", "en:7"]
+    qrels = read(tmp_path / "out", "train", "qrels")
+    assert sorted(qrels.pid[qrels.qid == "de:100"]) == ["de:1", "en:1"]  # relevant in every language
+    built = pairs.build_pairs({"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, tmp_path / "out/train", tmp_path / "pairs.parquet")
+    assert {(r.query_lang, r.passage_lang) for r in built.itertuples()} == {("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")}
+
+
+# --- URL files: XM3600 ------------------------------------------------------------------
+
+
+def test_xm3600_captions_and_images(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    records = [{"image/key": key, "image/locale": "en", "en": {"caption": [f"a photo {key}", "second"]},
+                "sw": {"caption": [f"picha {key}"]}} for key in ("000a", "000b", "000c")]  # fmt: skip
+    with zipfile.ZipFile(mirror / "captions.zip", "w") as handle:
+        handle.writestr("captions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
+        for key in ("000a", "000b", "000c"):
+            info = tarfile.TarInfo(f"{key}.jpg")
+            info.size = 3
+            handle.addfile(info, io.BytesIO(b"jpg"))
+    names = ("captions.zip", "images.tgz")
+    params = {"name": "xm", "source": "xm3600", "urls": {n: f"https://example.invalid/{n}" for n in names},
+              "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
+              "languages": ["en", "sw"], "test_fraction": 1.0, "split_seed": 0}  # fmt: skip
+    raw = corpora.download(params, tmp_path / "raw")
+    prepare.prepare(params, raw, tmp_path / "out")
+    queries = read(tmp_path / "out", "test", "queries").set_index("qid")
+    assert queries.loc["en:000b", "text"] == "a photo 000b" and len(queries) == 6  # first caption per language
+    passages = read(tmp_path / "out", "test", "passages").set_index("pid")
+    assert (raw / passages.loc["image:000c", "text"]).read_bytes() == b"jpg"
+    assert len(read(tmp_path / "out", "test", "qrels")) == 6
+
+
+# --- model registry and config ----------------------------------------------------------
+
+
+def test_local_model_source_gives_the_same_encoder(tiny_model_dir, tmp_path):
+    from hybridbatch.encoders import Encoder, build_base_model
+
+    params = {**TINY_MODEL, "source": {"kind": "local", "path": str(tiny_model_dir)}}
+    build_base_model(params, None, tmp_path / "model")
+    texts = ["hello world", "guten tag"]
+    original = Encoder(tiny_model_dir, TINY_MODEL, device="cpu").encode(texts, "query", 8)
+    copied = Encoder(tmp_path / "model", params, device="cpu").encode(texts, "query", 8)
+    np.testing.assert_allclose(copied, original, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "corpus, key",
+    [
+        ({"source": "miracl", "hf": {"topics": {"repo": "a/b", "revision": "main"}}, "split": "dev", "test_fraction": 1.0}, "corpora.c.hf"),
+        ({"source": "miracl", "hf": {"topics": {"repo": "a", "revision": "m"}, "corpus": {"repo": "b", "revision": "m"}}, "split": "dev", "test_fraction": 0.5}, "corpora.c.test_fraction"),
+        ({"source": "lareqa", "git": {"repository": "a/b", "commit": "xyz", "path": "p"}, "test_fraction": 1.0}, "corpora.c.git.commit"),
+    ],
+)  # fmt: skip
+def test_config_errors_name_the_corpus_key(corpus, key):
+    config = {
+        "corpora": {"c": {"languages": ["de"], "split_seed": 0, **corpus}},
+        "trainsets": {"t": {"corpus": "c", "languages": ["de"], "hard_negatives": False, "seed": 0}},
+        "models": {"m": {**TINY_MODEL, "source": {"kind": "local", "path": "x"}}},
+        "strategies": {"s": {"alpha": 0.5}},
+    }
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match=rf"config key {key}"):
+        validate_config({**default, **config, "experiment": {**default["experiment"], "models": ["m"], "trainset": "t", "strategies": ["s"], "eval_corpora": ["c"]}})

@@ -1,0 +1,67 @@
+"""mMARCO (`unicamp-dl/mmarco`): MS MARCO passages and training queries machine-translated
+into 13 languages; a training set.
+
+Ids are shared across languages, so a query's `item_id` is its MS MARCO qid and a
+query is relevant to its positive passage in every language (cross-lingual pairs
+for X-Y batches). The first `max_queries` queries of the small training triples are
+kept, with their positive and negative passages (negatives stay in the corpus for
+the pairs stage's hard-negative mining).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import schema
+from ..streaming import tsv_rows
+
+NAMES = {
+    "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
+    "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch", "pt": "portuguese",
+    "ru": "russian", "vi": "vietnamese", "zh": "chinese",
+}  # fmt: skip
+COLLECTION = "data/google/collections/{name}_collection.tsv"
+QUERIES = "data/google/queries/train/{name}_queries.train.tsv"
+TRIPLES = "data/triples.train.ids.small.tsv"
+
+
+def raw_tables(params: dict) -> dict[str, tuple[str, str, list[str]]]:
+    unknown = sorted(set(params["languages"]) - set(NAMES))
+    if unknown:
+        raise ValueError(f"config key corpora.{params.get('name', '<name>')}.languages: mMARCO has no {unknown}")
+    tables = {"triples": ("data", "text", [TRIPLES])}
+    for lang in params["languages"]:
+        tables[f"collection-{lang}"] = ("data", "text", [COLLECTION.format(name=NAMES[lang])])
+        tables[f"queries-{lang}"] = ("data", "text", [QUERIES.format(name=NAMES[lang])])
+    return tables
+
+
+def load(raw_dir: str | Path, languages: list[str], max_queries: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    raw_dir = Path(raw_dir)
+    positives: dict[str, set[str]] = {}
+    passage_ids: set[str] = set()
+    for qid, positive, negative in tsv_rows(raw_dir, "triples", 3):
+        if qid not in positives and len(positives) == max_queries:
+            continue
+        positives.setdefault(qid, set()).add(positive)
+        passage_ids.update((positive, negative))
+    queries, passages = [], []
+    for lang in languages:
+        found = [(qid, text) for qid, text in tsv_rows(raw_dir, f"queries-{lang}", 2) if qid in positives]
+        queries += [(f"{lang}:{qid}", lang, qid, text) for qid, text in found]
+        passages += [
+            (f"{lang}:{pid}", lang, f"p{pid}", text)
+            for pid, text in tsv_rows(raw_dir, f"collection-{lang}", 2)
+            if pid in passage_ids
+        ]
+    queries = pd.DataFrame(queries, columns=schema.QUERIES.names)
+    passages = pd.DataFrame(passages, columns=schema.PASSAGES.names)
+    links = pd.DataFrame([(qid, f"p{pid}") for qid, pids in positives.items() for pid in pids], columns=["item_id", "passage_item"])
+    qrels = (
+        queries[["qid", "item_id"]]
+        .merge(links, on="item_id")
+        .merge(passages[["pid", "item_id"]].rename(columns={"item_id": "passage_item"}), on="passage_item")
+    )
+    return queries, passages, qrels[["qid", "pid"]].assign(relevance=1)
