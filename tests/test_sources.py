@@ -134,6 +134,9 @@ def test_miracl_mirror_pins_and_offline_errors(miracl_mirror, tmp_path):
         corpora.download(miracl_params(miracl_mirror, sha256=pinned), tmp_path / "raw")
     with pytest.raises(DownloadError, match="no mirror is set .* set corpora.miracl.mirror"):
         corpora.download(miracl_params(None), tmp_path / "raw2")
+    (miracl_mirror / "miracl-corpus-v1.0-sw/docs-0.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(DownloadError, match="raw3/corpus-sw: the mirrored files could not be read"):
+        corpora.download(miracl_params(miracl_mirror), tmp_path / "raw3")
 
 
 def test_miracl_malformed_qrels_are_named(miracl_mirror, tmp_path):

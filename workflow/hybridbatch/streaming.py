@@ -65,6 +65,23 @@ def stream_rows(builder: str, data_files: list[str], batch_rows: int):
         yield pa.Table.from_pydict(batch)
 
 
+def write_shards(builder: str, data_files: list[str], out_dir: Path, name: str, shard_rows: int) -> tuple[dict[str, str], int]:
+    """Stream `data_files` into out_dir/name/shard-NNNNN.parquet; returns ({path: sha256}, rows)."""
+    table_dir = out_dir / name
+    table_dir.mkdir(exist_ok=True)
+    digests, rows = {}, 0
+    for shard, table in enumerate(tqdm(stream_rows(builder, data_files, shard_rows), desc=name, unit="shard")):
+        path = table_dir / f"shard-{shard:05d}.parquet"
+        tmp = path.with_name(f".{path.name}.part")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        digests[str(path.relative_to(out_dir))] = sha256_file(path)
+        rows += table.num_rows
+    if not rows:
+        raise DownloadError(f"{table_dir}: no rows in {data_files}")
+    return digests, rows
+
+
 def stream_tables(
     tables: dict[str, tuple[str, str, list[str]]],
     hf: dict[str, dict],
@@ -83,34 +100,27 @@ def stream_tables(
     provenance, digests = {}, {}
     for name, (role, builder, patterns) in sorted(tables.items()):
         local = mirror_files(Path(mirror), patterns, sha256) if mirror and Path(mirror).is_dir() else None
-        if local is not None:
-            data_files = [str(Path(mirror) / f) for f in local]
-            provenance[name] = {"mirror": str(mirror), "files": local}
-        else:
-            repo = hf[role]["repo"]
-            try:
+        try:
+            if local is not None:
+                data_files = [str(Path(mirror) / f) for f in local]
+                provenance[name] = {"mirror": str(mirror), "files": local}
+            else:
+                repo = hf[role]["repo"]
                 commits.setdefault(role, resolve_revision(repo, hf[role]["revision"]))
-            except Exception as error:  # offline mode, no network, gated repository without a token
-                where = f"the mirror {mirror} has no files matching {patterns} and " if mirror else "no mirror is set and "
-                raise DownloadError(
-                    f"{out_dir}: {where}the Hugging Face dataset {repo} could not be reached ({error}); "
-                    f"set {mirror_key} to a directory holding {patterns}"
-                ) from error
-            data_files = [f"hf://datasets/{repo}@{commits[role]}/{pattern}" for pattern in patterns]
-            provenance[name] = {"repo": repo, "commit": commits[role], "files": patterns}
-        table_dir = out_dir / name
-        table_dir.mkdir(exist_ok=True)
-        rows = 0
-        for shard, table in enumerate(tqdm(stream_rows(builder, data_files, shard_rows), desc=name, unit="shard")):
-            path = table_dir / f"shard-{shard:05d}.parquet"
-            tmp = path.with_name(f".{path.name}.part")
-            pq.write_table(table, tmp)
-            tmp.replace(path)
-            digests[str(path.relative_to(out_dir))] = sha256_file(path)
-            rows += table.num_rows
-        if rows == 0:
-            raise DownloadError(f"{out_dir / name}: no rows in {data_files}")
-        provenance[name]["rows"] = rows
+                data_files = [f"hf://datasets/{repo}@{commits[role]}/{pattern}" for pattern in patterns]
+                provenance[name] = {"repo": repo, "commit": commits[role], "files": patterns}
+            written, provenance[name]["rows"] = write_shards(builder, data_files, out_dir, name, shard_rows)
+        except (DownloadError, ChecksumError):
+            raise
+        except Exception as error:  # offline mode, no network, a gated repository without a token, bad files
+            if local is not None:
+                raise DownloadError(f"{out_dir / name}: the mirrored files could not be read ({error!r})") from error
+            where = f"the mirror {mirror} has no files matching {patterns} and " if mirror else "no mirror is set and "
+            raise DownloadError(
+                f"{out_dir / name}: {where}the Hugging Face dataset {hf[role]['repo']} could not be reached "
+                f"({error!r}); set {mirror_key} to a directory holding {patterns}"
+            ) from error
+        digests.update(written)
     source = out_dir / "source.json"
     source.write_text(json.dumps(provenance, indent=2, sort_keys=True))
     digests["source.json"] = sha256_file(source)
