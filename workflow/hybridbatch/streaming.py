@@ -39,10 +39,16 @@ def resolve_revision(repo: str, revision: str) -> str:
     return commit
 
 
-def mirror_files(mirror: Path, patterns: list[str], sha256: dict[str, str]) -> list[str] | None:
-    """The mirror's files matching `patterns` (relative, sorted), None when a pattern has no
-    match there. Pinned files are hash-checked."""
-    available = sorted(str(p.relative_to(mirror)) for p in mirror.rglob("*") if p.is_file())
+def mirror_listing(mirror: str | None) -> list[str]:
+    """Every file of the mirror directory (relative paths, sorted); none without a mirror."""
+    if not mirror or not Path(mirror).is_dir():
+        return []
+    return sorted(p.relative_to(mirror).as_posix() for p in Path(mirror).rglob("*") if p.is_file())
+
+
+def mirror_files(mirror: Path, available: list[str], patterns: list[str], sha256: dict[str, str]) -> list[str] | None:
+    """The files of `available` (the mirror's listing) matching `patterns`, None when a
+    pattern matches none. Pinned files are hash-checked."""
     found = []
     for pattern in patterns:
         matches = [name for name in available if fnmatch.fnmatchcase(name, pattern)]
@@ -98,8 +104,9 @@ def stream_tables(
     out_dir.mkdir(parents=True, exist_ok=True)
     commits: dict[str, str] = {}
     provenance, digests = {}, {}
+    available = mirror_listing(mirror)
     for name, (role, builder, patterns) in sorted(tables.items()):
-        local = mirror_files(Path(mirror), patterns, sha256) if mirror and Path(mirror).is_dir() else None
+        local = mirror_files(Path(mirror), available, patterns, sha256) if available else None
         try:
             if local is not None:
                 data_files = [str(Path(mirror) / f) for f in local]
