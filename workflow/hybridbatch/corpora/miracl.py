@@ -58,17 +58,3 @@ def passage_batches(raw_dir: str | Path, languages: list[str]) -> Iterator[pa.Ta
             text = pc.binary_join_element_wise(table["title"], table["text"], " ")
             yield pa.table([pid, pa.array([lang] * len(table)), pid, text], schema=schema.PASSAGES)
 
-
-def prepare(params: dict, raw_dir: Path, out_dir: Path) -> dict[str, dict[str, int]]:
-    """Everything goes to the test split; passages are streamed shard by shard."""
-    queries, qrels = queries_and_qrels(raw_dir, params["languages"])
-    schema.require_nonempty(queries, raw_dir, "queries")
-    counts = {}
-    for split in ("train", "test"):
-        q, r = (queries, qrels) if split == "test" else (queries.iloc[:0], qrels.iloc[:0])
-        schema.write_parquet(q, out_dir / split / "queries.parquet", schema.QUERIES)
-        schema.write_parquet(r, out_dir / split / "qrels.parquet", schema.QRELS)
-        batches = passage_batches(raw_dir, params["languages"]) if split == "test" else iter(())
-        passages = schema.write_batches(batches, out_dir / split / "passages.parquet", schema.PASSAGES)
-        counts[split] = {"queries": len(q), "passages": passages, "qrels": len(r)}
-    return counts

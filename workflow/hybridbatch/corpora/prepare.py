@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .. import schema
 from ..download import verify_checksums
@@ -79,18 +81,32 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str,
     A split may be empty (test_fraction 0 or 1); both splits empty is an error."""
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     verify_checksums(raw_dir)
-    if params["source"] == "miracl":
-        return miracl.prepare(params, raw_dir, out_dir)
+    if params["source"] == "miracl":  # evaluation only; passages streamed shard by shard
+        queries, qrels = miracl.queries_and_qrels(raw_dir, params["languages"])
+        schema.require_nonempty(queries, raw_dir, "queries")
+        splits = {
+            "train": (queries.iloc[:0], [], qrels.iloc[:0]),
+            "test": (queries, miracl.passage_batches(raw_dir, params["languages"]), qrels),
+        }
+        return {split: write_split(out_dir / split, *splits[split]) for split in SPLITS}
     queries, passages, qrels = load_source(params, raw_dir)
     schema.require_nonempty(queries, raw_dir, "queries")
     split_of = split_items(queries.group.tolist() + passages.group.tolist(), params["test_fraction"], params["split_seed"])
     counts = {}
     for split in SPLITS:
         q = queries[queries.group.map(split_of) == split].reset_index(drop=True)
-        p = passages[passages.group.map(split_of) == split].reset_index(drop=True)
+        p = passages[passages.group.map(split_of) == split][schema.PASSAGES.names]
         r = qrels[qrels.qid.isin(q.qid) & qrels.pid.isin(p.pid)].sort_values(["qid", "pid"], ignore_index=True)
-        schema.write_parquet(q, out_dir / split / "queries.parquet", schema.QUERIES)
-        schema.write_parquet(p, out_dir / split / "passages.parquet", schema.PASSAGES)
-        schema.write_parquet(r, out_dir / split / "qrels.parquet", schema.QRELS)
-        counts[split] = {"queries": len(q), "passages": len(p), "qrels": len(r)}
+        table = pa.Table.from_pandas(p, schema=schema.PASSAGES, preserve_index=False)
+        counts[split] = write_split(out_dir / split, q, [table], r)
     return counts
+
+
+def write_split(
+    split_dir: Path, queries: pd.DataFrame, passages: Iterable[pa.Table], qrels: pd.DataFrame
+) -> dict[str, int]:
+    """queries, passages (written as they come) and qrels of one split; their row counts."""
+    schema.write_parquet(queries, split_dir / "queries.parquet", schema.QUERIES)
+    n_passages = schema.write_batches(passages, split_dir / "passages.parquet", schema.PASSAGES)
+    schema.write_parquet(qrels, split_dir / "qrels.parquet", schema.QRELS)
+    return {"queries": len(queries), "passages": n_passages, "qrels": len(qrels)}
