@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..download import fetch_files, git_fetcher, url_fetcher
+from ..streaming import stream_tables
 from . import cldr, miracl, mmarco, xm3600
 
 STREAMED = {"miracl": miracl, "mmarco": mmarco}
@@ -24,8 +25,6 @@ def download(params: dict, out_dir: str | Path) -> Path:
     if source == "cldr":
         return cldr.download(params["languages"], out_dir)
     if source in STREAMED:
-        from ..streaming import stream_tables
-
         tables = STREAMED[source].raw_tables(params)
         return stream_tables(tables, params["hf"], params.get("mirror"), params.get("sha256", {}), out_dir, f"{key}.mirror")
     if source == "lareqa":
