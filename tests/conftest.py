@@ -33,8 +33,9 @@ def corpus_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pairs_path(corpus_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("pairs") / "pairs.parquet"
+def pairs_dir(corpus_dir, tmp_path_factory) -> Path:
+    """pairs.parquet and qrels.parquet of the corpus's train split."""
+    path = tmp_path_factory.mktemp("pairs")
     pairs.build_pairs({"languages": LANGUAGES, "hard_negatives": True, "seed": 0}, corpus_dir / "train", path)
     return path
 

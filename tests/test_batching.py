@@ -9,9 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridbatch import schema
-from hybridbatch.batching import CROSS, MONO, build_batches, iter_batches
+from hybridbatch.batching import CROSS, MONO, BatchUnfillable, build_batches, iter_batches
 
 LANGS = ["ar", "de", "en", "zh", "hi"]
+
+
+def pair_row(item, lq, lp, negative_pid=None, pid=None):
+    pid = pid or f"p{item}:{lp}"
+    return (f"i{item}:{lq}>{lp}", f"i{item}", f"q{item}:{lq}", pid, negative_pid, lq, lp, f"q {item} {lq}",
+            f"text of {pid}", None if negative_pid is None else f"text of {negative_pid}")
 
 
 def synthetic_pairs(n_items: int, seed: int, single_language: int = 0) -> pd.DataFrame:
@@ -21,10 +27,30 @@ def synthetic_pairs(n_items: int, seed: int, single_language: int = 0) -> pd.Dat
     for item in range(n_items):
         k = 1 if item < single_language else rng.integers(2, len(LANGS) + 1)
         langs = sorted(rng.choice(LANGS, size=k, replace=False))
-        for lq in langs:
-            for lp in langs:
-                rows.append((f"i{item}:{lq}>{lp}", f"i{item}", lq, lp, f"q {item} {lq}", f"p {item} {lp}", None, None))
+        rows += [pair_row(item, lq, lp) for lq in langs for lp in langs]
     return pd.DataFrame(rows, columns=schema.PAIRS.names)
+
+
+def write_pairs(pairs: pd.DataFrame, directory, extra_qrels: list[tuple[str, str]] = ()):
+    """pairs.parquet and qrels.parquet: every pair's (qid, pid), plus `extra_qrels`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pairs.to_parquet(directory / "pairs.parquet")
+    judged = sorted(set(zip(pairs.qid, pairs.pid)) | set(extra_qrels))
+    qrels = pd.DataFrame(judged, columns=["qid", "pid"]).assign(relevance=1)
+    schema.write_parquet(qrels, directory / "qrels.parquet", schema.QRELS)
+    return directory
+
+
+def conflicts(frame: pd.DataFrame, qrels: pd.DataFrame) -> int:
+    """Relevant candidates in a batch that are not the query's own positive, from shards and
+    qrels alone: another row's positive, or any row's hard negative."""
+    relevant = set(zip(qrels.qid, qrels.pid))
+    found = 0
+    for _, batch in frame.groupby("batch_id"):
+        candidates = list(batch.pid) + [p for p in batch.negative_pid if p is not None]
+        for qid, own in zip(batch.qid, batch.pid):
+            found += sum((qid, pid) in relevant for pid in candidates if pid != own)
+    return found
 
 
 def plan(**overrides):
@@ -50,9 +76,9 @@ def digest(out_dir) -> str:
 )
 def test_batches_obey_composition_rules(tmp_path_factory, n_items, batch_size, alpha, seed, sampling, drop_last):
     tmp = tmp_path_factory.mktemp("b")
-    synthetic_pairs(n_items, seed).to_parquet(tmp / "pairs.parquet")
+    write_pairs(synthetic_pairs(n_items, seed), tmp)
     params = plan(alpha=alpha, batch_size=batch_size, seed=seed, mono_language_sampling=sampling, drop_last=drop_last)
-    stats = build_batches(params, tmp / "pairs.parquet", tmp / "out")
+    stats = build_batches(params, tmp, tmp / "out")
     frame = shards(tmp / "out")
     full, rest = divmod(n_items, batch_size)
     per_epoch = full + (0 if drop_last or rest == 0 else 1)
@@ -70,33 +96,34 @@ def test_batches_obey_composition_rules(tmp_path_factory, n_items, batch_size, a
     if alpha == 0.0:
         assert (types == CROSS).all()
     assert stats["realised_alpha"] == pytest.approx((types == MONO).mean())
+    assert conflicts(frame, pd.read_parquet(tmp / "out" / "qrels.parquet")) == 0
 
 
 def test_realised_alpha_tracks_alpha(tmp_path):
-    synthetic_pairs(2000, 0).to_parquet(tmp_path / "pairs.parquet")
-    stats = build_batches(plan(alpha=0.3, batch_size=4, epochs=2), tmp_path / "pairs.parquet", tmp_path / "out")
+    write_pairs(synthetic_pairs(2000, 0), tmp_path)
+    stats = build_batches(plan(alpha=0.3, batch_size=4, epochs=2), tmp_path, tmp_path / "out")
     assert stats["batches"] == 1000
     assert abs(stats["realised_alpha"] - 0.3) < 0.05
 
 
 def test_shards_are_byte_identical_for_a_seed_and_differ_across_seeds(tmp_path):
-    synthetic_pairs(50, 1).to_parquet(tmp_path / "pairs.parquet")
-    hashes = [digest(build_batches(plan(seed=s), tmp_path / "pairs.parquet", tmp_path / f"{i}") and tmp_path / f"{i}")
+    write_pairs(synthetic_pairs(50, 1), tmp_path)
+    hashes = [digest(build_batches(plan(seed=s), tmp_path, tmp_path / f"{i}") and tmp_path / f"{i}")
               for i, s in enumerate([7, 7, 8])]
     assert hashes[0] == hashes[1] != hashes[2]
 
 
 def test_epochs_are_reshuffled(tmp_path):
-    synthetic_pairs(40, 2).to_parquet(tmp_path / "pairs.parquet")
-    build_batches(plan(alpha=1.0, epochs=2), tmp_path / "pairs.parquet", tmp_path / "out")
+    write_pairs(synthetic_pairs(40, 2), tmp_path)
+    build_batches(plan(alpha=1.0, epochs=2), tmp_path, tmp_path / "out")
     frame = shards(tmp_path / "out")
     first, second = (frame[frame.epoch == e].pair_id.tolist() for e in (0, 1))
     assert len(first) == len(second) and first != second
 
 
 def test_single_language_items_are_counted_not_hidden(tmp_path):
-    synthetic_pairs(30, 3, single_language=4).to_parquet(tmp_path / "pairs.parquet")
-    stats = build_batches(plan(alpha=0.0), tmp_path / "pairs.parquet", tmp_path / "out")
+    write_pairs(synthetic_pairs(30, 3, single_language=4), tmp_path)
+    stats = build_batches(plan(alpha=0.0), tmp_path, tmp_path / "out")
     assert stats["items_unusable"] == {"X-Y: item exists in one language only": 4}
     frame = shards(tmp_path / "out")
     assert not set(frame.item_id) & {f"i{i}" for i in range(4)}
@@ -108,8 +135,8 @@ def test_reader_yields_the_shards_batches_in_order(tmp_path, monkeypatch):
     import hybridbatch.batching as batching
 
     monkeypatch.setattr(batching, "ROW_GROUP_ROWS", 7)  # batches straddle row groups
-    synthetic_pairs(60, 4).to_parquet(tmp_path / "pairs.parquet")
-    build_batches(plan(batch_size=5, epochs=3), tmp_path / "pairs.parquet", tmp_path / "out")
+    write_pairs(synthetic_pairs(60, 4), tmp_path)
+    build_batches(plan(batch_size=5, epochs=3), tmp_path, tmp_path / "out")
     frame = shards(tmp_path / "out")
     seen = [(batch_id, table.column("pair_id").to_pylist()) for batch_id, _, table in
             iter_batches(list((tmp_path / "out").glob("shard-*.parquet")))]
@@ -123,13 +150,76 @@ def test_proportional_sampling_follows_language_sizes(tmp_path):
     rows = []
     for item in range(400):
         langs = ["de", "en", "zh"] if item < 100 else ["de", "en"]
-        rows += [(f"i{item}:{l}>{l}", f"i{item}", l, l, "q", "p", None, None) for l in langs]
-    pd.DataFrame(rows, columns=schema.PAIRS.names).to_parquet(tmp_path / "pairs.parquet")
+        rows += [pair_row(item, l, l) for l in langs]
+    write_pairs(pd.DataFrame(rows, columns=schema.PAIRS.names), tmp_path)
     shares = {}
     for sampling in ("uniform", "proportional"):
         build_batches(plan(alpha=1.0, batch_size=4, epochs=10, mono_language_sampling=sampling),
-                      tmp_path / "pairs.parquet", tmp_path / sampling)
+                      tmp_path, tmp_path / sampling)
         frame = shards(tmp_path / sampling)
         shares[sampling] = (frame.groupby("batch_id").query_lang.first() == "zh").mean()
     assert abs(shares["uniform"] - 1 / 3) < 0.03
     assert abs(shares["proportional"] - 1 / 9) < 0.03
+
+
+def shared_gold_pairs(n_items: int) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Items 0 and 1 are two questions whose gold sentence is the same in en and de (as
+    660 of XQuAD-R's questions share theirs); item 2's hard negative in en is relevant to
+    item 3's queries. Every other item stands alone."""
+    rows = []
+    for item in range(n_items):
+        for lq in ("en", "de"):
+            for lp in ("en", "de"):
+                pid = f"p0:{lp}" if item in (0, 1) else None
+                negative = "p3:en" if item == 2 and lp == "en" else None
+                rows.append(pair_row(item, lq, lp, negative_pid=negative, pid=pid))
+    return pd.DataFrame(rows, columns=schema.PAIRS.names), []
+
+
+def test_questions_sharing_a_gold_sentence_never_share_a_batch(tmp_path):
+    pairs, _ = shared_gold_pairs(12)
+    write_pairs(pairs, tmp_path)
+    for alpha in (0.0, 0.5, 1.0):
+        out = tmp_path / f"a{alpha}"
+        stats = build_batches(plan(alpha=alpha, batch_size=6, epochs=40), tmp_path, out)
+        frame = shards(out)
+        together = frame.groupby("batch_id").item_id.agg(set)
+        assert not any({"i0", "i1"} <= items or {"i2", "i3"} <= items for items in together)
+        assert conflicts(frame, pd.read_parquet(out / "qrels.parquet")) == 0
+        assert stats["conflicts"]["item_pairs"] == 2 and stats["conflicts"]["items_with_conflicts"] == 4
+        assert stats["conflicts"]["deferred_for_a_conflict"] > 0  # 6 of 12 items a batch: they met and were kept apart
+
+
+def test_a_batch_that_cannot_be_filled_without_conflicts_is_an_error_not_a_smaller_batch(tmp_path):
+    rows = [pair_row(item, "en", "en", pid="p-shared") for item in range(6)]  # every question has one gold sentence
+    write_pairs(pd.DataFrame(rows, columns=schema.PAIRS.names), tmp_path)
+    with pytest.raises(BatchUnfillable, match=r"only 1 of 3 examples can share a batch without a relevance conflict"):
+        build_batches(plan(alpha=1.0, batch_size=3), tmp_path, tmp_path / "out")
+
+
+def test_real_xquad_r_batches_hold_no_relevant_candidate_as_a_negative(tmp_path):
+    """Real XQuAD-R (../shared, skipped when absent): every strategy's shards are checked
+    against the corpus qrels alone."""
+    from conftest import REPO
+    from hybridbatch import pairs as pairs_stage
+    from hybridbatch.corpora import prepare
+
+    mirror = REPO.parent / "shared" / "corpora" / "xquad-r"
+    if not mirror.is_dir():
+        pytest.skip("../shared/corpora/xquad-r is not here")
+    languages = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for lang in languages:
+        (raw / f"{lang}.json").symlink_to(mirror / f"{lang}.json")
+    sums = {line.split()[1]: line for line in (mirror / "SHA256SUMS").read_text().splitlines()}
+    (raw / "SHA256SUMS").write_text("".join(sums[f"{lang}.json"] + "\n" for lang in languages))
+    corpus = {"source": "lareqa", "languages": languages, "test_fraction": 0.5, "split_seed": 0}
+    prepare.prepare(corpus, raw, tmp_path / "corpus")
+    pairs_stage.build_pairs({"languages": languages, "hard_negatives": True, "seed": 0}, tmp_path / "corpus/train", tmp_path / "pairs")
+    corpus_qrels = pd.read_parquet(tmp_path / "corpus/train/qrels.parquet")
+    for alpha in (1.0, 0.0, 0.5):
+        out = tmp_path / f"batches-{alpha}"
+        stats = build_batches(plan(alpha=alpha, batch_size=32, epochs=1), tmp_path / "pairs", out)
+        assert conflicts(shards(out), corpus_qrels) == 0
+        assert stats["conflicts"]["item_pairs"] > 0

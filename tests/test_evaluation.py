@@ -21,20 +21,21 @@ def evaluated(tmp_path):
     from hybridbatch.corpora import lareqa
 
     rng = np.random.default_rng(0)
-    for lang, n in (("en", 9), ("de", 7), ("zh", 8)):
+    questions = {"en": range(6), "de": range(6), "zh": range(3), "es": range(3, 6)}  # zh lacks q3..q5, es q0..q2
+    for lang, n in (("en", 9), ("de", 7), ("zh", 8), ("es", 5)):
         sentences = [f"{lang} sentence {i}." for i in range(n)]
         starts = np.cumsum([0] + [len(s) + 1 for s in sentences])
-        ids = [f"q{i}" for i in range(6)] if lang != "zh" else ["q0", "q1", "q2"]  # zh lacks q3..q5
-        write_fixture(tmp_path, lang, sentences, {qid: int(starts[rng.integers(n)]) for qid in ids})
-    queries, passages, qrels = lareqa.load(tmp_path, ["en", "de", "zh"])
+        write_fixture(tmp_path, lang, sentences, {f"q{i}": int(starts[rng.integers(n)]) for i in questions[lang]})
+    queries, passages, qrels = lareqa.load(tmp_path, ["en", "de", "zh", "es"])
     corpus, emb = tmp_path / "corpus", tmp_path / "emb"
     schema.write_parquet(qrels, corpus / "qrels.parquet", schema.QRELS)
+    schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
     q = rng.standard_normal((len(queries), 8)).astype(np.float32)
     p = rng.standard_normal((len(passages), 8)).astype(np.float32)
     schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), emb / "queries.parquet")
     schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), emb / "passages.parquet")
     langs = passages.lang.to_numpy()
-    for lang in ["en", "de", "zh", POOLED]:
+    for lang in ["en", "de", "zh", "es", POOLED]:
         faiss.write_index(build_index(p[candidate_rows(langs, lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
     evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
@@ -73,11 +74,65 @@ def test_queries_without_a_relevant_candidate_are_skipped_and_counted(evaluated)
     assert by_language.loc[("multi", "zh", POOLED), "queries"] == 3
 
 
+def test_a_block_where_no_query_has_a_relevant_candidate_stays_visible(evaluated):
+    root, summary = evaluated[5], evaluated[6]
+    by_language = pd.read_parquet(root / "metrics/by_language.parquet").set_index(["setting", "query_lang", "candidate_lang"])
+    for block in [("cross", "es", "zh"), ("cross", "zh", "es")]:  # es holds q3..q5, zh q0..q2
+        assert by_language.loc[block, "queries"] == 0 and by_language.loc[block, "skipped"] == 3
+        assert np.isnan(by_language.loc[block, "map"])
+    cross = by_language.loc["cross"]
+    assert summary[(summary.setting == "cross") & (summary.metric == "map")].value.item() == pytest.approx(
+        cross["map"][cross.queries > 0].mean()
+    )
+
+
 def test_summary_is_the_macro_average_of_the_language_blocks(evaluated):
     root, summary = evaluated[5], evaluated[6]
     by_language = pd.read_parquet(root / "metrics/by_language.parquet")
     cross_map = summary[(summary.setting == "cross") & (summary.metric == "map")].value.item()
     assert cross_map == pytest.approx(by_language[by_language.setting == "cross"]["map"].mean())
-    assert len(by_language[by_language.setting == "cross"]) == 6
+    assert len(by_language[by_language.setting == "cross"]) == 12
     bias = summary[summary.metric == "language_bias"].value.item()
     assert bias == pytest.approx(by_language[by_language.setting == "multi"].rank_distance.mean())
+
+
+@pytest.mark.parametrize("factory, tolerance", [("HNSW32", 0.02), ("IVF4,Flat", 0.25)])
+def test_approximate_indices_never_leak_a_minus_one_and_stay_near_exact(evaluated, factory, tolerance):
+    """FAISS pads short result lists with -1: no such label may become a pid. Ranks come from
+    the index, then the rest in exact order. IVF4 probes 1 of 4 lists here, hence its tolerance."""
+    queries, passages, qrels, q, p, root, exact_summary = evaluated
+    emb = root / "emb"
+    langs = passages.lang.to_numpy()
+    for lang in ["en", "de", "zh", "es", POOLED]:
+        faiss.write_index(build_index(p[candidate_rows(langs, lang)], factory), str(emb / f"index-{lang}.faiss"))
+    evaluation.search({"top_k": 3}, emb, root / "corpus", root / "runs-approx")
+    for setting in evaluation.SETTINGS:
+        run = pd.read_parquet(root / f"runs-approx/{setting}.parquet")
+        assert run.pid.isin(passages.pid).all()
+        assert not run.duplicated(["qid", "candidate_lang", "rank"]).any()
+        assert not run.duplicated(["qid", "candidate_lang", "pid"]).any()
+    summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, root / "runs-approx", root / "corpus", root / "m2")
+    merged = summary.merge(exact_summary, on=["setting", "metric"])
+    bounded = merged[merged.metric != "language_bias"]
+    assert (bounded.value_x - bounded.value_y).abs().max() <= tolerance
+
+
+def test_a_monolingual_corpus_reports_mono_only(tmp_path):
+    """MIRACL-like qrels (relevant passages only in the query's language): no cross, multi or bias."""
+    rng = np.random.default_rng(1)
+    corpus, emb = tmp_path / "corpus", tmp_path / "emb"
+    queries = pd.DataFrame({"qid": [f"{l}:{i}" for l in ("en", "de") for i in range(4)], "lang": ["en"] * 4 + ["de"] * 4})
+    queries["item_id"], queries["text"] = queries.qid, "q"
+    passages = pd.DataFrame({"pid": [f"{l}:p{i}" for l in ("en", "de") for i in range(6)], "lang": ["en"] * 6 + ["de"] * 6})
+    passages["item_id"], passages["text"] = passages.pid, "p"
+    qrels = pd.DataFrame({"qid": queries.qid, "pid": [q.replace(":", ":p") for q in queries.qid], "relevance": 1})
+    schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
+    schema.write_parquet(qrels, corpus / "qrels.parquet", schema.QRELS)
+    q, p = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((12, 4)).astype(np.float32)
+    schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), emb / "queries.parquet")
+    schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), emb / "passages.parquet")
+    for lang in ["en", "de", POOLED]:
+        faiss.write_index(build_index(p[candidate_rows(passages.lang.to_numpy(), lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
+    evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
+    summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
+    assert set(summary.setting) == {"mono"} and "language_bias" not in set(summary.metric)

@@ -18,16 +18,16 @@ def test_randomization_test_matches_exact_enumeration():
     weighted = differences * block_weights(blocks)
     flips = np.array(list(product([-1, 1], repeat=len(differences))))
     exact = (np.abs(flips @ weighted) >= abs(weighted.sum()) - 1e-12).mean()
-    assert randomization_test(differences, blocks, 40_000, seed=0) == pytest.approx(exact, abs=0.01)
+    assert randomization_test(differences, blocks, np.arange(6), 40_000, seed=0) == pytest.approx(exact, abs=0.01)
 
 
 def test_randomization_test_agrees_with_a_paired_t_test_on_normal_data():
     rng = np.random.default_rng(1)
     differences = rng.normal(0.05, 0.3, size=400)
     blocks = np.zeros(400)
-    p = randomization_test(differences, blocks, 20_000, seed=0)
+    p = randomization_test(differences, blocks, np.arange(400), 20_000, seed=0)
     assert p == pytest.approx(stats.ttest_1samp(differences, 0).pvalue, abs=0.01)
-    assert randomization_test(np.zeros(50), np.zeros(50), 1000, seed=0) == 1.0
+    assert randomization_test(np.zeros(50), np.zeros(50), np.arange(50), 1000, seed=0) == 1.0
 
 
 def test_block_weights_give_the_macro_average():
@@ -39,6 +39,53 @@ def test_block_weights_give_the_macro_average():
 def test_bootstrap_interval_covers_the_mean_with_the_expected_width():
     rng = np.random.default_rng(2)
     values = rng.normal(0.6, 0.2, size=1000)
-    low, high = bootstrap_interval(values, np.zeros(1000), 2000, seed=0)
+    low, high = bootstrap_interval(values, np.zeros(1000), np.arange(1000), 2000, seed=0)
     assert low < values.mean() < high
     assert high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(1000), rel=0.15)
+
+
+def correlated_differences(rng, n_items: int, n_langs: int, effect: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row differences with a strong per-item component shared by all its languages."""
+    item_effect = rng.normal(effect, 1.0, size=n_items)
+    values = np.repeat(item_effect, n_langs) + rng.normal(0, 0.2, size=n_items * n_langs)
+    return values, np.tile(np.arange(n_langs), n_items), np.repeat(np.arange(n_items), n_langs)
+
+
+def rejection_rate(effect: float, simulations: int, clustered: bool) -> float:
+    rng = np.random.default_rng(5)
+    rejected = 0
+    for s in range(simulations):
+        values, blocks, items = correlated_differences(rng, 60, 8, effect)
+        clusters = items if clustered else np.arange(len(values))
+        rejected += randomization_test(values, blocks, clusters, 400, seed=s) < 0.05
+    return rejected / simulations
+
+
+def test_item_level_test_holds_its_size_where_the_row_level_test_over_claims():
+    assert rejection_rate(0.0, 500, clustered=True) <= 0.07
+    assert rejection_rate(0.0, 500, clustered=False) > 0.2  # the simulation has within-item correlation that bites
+
+
+def test_item_level_test_has_power_against_a_real_difference():
+    assert rejection_rate(0.45, 200, clustered=True) > 0.8
+
+
+def test_one_sign_per_item_equals_exact_enumeration_over_items():
+    differences = np.array([0.3, 0.2, -0.1, -0.3, 0.25, 0.4, 0.05, 0.1])
+    blocks = np.array(["en", "de"] * 4)
+    items = np.repeat(np.arange(4), 2)
+    per_item = np.bincount(items, weights=differences * block_weights(blocks))
+    flips = np.array(list(product([-1, 1], repeat=4)))
+    exact = (np.abs(flips @ per_item) >= abs(per_item.sum()) - 1e-12).mean()
+    assert randomization_test(differences, blocks, items, 40_000, seed=0) == pytest.approx(exact, abs=0.01)
+
+
+def test_cluster_bootstrap_resamples_items_not_rows():
+    rng = np.random.default_rng(3)
+    values, blocks, items = correlated_differences(rng, 200, 10, 0.5)
+    low, high = bootstrap_interval(values, blocks, items, 2000, seed=0)
+    item_means = values.reshape(200, 10).mean(axis=1)
+    assert low < values.mean() < high
+    assert high - low == pytest.approx(2 * 1.96 * item_means.std() / np.sqrt(200), rel=0.15)
+    row_low, row_high = bootstrap_interval(values, blocks, np.arange(len(values)), 2000, seed=0)
+    assert row_high - row_low < 0.5 * (high - low)  # rows as the unit would claim a far narrower interval

@@ -8,6 +8,7 @@ import tarfile
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -173,7 +174,8 @@ def test_mmarco_gives_parallel_training_pairs(mmarco_mirror, tmp_path):
     assert sorted(passages.pid[passages.lang == "en"]) == ["en:1", "en:2", "en:5", "en:6", "en:7"]
     qrels = read(tmp_path / "out", "train", "qrels")
     assert sorted(qrels.pid[qrels.qid == "de:100"]) == ["de:1", "en:1"]  # relevant in every language
-    built = pairs.build_pairs({"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, tmp_path / "out/train", tmp_path / "pairs.parquet")
+    pairs.build_pairs({"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, tmp_path / "out/train", tmp_path / "pairs")
+    built = pd.read_parquet(tmp_path / "pairs" / "pairs.parquet")
     assert {(r.query_lang, r.passage_lang) for r in built.itertuples()} == {("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")}
 
 
@@ -217,6 +219,43 @@ def test_local_model_source_gives_the_same_encoder(tiny_model_dir, tmp_path):
     original = Encoder(tiny_model_dir, TINY_MODEL, device="cpu").encode(texts, "query", 8)
     copied = Encoder(tmp_path / "model", params, device="cpu").encode(texts, "query", 8)
     np.testing.assert_allclose(copied, original, atol=1e-6)
+
+
+def test_a_model_with_a_dense_layer_is_loaded_trained_and_saved_as_its_authors_packaged_it(tiny_model_dir, tmp_path):
+    """A LaBSE-like directory (transformer, CLS pooling, Dense, Normalize): the project's
+    embeddings equal SentenceTransformer(dir).encode, and training updates the Dense layer."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    from hybridbatch.encoders import Encoder, build_base_model
+
+    transformer = Transformer(str(tiny_model_dir), max_seq_length=24)
+    torch.manual_seed(0)
+    dense = Dense(32, 16, activation_function=torch.nn.Tanh())
+    packaged = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="cls"), dense, Normalize()], device="cpu")
+    packaged.save(str(tmp_path / "labse-like"))
+    params = {**TINY_MODEL, "pooling": "mean", "source": {"kind": "local", "path": str(tmp_path / "labse-like")}}
+    build_base_model(params, None, tmp_path / "model")
+    texts = ["German (Switzerland)", "немецкий (Швейцария)", "德语 (瑞士)"]
+    ours = Encoder(tmp_path / "model", params, device="cpu")
+    theirs = SentenceTransformer(str(tmp_path / "labse-like"), device="cpu")
+    expected = theirs.encode(["query: " + t for t in texts], normalize_embeddings=True)
+    assert ours.encode(texts, "query", 2).shape == (3, 16)
+    np.testing.assert_allclose(ours.encode(texts, "query", 2), expected, atol=1e-5)
+    ours.embed(texts, "query").sum().backward()
+    assert ours.model[2].linear.weight.grad.abs().sum() > 0  # the Dense layer is part of what trains
+    ours.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "2_Dense").is_dir()
+
+
+def test_an_unpinned_hub_revision_stops_naming_the_key(tmp_path):
+    from hybridbatch.encoders import build_base_model
+    from hybridbatch.streaming import UnpinnedRevision
+
+    params = {**TINY_MODEL, "name": "labse", "source": {"kind": "hub", "id": "sentence-transformers/LaBSE", "revision": "unpinned"}}
+    with pytest.raises(UnpinnedRevision, match=r"config key models\.labse\.source\.revision: .* no pinned commit"):
+        build_base_model(params, None, tmp_path / "model")
 
 
 @pytest.mark.parametrize(

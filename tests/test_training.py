@@ -22,23 +22,26 @@ PLAN = {"alpha": 0.5, "batch_size": 16, "epochs": 6, "seed": 0, "mono_language_s
 
 
 @pytest.fixture(scope="module")
-def trained(pairs_path, tiny_model_dir, tmp_path_factory):
+def trained(pairs_dir, tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    build_batches(PLAN, pairs_path, root / "batches")
+    build_batches(PLAN, pairs_dir, root / "batches")
     log = training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, root / "batches", root / "model")
     return root, log
 
 
-def test_info_nce_masks_translations_and_copies_of_the_positive():
+def test_info_nce_masks_relevant_candidates_and_copies_of_the_positive():
     torch.manual_seed(0)
     q = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
     c = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
-    items = ["a", "b", "c"]
-    texts = ["pa", "pb", "pc", "pa-de", "pb"]
-    # hard negatives: a translation from a's own item, and a copy of b's positive from item x
-    mask = training.false_negatives(items, items + ["a", "x"], texts)
-    assert mask.nonzero().tolist() == [[0, 3], [1, 4]]
-    loss = training.info_nce(q, c, mask, temperature=0.1)
+    # a hand-built conflict: query a is relevant to hard negative "pa-de" (its gold sentence in
+    # de, shared with another question); the last candidate copies b's positive text
+    relevant = {("qa", "pa"), ("qb", "pb"), ("qc", "pc"), ("qa", "pa-de")}
+    conflicts, duplicates = training.false_negatives(
+        ["qa", "qb", "qc"], ["pa", "pb", "pc", "pa-de", "px"], ["ta", "tb", "tc", "ta-de", "tb"], relevant
+    )
+    assert conflicts.nonzero().tolist() == [[0, 3]]
+    assert duplicates.nonzero().tolist() == [[1, 4]]
+    loss = training.info_nce(q, c, conflicts | duplicates, temperature=0.1)
     logits = (q @ c.T / 0.1).numpy()
     allowed = [[0, 1, 2, 4], [0, 1, 2, 3], [0, 1, 2, 3, 4]]
     expected = [-logits[i, i] + np.log(np.exp(logits[i, allowed[i]]).sum()) for i in range(3)]
@@ -51,6 +54,7 @@ def test_training_consumes_the_shards_in_order_and_lowers_the_loss(trained):
     assert log.batch_id.tolist() == shard_ids.batch_id.drop_duplicates().tolist()
     assert log.batch_type.tolist() == shard_ids.groupby("batch_id", sort=False).batch_type.first().tolist()
     assert log.loss.iloc[-20:].mean() < 0.85 * log.loss.iloc[:20].mean()
+    assert (log.masked_conflicts == 0).all()  # the batch builder kept every relevant candidate out
     assert (root / "model" / "model.safetensors").is_file()
 
 
@@ -67,8 +71,8 @@ def test_saved_model_loads_in_sentence_transformers_with_the_same_embeddings(tra
         assert np.abs(expected - theirs).max() < 1e-5
 
 
-def test_nan_loss_stops_training_naming_the_batch(pairs_path, tiny_model_dir, tmp_path, monkeypatch):
-    build_batches({**PLAN, "epochs": 1}, pairs_path, tmp_path / "batches")
+def test_nan_loss_stops_training_naming_the_batch(pairs_dir, tiny_model_dir, tmp_path, monkeypatch):
+    build_batches({**PLAN, "epochs": 1}, pairs_dir, tmp_path / "batches")
     monkeypatch.setattr(training, "info_nce", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match=r"loss is nan at batch 0"):
         training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m")

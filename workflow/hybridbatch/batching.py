@@ -1,9 +1,14 @@
 """Batches stage: X-X-mono, X-Y and hybrid batches built up front as Parquet shards.
 
 A hybrid batch is X-X-mono with probability alpha, else X-Y (alpha=1 is X-X-mono,
-alpha=0 is X-Y). Within a batch every item appears at most once, so translations
-of a positive never act as negatives. One shard per epoch; each epoch is shuffled
-from (seed, epoch), and the number of batches per epoch is fixed in advance.
+alpha=0 is X-Y). Relevance decides what may share a batch: two items conflict when a
+query of one is relevant (qrels, in any language) to a positive or hard negative of
+the other's pairs, and no batch holds two conflicting items or one item twice, so no
+candidate in a batch is relevant to another example's query. An item that would
+conflict is deferred to a later batch (counted in stats.json); a batch that cannot be
+filled without a conflict is an error, never a smaller batch. One shard per epoch;
+each epoch is shuffled from (seed, epoch), and the number of batches per epoch is
+fixed in advance.
 
 Memory stays bounded for large pair files: batches are planned from three
 dictionary-encoded columns, and an epoch's rows are then gathered in one streaming
@@ -13,11 +18,15 @@ pass over the pairs file's row groups.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from . import schema
@@ -25,6 +34,8 @@ from . import schema
 MONO, CROSS = "X-X-mono", "X-Y"
 ROW_GROUP_ROWS = 8192
 UNUSABLE_FOR_XY = "X-Y: item exists in one language only"
+CONFLICT_RULE = "a query of one item is relevant (qrels, any language) to a positive or hard negative of the other"
+RELEVANCE = "qrels.parquet"  # the judgments shards are checked against, copied beside them
 
 
 @dataclass(frozen=True)
@@ -41,41 +52,90 @@ class BatchPlan:
         return cls(**{key: params[key] for key in cls.__dataclass_fields__})
 
 
-class ItemQueue:
-    """Endless reshuffled stream of items: a batch never holds an item twice."""
+class ConflictGraph:
+    """Items that must not share a batch, as adjacency lists over item codes, and the
+    items blocked for the batch being filled (stamped with the batch number)."""
 
-    def __init__(self, items: np.ndarray, rng: np.random.Generator):
-        self.items, self.rng = items, rng
-        self.order = rng.permutation(items)
+    def __init__(self, n_items: int, edges: np.ndarray):
+        edges = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0) if len(edges) else edges.reshape(0, 2)
+        self.n_edges = len(edges) // 2
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(edges[:, 0], minlength=n_items))]).tolist()
+        self.neighbours = edges[:, 1].tolist()
+        self.stamp = [0] * n_items
+        self.batch = 0
+        self.deferrals = 0
+
+    def degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def new_batch(self) -> None:
+        self.batch += 1
+
+    def blocked(self, item: int) -> bool:
+        return self.stamp[item] == self.batch
+
+    def place(self, item: int) -> None:
+        batch, stamp = self.batch, self.stamp
+        stamp[item] = batch
+        for other in self.neighbours[self.indptr[item] : self.indptr[item + 1]]:
+            stamp[other] = batch
+
+
+class BatchUnfillable(ValueError):
+    """A batch type cannot be filled to size without two conflicting items."""
+
+
+class ItemQueue:
+    """Endless reshuffled stream of items. A batch takes the next items that are neither
+    in it nor in conflict with it; the ones passed over lead the next batch."""
+
+    def __init__(self, items: np.ndarray, rng: np.random.Generator, graph: ConflictGraph, name: str):
+        self.items, self.rng, self.graph, self.name = items, rng, graph, name
+        self.order = rng.permutation(items).tolist()
         self.position = 0
 
     def take(self, n: int) -> np.ndarray:
         if n > len(self.items):
-            raise ValueError(f"a batch of {n} needs {n} distinct items, only {len(self.items)} exist")
-        stop = self.position + n
-        if stop <= len(self.order):
-            self.position = stop
-            return self.order[stop - n : stop]
-        head = self.order[self.position :]
-        fresh = self.rng.permutation(self.items)
-        taken = np.isin(fresh, head)
-        self.order = np.concatenate([fresh[~taken], fresh[taken]])
-        self.position = n - len(head)
-        return np.concatenate([head, self.order[: self.position]])
+            raise BatchUnfillable(f"{self.name}: a batch of {n} needs {n} distinct items, only {len(self.items)} exist")
+        graph = self.graph
+        graph.new_batch()
+        chosen, deferred = [], []
+        while len(chosen) < n:
+            if len(deferred) > len(self.items):
+                raise BatchUnfillable(
+                    f"{self.name}: only {len(chosen)} of {n} examples can share a batch without a relevance conflict "
+                    f"({len(self.items)} items, {graph.n_edges} conflicting item pairs); lower batching.batch_size"
+                )
+            if self.position == len(self.order):
+                self.order, self.position = self.rng.permutation(self.items).tolist(), 0
+            item = self.order[self.position]
+            self.position += 1
+            if graph.blocked(item):
+                deferred.append(item)
+            else:
+                graph.place(item)
+                chosen.append(item)
+        graph.deferrals += len(deferred)
+        if deferred:
+            self.order, self.position = deferred + self.order[self.position :], 0
+        return np.array(chosen, dtype=np.int64)
 
 
-def _codes(column: pa.ChunkedArray, names: np.ndarray) -> np.ndarray:
+def _codes(column: pa.ChunkedArray | pa.Array, names: np.ndarray) -> np.ndarray:
     """Positions of a string column's values in the sorted array `names`."""
-    encoded = column.combine_chunks().dictionary_encode()
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = column.dictionary_encode()
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     return np.searchsorted(names, dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 class PairIndex:
-    """Row numbers of the pairs file by item and language, as integer arrays."""
+    """Row numbers of the pairs file by item and language, as integer arrays, and the
+    items' conflict graph from the relevance judgments."""
 
-    def __init__(self, pairs_path: str | Path):
-        table = pq.read_table(pairs_path, columns=["item_id", "query_lang", "passage_lang"])
+    def __init__(self, pairs_path: str | Path, qrels_path: str | Path):
+        names = ["item_id", "qid", "pid", "negative_pid", "query_lang", "passage_lang"]
+        table = pq.read_table(pairs_path, columns=names).cast(pa.schema([schema.PAIRS.field(n) for n in names]))
         self.item_names = np.unique(np.asarray(table.column("item_id").combine_chunks().unique().to_pylist(), dtype=object))
         lang_values = table.column("query_lang").unique().to_pylist() + table.column("passage_lang").unique().to_pylist()
         self.lang_names = np.unique(np.asarray(lang_values, dtype=object))
@@ -92,6 +152,7 @@ class PairIndex:
         self.cross_count = np.bincount(self.item[cross_rows], minlength=len(self.item_names))
         self.cross_start = np.concatenate([[0], np.cumsum(self.cross_count)[:-1]])
         self.cross_rows = cross_rows
+        self.graph = ConflictGraph(len(self.item_names), conflict_edges(table, self.item, qrels_path))
 
     @property
     def n_items(self) -> int:
@@ -101,17 +162,44 @@ class PairIndex:
         return int((self.cross_count == 0).sum())
 
 
+def conflict_edges(pairs: pa.Table, item: np.ndarray, qrels_path: str | Path) -> np.ndarray:
+    """(item, other item) codes where a query of `other` is relevant to a positive or a
+    hard negative of one of `item`'s pairs: such items must not share a batch."""
+    qrels = schema.read_table(qrels_path, schema.QRELS)
+    qrels = qrels.filter(pa.compute.greater(qrels.column("relevance"), 0))
+    qid_names = np.unique(np.asarray(pairs.column("qid").combine_chunks().unique().to_pylist(), dtype=object))
+    query_item = np.zeros(len(qid_names), dtype=np.int64)
+    query_item[_codes(pairs.column("qid"), qid_names)] = item
+    known = pa.compute.is_in(qrels.column("qid"), value_set=pa.array(qid_names.tolist(), pa.string()))
+    qrels = qrels.filter(known)
+    judged_item = query_item[_codes(qrels.column("qid"), qid_names)]  # item of the query of each judgment
+    judged_pid = qrels.column("pid").combine_chunks()
+    candidates = pa.concat_arrays([pairs.column("pid").combine_chunks(), pairs.column("negative_pid").combine_chunks()])
+    owners = np.concatenate([item, item])
+    present = ~candidates.is_null().to_numpy(zero_copy_only=False)
+    candidates, owners = candidates.filter(pa.array(present)), owners[present]
+    pid_names = np.unique(np.asarray(pa.concat_arrays([candidates, judged_pid]).unique().to_pylist(), dtype=object))
+    owner_of = np.unique(np.stack([_codes(candidates, pid_names), owners], axis=1), axis=0)  # (pid, item holding it)
+    relevant_to = np.unique(np.stack([_codes(judged_pid, pid_names), judged_item], axis=1), axis=0)  # (pid, query item)
+    frame = pd.DataFrame(owner_of, columns=["pid", "item"]).merge(pd.DataFrame(relevant_to, columns=["pid", "other"]), on="pid")
+    frame = frame[frame["item"] != frame["other"]]
+    return np.unique(frame[["item", "other"]].to_numpy(dtype=np.int64), axis=0)
+
+
 def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int) -> list[tuple[str, np.ndarray]]:
     """The batches of one epoch as (batch type, pair rows), reproducible from (seed, epoch)."""
     type_rng, mono_rng, cross_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([plan.seed, epoch]).spawn(3)
     )
     languages = sorted(index.mono_items)
-    mono_queues = {lang: ItemQueue(index.mono_items[lang], mono_rng) for lang in languages}
+    mono_queues = {
+        lang: ItemQueue(index.mono_items[lang], mono_rng, index.graph, f"{MONO} batches in {index.lang_names[lang]}")
+        for lang in languages
+    }
     sizes = np.array([len(index.mono_items[lang]) for lang in languages], dtype=float)
     weights = sizes / sizes.sum() if plan.mono_language_sampling == "proportional" else None
     cross_items = np.flatnonzero(index.cross_count > 0)
-    cross_queue = ItemQueue(cross_items, cross_rng) if len(cross_items) else None
+    cross_queue = ItemQueue(cross_items, cross_rng, index.graph, f"{CROSS} batches") if len(cross_items) else None
     full, rest = divmod(index.n_items, plan.batch_size)
     sizes_per_batch = [plan.batch_size] * full + ([] if plan.drop_last or rest == 0 else [rest])
     batches = []
@@ -121,7 +209,7 @@ def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int) -> list[tuple[str,
             batches.append((MONO, index.mono_row[lang, mono_queues[lang].take(size)]))
         else:
             if cross_queue is None:
-                raise ValueError("X-Y batches need items in at least two languages; none has")
+                raise BatchUnfillable("X-Y batches need items in at least two languages; none has")
             items = cross_queue.take(size)
             pick = (cross_rng.random(size) * index.cross_count[items]).astype(np.int64)
             batches.append((CROSS, index.cross_rows[index.cross_start[items] + pick]))
@@ -177,18 +265,27 @@ class Statistics:
             "language_pairs": {"languages": langs, "counts": self.pairs.tolist()},
             "items": self.index.n_items,
             "items_unusable": {UNUSABLE_FOR_XY: self.index.single_language_items()},
+            "conflicts": {
+                "rule": CONFLICT_RULE,
+                "item_pairs": self.index.graph.n_edges,
+                "items_with_conflicts": int((self.index.graph.degree() > 0).sum()),
+                "deferred_for_a_conflict": self.index.graph.deferrals,
+            },
         }
 
 
-def build_batches(params: dict, pairs_path: str | Path, out_dir: str | Path) -> dict:
-    """Write shard-<epoch>.parquet files, stats.json and language_pairs.png into `out_dir`."""
+def build_batches(params: dict, pairs_dir: str | Path, out_dir: str | Path) -> dict:
+    """Write shard-<epoch>.parquet files, stats.json, language_pairs.png and the training
+    qrels into `out_dir`, from pairs.parquet and qrels.parquet in `pairs_dir`."""
     plan = BatchPlan.from_params(params)
-    out_dir = Path(out_dir)
+    pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
+    pairs_path = pairs_dir / "pairs.parquet"
     out_dir.mkdir(parents=True, exist_ok=True)
     schema.check_schema(pq.read_schema(pairs_path), schema.PAIRS, pairs_path)
-    index = PairIndex(pairs_path)
+    index = PairIndex(pairs_path, pairs_dir / RELEVANCE)
     if index.n_items == 0:
         raise schema.SchemaError(f"{pairs_path}: no pairs")
+    logging.info("%d items, %d conflicting item pairs (%s)", index.n_items, index.graph.n_edges, CONFLICT_RULE)
     statistics = Statistics(index)
     first_id = 0
     for epoch in range(plan.epochs):
@@ -209,6 +306,8 @@ def build_batches(params: dict, pairs_path: str | Path, out_dir: str | Path) -> 
         statistics.add(batches)
         first_id += len(batches)
     stats = statistics.as_dict(plan)
+    logging.info("%d items deferred to a later batch to avoid a conflict", stats["conflicts"]["deferred_for_a_conflict"])
+    shutil.copyfile(pairs_dir / RELEVANCE, out_dir / RELEVANCE)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     plot_language_pairs(stats, out_dir / "language_pairs.png")
     return stats

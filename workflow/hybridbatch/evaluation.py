@@ -4,12 +4,23 @@
 * cross: queries in L1 against the candidates in L2 != L1;
 * multi: queries in L against the pooled candidates of all languages.
 
+Cross and multi need items that are parallel across languages: where no query has
+relevant candidates in two languages (MIRACL's monolingual qrels), their runs are
+empty and no cross, multi or language-bias value is reported.
+
 A query whose item has no relevant candidate in the searched set is skipped for
-that setting and language pair, and the number skipped is reported.
+that setting and language pair, and the number skipped is reported; a block where
+every query is skipped stays in by_language.parquet with 0 queries.
+
+Ranks: the top-k comes from the index (an exact index ranks by the same matrix product
+as below; an approximate one, HNSW/IVF/PQ, returns its own list, possibly shorter than
+k, never a -1 label). Every relevant candidate outside that list is ranked after it, in
+exact-score order among the candidates the index did not return (ties: earlier first).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import faiss
@@ -53,12 +64,10 @@ def search_block(
     gold: tuple[np.ndarray, np.ndarray],
     top_k: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k of every query plus every gold candidate beyond the top-k with its exact rank.
+    """Top-k of every query plus every gold candidate beyond the top-k with its rank.
 
     `gold` is (query row, candidate column) of every relevant candidate, sorted by row.
-    An exact (flat) index is searched with the same matrix product that ranks the gold
-    candidates; an approximate one (HNSW, IVF, PQ) through FAISS. Returns (query row,
-    candidate column, rank, score) arrays."""
+    Returns (query row, candidate column, rank, score) arrays."""
     k = min(top_k, index.ntotal)
     exact_index = isinstance(index, faiss.IndexFlat)
     parts = []
@@ -66,16 +75,29 @@ def search_block(
         chunk = queries[start : start + QUERY_CHUNK]
         exact = chunk @ candidates.T
         scores, columns = top_k_exact(exact, k) if exact_index else index.search(chunk, k)
-        rows = np.repeat(np.arange(len(chunk)), k)
-        parts.append((rows + start, columns.ravel(), np.tile(np.arange(1, k + 1), len(chunk)), scores.ravel()))
+        returned = columns >= 0  # FAISS pads a short list with -1
+        ranks = np.cumsum(returned, axis=1)
+        rows = np.broadcast_to(np.arange(len(chunk))[:, None], columns.shape)
+        parts.append((rows[returned] + start, columns[returned], ranks[returned], scores[returned]))
         lo, hi = np.searchsorted(gold[0], [start, start + len(chunk)])
         gold_rows, gold_columns = gold[0][lo:hi] - start, gold[1][lo:hi]
         outside = ~(columns[gold_rows] == gold_columns[:, None]).any(axis=1)
         gold_rows, gold_columns = gold_rows[outside], gold_columns[outside]
         if len(gold_rows):
-            ranks = np.maximum(exact_ranks(exact, gold_columns, gold_rows), k + 1)
-            parts.append((gold_rows + start, gold_columns, ranks, exact[gold_rows, gold_columns]))
+            listed = columns[gold_rows]
+            gold_scores = exact[gold_rows, gold_columns][:, None]
+            listed_scores = exact[gold_rows[:, None], np.maximum(listed, 0)]
+            ahead = (listed_scores > gold_scores) | ((listed_scores == gold_scores) & (listed < gold_columns[:, None]))
+            ahead_in_list = (ahead & (listed >= 0)).sum(axis=1)
+            rank = returned[gold_rows].sum(axis=1) + exact_ranks(exact, gold_columns, gold_rows) - ahead_in_list
+            parts.append((gold_rows + start, gold_columns, rank, exact[gold_rows, gold_columns]))
     return tuple(np.concatenate(values) for values in zip(*parts))
+
+
+def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
+    """Whether some query has relevant candidates in two languages (items are parallel)."""
+    pairs = pd.DataFrame({"query": query_rows, "lang": passage_langs}).drop_duplicates()
+    return bool(pairs["query"].duplicated().any())
 
 
 def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
@@ -95,10 +117,14 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     gold_query = qid_row.reindex(qrels.qid).to_numpy()
     known = ~np.isnan(gold_query)
     gold_query, gold_passage = gold_query[known].astype(np.int64), pid_row[qrels.pid].to_numpy()[known]
+    parallel = is_parallel(gold_query, plangs[gold_passage])
     counts = {}
     indices: dict[str, faiss.Index] = {}
     for setting, blocks in setting_blocks(sorted(set(qlangs)), sorted(set(plangs))).items():
-        tables = []
+        if setting != "mono" and not parallel:
+            logging.info("%s: no query has relevant candidates in two languages, so no %s setting", corpus_dir, setting)
+            blocks = []
+        tables = [schema.RUN.empty_table()]
         for lq, lc in blocks:
             rows = np.flatnonzero(qlangs == lq)
             columns = candidate_rows(plangs, lc)
@@ -131,12 +157,13 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
 
 
 def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Per-query metrics (per_query.parquet), per-language aggregates (by_language.parquet)
-    and macro-averaged rows of the summary contract (summary.csv). `params['descriptor']`
-    names the run: corpus, model, strategy, alpha, seed."""
+    """Per-query metrics (per_query.parquet, with each query's item), per-language
+    aggregates (by_language.parquet) and macro-averaged rows of the summary contract
+    (summary.csv). `params['descriptor']` names the run: corpus, model, strategy, alpha, seed."""
     run_dir, corpus_dir, out_dir = Path(run_dir), Path(corpus_dir), Path(out_dir)
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     qrels = qrels[qrels.relevance > 0]
+    item_of = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES).set_index("qid").item_id
     relevant = pa.Table.from_pandas(qrels[["qid", "pid"]], preserve_index=False).cast(
         pa.schema([("qid", pa.string()), ("pid", pa.string())])
     )
@@ -144,22 +171,28 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     per_query, by_language = [], []
     for setting in SETTINGS:
         run = schema.read_table(run_dir / f"{setting}.parquet", schema.RUN)
+        if run.num_rows == 0:
+            continue
         gold = run.join(relevant, keys=["qid", "pid"], join_type="inner").to_pandas()
         key = gold.qid + "\t" + gold.query_lang + "\t" + gold.candidate_lang
         scores = rank_metrics(key.to_numpy(), gold["rank"].to_numpy(), params["recall_at"], params["ndcg_at"], params["mrr_at"])
         scores = scores.reset_index()
         scores[["qid", "query_lang", "candidate_lang"]] = scores["query"].str.split("\t", expand=True)
         scores = scores.drop(columns="query")
+        scores.insert(0, "item_id", item_of.reindex(scores.qid).to_numpy())
         scores["setting"] = setting
         if setting != "multi":
             scores["rank_distance"] = np.nan
         per_query.append(scores)
         searched = run.group_by(["query_lang", "candidate_lang"]).aggregate([("qid", "count_distinct")]).to_pandas()
-        searched = searched.set_index(["query_lang", "candidate_lang"])["qid_count_distinct"].rename("searched")
+        searched = searched.set_index(["query_lang", "candidate_lang"])["qid_count_distinct"].rename("searched").sort_index()
         grouped = scores.groupby(["query_lang", "candidate_lang"])
-        table = grouped[names + ["rank_distance"]].mean().join(grouped.size().rename("queries")).join(searched)
+        table = searched.to_frame().join(grouped[names + ["rank_distance"]].mean()).join(grouped.size().rename("queries"))
+        table["queries"] = table.queries.fillna(0).astype(np.int64)
         table["skipped"] = table.searched - table.queries
         by_language.append(table.drop(columns="searched").reset_index().assign(setting=setting))
+    if not per_query:
+        raise schema.SchemaError(f"{run_dir}: no run has a query with a relevant candidate")
     per_query_frame = pd.concat(per_query, ignore_index=True)
     by_language_frame = pd.concat(by_language, ignore_index=True)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -43,9 +44,11 @@ def _incidence(sets: list[set[str]]) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sets), max(1, len(vocab))))
 
 
-def build_pairs(params: dict, corpus_dir: str | Path, out_path: str | Path) -> pd.DataFrame:
-    """One pair per query and relevant passage (qrels) with both in `params['languages']`."""
-    corpus_dir = Path(corpus_dir)
+def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+    """pairs.parquet: one pair per query and relevant passage (qrels) with both in
+    `params['languages']`; qrels.parquet: every relevance judgment between those queries
+    and those passages, in any of the languages (what batches and the loss check against)."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     languages = params["languages"]
     queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     passages = schema.read_parquet(corpus_dir / "passages.parquet", schema.PASSAGES)
@@ -57,28 +60,32 @@ def build_pairs(params: dict, corpus_dir: str | Path, out_path: str | Path) -> p
     queries = queries[queries.lang.isin(languages)]
     passages = passages[passages.lang.isin(languages)].reset_index(drop=True)
     links = qrels[qrels.relevance > 0].merge(queries, on="qid").merge(passages, on="pid", suffixes=("_q", "_p"))
+    schema.require_nonempty(links, corpus_dir, f"training pairs in languages {languages}")
+    links["negative_pid"] = None
     if params["hard_negatives"]:
         relevant_items = links.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
-        negative_pid = lexical_hard_negatives(passages, relevant_items, params["seed"])
-        by_pid = passages.set_index("pid")
-        chosen = negative_pid.reindex(links.pid).values
-        links["negative"] = by_pid.text.reindex(chosen).values
-        links["negative_item_id"] = by_pid.item_id.reindex(chosen).values
-    else:
-        links["negative"] = None
-        links["negative_item_id"] = None
+        links["negative_pid"] = lexical_hard_negatives(passages, relevant_items, params["seed"]).reindex(links.pid).values
+        relevant = pd.MultiIndex.from_frame(links[["qid", "pid"]])
+        clash = pd.MultiIndex.from_arrays([links.qid, links.negative_pid]).isin(relevant)
+        if clash.any():  # the miner excludes its items' passages; relevance has the last word
+            logging.warning("%d hard negatives are relevant to their query and were dropped", int(clash.sum()))
+            links.loc[clash, "negative_pid"] = None
+    links["negative"] = passages.set_index("pid").text.reindex(links.negative_pid).values
     pairs = pd.DataFrame(
         {
             "pair_id": links.qid + ">" + links.pid,
             "item_id": links.item_id_q,
+            "qid": links.qid,
+            "pid": links.pid,
+            "negative_pid": links.negative_pid,
             "query_lang": links.lang_q,
             "passage_lang": links.lang_p,
             "query": links.text_q,
             "positive": links.text_p,
             "negative": links.negative,
-            "negative_item_id": links.negative_item_id,
         }
     ).sort_values("pair_id", ignore_index=True)
-    schema.require_nonempty(pairs, corpus_dir, f"training pairs in languages {languages}")
-    schema.write_parquet(pairs, out_path, schema.PAIRS)
-    return pairs
+    judged = links[["qid", "pid"]].assign(relevance=1).sort_values(["qid", "pid"], ignore_index=True)
+    schema.write_parquet(pairs, out_dir / "pairs.parquet", schema.PAIRS)
+    schema.write_parquet(judged, out_dir / "qrels.parquet", schema.QRELS)
+    return {"pairs": len(pairs), "qrels": len(judged), "hard_negatives": int(pairs.negative_pid.notna().sum())}

@@ -13,16 +13,21 @@ import pyarrow.parquet as pq
 PASSAGES = pa.schema([("pid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
 QUERIES = pa.schema([("qid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
 QRELS = pa.schema([("qid", pa.string()), ("pid", pa.string()), ("relevance", pa.int32())])
+# A training pair: a query, its relevant passage (pid) and an optional hard negative
+# (negative_pid, null when none). qid/pid/negative_pid let anyone check a batch against
+# the corpus qrels without this package.
 PAIRS = pa.schema(
     [
         ("pair_id", pa.string()),
         ("item_id", pa.string()),
+        ("qid", pa.string()),
+        ("pid", pa.string()),
+        ("negative_pid", pa.string()),
         ("query_lang", pa.string()),
         ("passage_lang", pa.string()),
         ("query", pa.string()),
         ("positive", pa.string()),
         ("negative", pa.string()),
-        ("negative_item_id", pa.string()),
     ]
 )
 BATCHES = pa.schema([("batch_id", pa.int64()), ("epoch", pa.int32()), ("batch_type", pa.string())] + list(PAIRS))

@@ -27,14 +27,27 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 log = logging.getLogger(__name__)
 
 
-def resolve_revision(repo: str, revision: str) -> str:
+UNPINNED = "unpinned"
+
+
+class UnpinnedRevision(ValueError):
+    """A config names a hub repository without a commit it could verify."""
+
+
+def resolve_revision(repo: str, revision: str, key: str, repo_type: str = "dataset") -> str:
     """The commit of `revision` (a branch or tag is resolved once, so every file of one
-    download comes from the same commit)."""
+    download comes from the same commit). `unpinned` is refused, naming the config `key`."""
+    if revision == UNPINNED:
+        raise UnpinnedRevision(
+            f"config key {key}: {repo} has no pinned commit (no commit could be verified offline when the config "
+            f"was written); set it to a 40-hex commit of the {repo_type} repository, or to a branch to resolve and record"
+        )
     if COMMIT.match(revision):
         return revision
     from huggingface_hub import HfApi
 
-    commit = HfApi().dataset_info(repo, revision=revision).sha
+    info = HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info
+    commit = info(repo, revision=revision).sha
     log.warning("%s: revision %r is not a commit; resolved to %s (pin it in the config)", repo, revision, commit)
     return commit
 
@@ -113,11 +126,11 @@ def stream_tables(
                 provenance[name] = {"mirror": str(mirror), "files": local}
             else:
                 repo = hf[role]["repo"]
-                commits.setdefault(role, resolve_revision(repo, hf[role]["revision"]))
+                commits.setdefault(role, resolve_revision(repo, hf[role]["revision"], f"{mirror_key.removesuffix('.mirror')}.hf.{role}.revision"))
                 data_files = [f"hf://datasets/{repo}@{commits[role]}/{pattern}" for pattern in patterns]
                 provenance[name] = {"repo": repo, "commit": commits[role], "files": patterns}
             written, provenance[name]["rows"] = write_shards(builder, data_files, out_dir, name, shard_rows)
-        except (DownloadError, ChecksumError):
+        except (DownloadError, ChecksumError, UnpinnedRevision):
             raise
         except Exception as error:  # offline mode, no network, a gated repository without a token, bad files
             if local is not None:

@@ -11,7 +11,8 @@ import pandas as pd
 
 from .config import ZERO_SHOT
 from .evaluation import SETTINGS, SUMMARY_COLUMNS
-from .significance import block_weights, bootstrap_interval, holm, randomization_test
+from .significance import UNIT, block_weights, bootstrap_interval, holm, randomization_test
+
 RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
 # (metric, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
@@ -37,7 +38,8 @@ class Run:
     def values(self, setting: str, column: str) -> pd.DataFrame:
         rows = self.per_query[self.per_query.setting == setting]
         block = rows.query_lang if setting != "cross" else rows.query_lang + ">" + rows.candidate_lang
-        return pd.DataFrame({"qid": rows.qid, "candidate_lang": rows.candidate_lang, "block": block, "value": rows[column]})
+        return pd.DataFrame({"qid": rows.qid, "candidate_lang": rows.candidate_lang, "block": block,
+                             "item_id": rows.item_id, "value": rows[column]})
 
 
 def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
@@ -54,17 +56,21 @@ def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
         for a, b in combinations(members, 2):
             for metric, (column, settings, _, _) in HEADLINES.items():
                 for setting in settings:
-                    paired = a.values(setting, column).merge(b.values(setting, column), on=["qid", "candidate_lang", "block"])
+                    paired = a.values(setting, column).merge(
+                        b.values(setting, column), on=["qid", "candidate_lang", "block", "item_id"]
+                    )
+                    if paired.empty:
+                        continue
                     differences = (paired.value_x - paired.value_y).to_numpy()
-                    blocks = paired.block.to_numpy()
+                    blocks, items = paired.block.to_numpy(), paired.item_id.to_numpy()
                     weights = block_weights(blocks)
                     value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
-                    low, high = bootstrap_interval(differences, blocks, params["bootstrap_samples"], params["seed"])
-                    p = randomization_test(differences, blocks, params["permutations"], params["seed"])
+                    low, high = bootstrap_interval(differences, blocks, items, params["bootstrap_samples"], params["seed"])
+                    p = randomization_test(differences, blocks, items, params["permutations"], params["seed"])
                     rows.append((corpus, model, seed, setting, metric, a.label, b.label, value_a, value_b,
-                                 value_a - value_b, low, high, len(paired), p))
+                                 value_a - value_b, low, high, len(paired), len(set(items)), UNIT, p))
     columns = ["corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b",
-               "difference", "ci_low", "ci_high", "queries", "p_value"]
+               "difference", "ci_low", "ci_high", "queries", "items", "unit", "p_value"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
     frame["significant"] = frame.p_holm < params["alpha"]
@@ -77,10 +83,13 @@ def confidence(runs: list[Run], params: dict) -> pd.DataFrame:
         for metric, (column, settings, _, _) in HEADLINES.items():
             for setting in settings:
                 values = run.values(setting, column)
-                value = block_weights(values.block.to_numpy()) @ values.value.to_numpy()
-                low, high = bootstrap_interval(values.value.to_numpy(), values.block.to_numpy(), params["bootstrap_samples"], params["seed"])
-                rows.append(run.key + (setting, metric, value, low, high))
-    return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high"])
+                if values.empty:
+                    continue
+                blocks, items = values.block.to_numpy(), values.item_id.to_numpy()
+                value = block_weights(blocks) @ values.value.to_numpy()
+                low, high = bootstrap_interval(values.value.to_numpy(), blocks, items, params["bootstrap_samples"], params["seed"])
+                rows.append(run.key + (setting, metric, value, low, high, UNIT))
+    return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high", "unit"])
 
 
 def headline_table(runs: list[Run], tests: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -157,7 +166,8 @@ def per_language_table(runs: list[Run], corpus: str) -> pd.DataFrame:
 
 
 def skipped_notes(runs: list[Run]) -> list[str]:
-    """One sentence per corpus whose queries lack a relevant candidate in some language."""
+    """Per corpus: queries skipped for lacking a relevant candidate in a language, blocks
+    left out of the macro average because every query was skipped, settings not reported."""
     notes = []
     for corpus in dict.fromkeys(run.key[0] for run in runs):
         frame = next(run for run in runs if run.key[0] == corpus).by_language
@@ -165,6 +175,14 @@ def skipped_notes(runs: list[Run]) -> list[str]:
         if skipped.any():
             counts = ", ".join(f"{setting} {int(n)}" for setting, n in skipped.items() if n)
             notes.append(f"{corpus}: queries skipped for a language pair with no relevant candidate: {counts}.")
+        for setting, table in frame.groupby("setting", sort=False):
+            empty = int((table.queries == 0).sum())
+            if empty:
+                notes.append(f"{corpus} {setting}: averaged over {len(table) - empty} of {len(table)} language blocks "
+                             f"({empty} have no query with a relevant candidate).")
+        missing = [setting for setting in SETTINGS if setting not in set(frame.setting)]
+        if missing:
+            notes.append(f"{corpus}: no {', '.join(missing)} setting (its items are not parallel across languages).")
     return notes
 
 
@@ -234,8 +252,10 @@ def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | 
     tests = comparisons(runs, params)
     tests.to_csv(tables_dir / "significance.csv", index=False)
     confidence(runs, params).to_csv(tables_dir / "confidence.csv", index=False)
-    note = (f"Superscripts: the rows (letters) a cell is better than, paired randomization test over queries "
-            f"({params['permutations']} sign flips), Holm-corrected, p < {params['alpha']}. Means over seeds.")
+    note = (f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
+            f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
+            f"sign flips), Holm-corrected, p < {params['alpha']}, in every seed (tests pair runs of the same seed). "
+            f"Means over seeds.")
     note += "".join(f" {line}" for line in skipped_notes(runs))
     for metric, (_, _, _, digits) in HEADLINES.items():
         table, markers = headline_table(runs, tests, metric)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -11,22 +12,31 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from .batching import iter_batches
+from .batching import RELEVANCE, iter_batches
 from .encoders import Encoder
 
 
-def false_negatives(query_items: list[str], candidate_items: list[str], candidate_texts: list[str]) -> torch.Tensor:
-    """mask[i, j]: candidate j is not query i's positive (candidate i) but is of query
-    i's item (a translation of its positive) or has the positive's very text."""
-    n = len(query_items)
-    mask = torch.tensor(
-        [
-            [item == own or text == candidate_texts[i] for item, text in zip(candidate_items, candidate_texts)]
-            for i, own in enumerate(query_items)
-        ]
-    )
-    mask[torch.arange(n), torch.arange(n)] = False
-    return mask
+def false_negatives(
+    qids: list[str], candidate_pids: list[str], candidate_texts: list[str], relevant: set[tuple[str, str]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(relevant, duplicate) masks over queries x candidates, where query i's positive is
+    candidate i: relevant[i, j] when (qid i, candidate j) is in the qrels (a conflict the
+    batch builder should have kept out), duplicate[i, j] when candidate j has the very
+    text of query i's positive. Neither is ever a negative."""
+    n = len(qids)
+    is_relevant = torch.tensor([[(qid, pid) in relevant for pid in candidate_pids] for qid in qids], dtype=torch.bool)
+    duplicate = torch.tensor([[text == candidate_texts[i] for text in candidate_texts] for i in range(n)], dtype=torch.bool)
+    own = torch.zeros_like(is_relevant)
+    own[torch.arange(n), torch.arange(n)] = True
+    return is_relevant & ~own, duplicate & ~own & ~is_relevant
+
+
+def read_relevance(path: Path) -> set[tuple[str, str]]:
+    from . import schema
+
+    qrels = schema.read_table(path, schema.QRELS).to_pandas()
+    qrels = qrels[qrels.relevance > 0]
+    return set(zip(qrels.qid, qrels.pid))
 
 
 def info_nce(
@@ -57,9 +67,10 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
     total = json.loads((batch_dir / "stats.json").read_text())["batches"]
     if not shards or total == 0:
         raise ValueError(f"{batch_dir}: no batch shards to train on")
+    relevant = read_relevance(batch_dir / RELEVANCE)
     encoder = Encoder(base_dir, model_params)
     if config["freeze_embeddings"]:
-        encoder.model.get_input_embeddings().weight.requires_grad_(False)
+        encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
     trainable = [p for p in encoder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config["learning_rate"], weight_decay=config["weight_decay"])
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_fraction"] * total), total)
@@ -68,13 +79,14 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
     started = time.perf_counter()
     for step, (batch_id, batch_type, batch) in enumerate(tqdm(iter_batches(shards), total=total, desc="train")):
         rows = batch.to_pydict()
-        hard = [i for i, negative in enumerate(rows["negative"]) if negative is not None]
+        hard = [i for i, negative in enumerate(rows["negative_pid"]) if negative is not None]
         candidates = rows["positive"] + [rows["negative"][i] for i in hard]
-        candidate_items = rows["item_id"] + [rows["negative_item_id"][i] for i in hard]
+        candidate_pids = rows["pid"] + [rows["negative_pid"][i] for i in hard]
+        conflicts, duplicates = false_negatives(rows["qid"], candidate_pids, candidates, relevant)
         loss = info_nce(
             encoder.embed(rows["query"], "query"),
             encoder.embed(candidates, "passage"),
-            false_negatives(rows["item_id"], candidate_items, candidates),
+            conflicts | duplicates,
             config["temperature"],
             config["symmetric"],
         )
@@ -84,8 +96,13 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        log.append((step, batch_id, batch_type, loss.item(), scheduler.get_last_lr()[0], time.perf_counter() - started))
+        log.append((step, batch_id, batch_type, loss.item(), scheduler.get_last_lr()[0], int(conflicts.sum()),
+                    int(duplicates.sum()), time.perf_counter() - started))
     encoder.save(out_dir)
-    frame = pd.DataFrame(log, columns=["step", "batch_id", "batch_type", "loss", "learning_rate", "seconds"])
+    columns = ["step", "batch_id", "batch_type", "loss", "learning_rate", "masked_conflicts", "masked_duplicates", "seconds"]
+    frame = pd.DataFrame(log, columns=columns)
+    if frame.masked_conflicts.any():
+        logging.warning("%d relevant candidates were masked in the loss (the batches should hold none)",
+                        int(frame.masked_conflicts.sum()))
     frame.to_csv(out_dir / "training_log.csv", index=False)
     return frame

@@ -11,10 +11,12 @@ rule batches:
     input:
         package("batching"),
         pairs="results/train/{trainset}/pairs.parquet",
+        qrels="results/train/{trainset}/qrels.parquet",
     params:
         plan=lambda w: as_json(
             {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
         ),
+        pairs_dir=lambda w, input: parent_dir(input.pairs),
     log:
         "results/logs/batches/{trainset}/{strategy}/s{seed}.log",
     benchmark:
@@ -22,4 +24,4 @@ rule batches:
     conda:
         ENV
     shell:
-        "python -m hybridbatch batches --params {params.plan:q} --pairs {input.pairs} --out {output} > {log} 2>&1"
+        "python -m hybridbatch batches --params {params.plan:q} --pairs {params.pairs_dir} --out {output} > {log} 2>&1"

@@ -30,6 +30,7 @@ rule evaluate:
         package("evaluation"),
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
         qrels="results/corpora/{corpus}/test/qrels.parquet",
+        queries="results/corpora/{corpus}/test/queries.parquet",
     params:
         evaluation=lambda w: as_json(
             {**config["evaluation"], "descriptor": descriptor(config, w.corpus, w.model, Variant.parse(w.variant))}

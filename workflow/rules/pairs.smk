@@ -1,12 +1,14 @@
 rule pairs:
     output:
-        "results/train/{trainset}/pairs.parquet",
+        pairs="results/train/{trainset}/pairs.parquet",
+        qrels="results/train/{trainset}/qrels.parquet",
     input:
         package("pairs"),
         corpus=trainset_corpus,
     params:
         trainset=lambda w: as_json(config["trainsets"][w.trainset]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
+        out=lambda w, output: parent_dir(output.pairs),
     log:
         "results/logs/pairs/{trainset}.log",
     benchmark:
@@ -14,4 +16,4 @@ rule pairs:
     conda:
         ENV
     shell:
-        "python -m hybridbatch pairs --params {params.trainset:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        "python -m hybridbatch pairs --params {params.trainset:q} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

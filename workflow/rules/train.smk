@@ -6,7 +6,7 @@ rule base_model:
         corpus=base_model_corpus,
         local=local_model_dir,
     params:
-        model=lambda w: as_json(config["models"][w.model]),
+        model=lambda w: as_json({**config["models"][w.model], "name": w.model}),
         corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",
     log:
         "results/logs/base_model/{model}.log",
