@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema
@@ -57,7 +57,9 @@ class ConflictGraph:
     items blocked for the batch being filled (stamped with the batch number)."""
 
     def __init__(self, n_items: int, edges: np.ndarray):
-        edges = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0) if len(edges) else edges.reshape(0, 2)
+        both = np.concatenate([edges, edges[:, ::-1]]).reshape(-1, 2)
+        key = np.unique(both[:, 0] * n_items + both[:, 1])
+        edges = np.stack([key // n_items, key % n_items], axis=1)
         self.n_edges = len(edges) // 2
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(edges[:, 0], minlength=n_items))]).tolist()
         self.neighbours = edges[:, 1].tolist()
@@ -121,12 +123,28 @@ class ItemQueue:
         return np.array(chosen, dtype=np.int64)
 
 
-def _codes(column: pa.ChunkedArray | pa.Array, names: np.ndarray) -> np.ndarray:
-    """Positions of a string column's values in the sorted array `names`."""
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = column.dictionary_encode()
-    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-    return np.searchsorted(names, dictionary)[encoded.indices.to_numpy(zero_copy_only=False)]
+def _read_encoded(path: str | Path, name: str) -> pa.ChunkedArray:
+    """One string column, dictionary-encoded chunk by chunk (ids never sit in memory as
+    one string per row of a large pairs file)."""
+    column = pq.read_table(path, columns=[name]).column(0).cast(pa.string())
+    return pa.chunked_array([chunk.dictionary_encode() for chunk in column.chunks], pa.dictionary(pa.int32(), pa.string()))
+
+
+def _distinct(*columns: pa.ChunkedArray) -> pa.Array:
+    return pc.unique(pa.concat_arrays([chunk.dictionary for column in columns for chunk in column.chunks]))
+
+
+def _codes(column: pa.ChunkedArray, names: np.ndarray | pa.Array) -> np.ndarray:
+    """Position of each value of a dictionary-encoded column in `names` (a sorted numpy
+    array, or any arrow array); -1 for nulls and values not in an arrow `names`."""
+    parts = [np.zeros(0, dtype=np.int64)]
+    for chunk in column.chunks:
+        if isinstance(names, np.ndarray):
+            lookup = np.searchsorted(names, np.asarray(chunk.dictionary.to_pylist(), dtype=object))
+        else:
+            lookup = pc.index_in(chunk.dictionary, value_set=names).fill_null(-1).to_numpy()
+        parts.append(np.append(lookup, -1).astype(np.int64)[chunk.indices.fill_null(-1).to_numpy()])
+    return np.concatenate(parts)
 
 
 class PairIndex:
@@ -134,14 +152,13 @@ class PairIndex:
     items' conflict graph from the relevance judgments."""
 
     def __init__(self, pairs_path: str | Path, qrels_path: str | Path):
-        names = ["item_id", "qid", "pid", "negative_pid", "query_lang", "passage_lang"]
-        table = pq.read_table(pairs_path, columns=names).cast(pa.schema([schema.PAIRS.field(n) for n in names]))
-        self.item_names = np.unique(np.asarray(table.column("item_id").combine_chunks().unique().to_pylist(), dtype=object))
-        lang_values = table.column("query_lang").unique().to_pylist() + table.column("passage_lang").unique().to_pylist()
-        self.lang_names = np.unique(np.asarray(lang_values, dtype=object))
-        self.item = _codes(table.column("item_id"), self.item_names)
-        self.query_lang = _codes(table.column("query_lang"), self.lang_names)
-        self.passage_lang = _codes(table.column("passage_lang"), self.lang_names)
+        items = _read_encoded(pairs_path, "item_id")
+        query_langs, passage_langs = _read_encoded(pairs_path, "query_lang"), _read_encoded(pairs_path, "passage_lang")
+        self.item_names = np.unique(np.asarray(_distinct(items).to_pylist(), dtype=object))
+        self.lang_names = np.unique(np.asarray(_distinct(query_langs, passage_langs).to_pylist(), dtype=object))
+        self.item = _codes(items, self.item_names)
+        self.query_lang = _codes(query_langs, self.lang_names)
+        self.passage_lang = _codes(passage_langs, self.lang_names)
         rows = np.arange(len(self.item))
         mono = self.query_lang == self.passage_lang
         self.mono_row = np.full((len(self.lang_names), len(self.item_names)), -1, dtype=np.int64)
@@ -152,7 +169,7 @@ class PairIndex:
         self.cross_count = np.bincount(self.item[cross_rows], minlength=len(self.item_names))
         self.cross_start = np.concatenate([[0], np.cumsum(self.cross_count)[:-1]])
         self.cross_rows = cross_rows
-        self.graph = ConflictGraph(len(self.item_names), conflict_edges(table, self.item, qrels_path))
+        self.graph = ConflictGraph(len(self.item_names), conflict_edges(pairs_path, self.item, qrels_path))
 
     @property
     def n_items(self) -> int:
@@ -162,28 +179,34 @@ class PairIndex:
         return int((self.cross_count == 0).sum())
 
 
-def conflict_edges(pairs: pa.Table, item: np.ndarray, qrels_path: str | Path) -> np.ndarray:
+def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | Path) -> np.ndarray:
     """(item, other item) codes where a query of `other` is relevant to a positive or a
     hard negative of one of `item`'s pairs: such items must not share a batch."""
     qrels = schema.read_table(qrels_path, schema.QRELS)
-    qrels = qrels.filter(pa.compute.greater(qrels.column("relevance"), 0))
-    qid_names = np.unique(np.asarray(pairs.column("qid").combine_chunks().unique().to_pylist(), dtype=object))
-    query_item = np.zeros(len(qid_names), dtype=np.int64)
-    query_item[_codes(pairs.column("qid"), qid_names)] = item
-    known = pa.compute.is_in(qrels.column("qid"), value_set=pa.array(qid_names.tolist(), pa.string()))
-    qrels = qrels.filter(known)
-    judged_item = query_item[_codes(qrels.column("qid"), qid_names)]  # item of the query of each judgment
-    judged_pid = qrels.column("pid").combine_chunks()
-    candidates = pa.concat_arrays([pairs.column("pid").combine_chunks(), pairs.column("negative_pid").combine_chunks()])
-    owners = np.concatenate([item, item])
-    present = ~candidates.is_null().to_numpy(zero_copy_only=False)
-    candidates, owners = candidates.filter(pa.array(present)), owners[present]
-    pid_names = np.unique(np.asarray(pa.concat_arrays([candidates, judged_pid]).unique().to_pylist(), dtype=object))
-    owner_of = np.unique(np.stack([_codes(candidates, pid_names), owners], axis=1), axis=0)  # (pid, item holding it)
-    relevant_to = np.unique(np.stack([_codes(judged_pid, pid_names), judged_item], axis=1), axis=0)  # (pid, query item)
-    frame = pd.DataFrame(owner_of, columns=["pid", "item"]).merge(pd.DataFrame(relevant_to, columns=["pid", "other"]), on="pid")
+    qrels = qrels.filter(pc.greater(qrels.column("relevance"), 0))
+    judged_qids = pa.chunked_array([c.dictionary_encode() for c in qrels.column("qid").chunks], pa.dictionary(pa.int32(), pa.string()))
+    judged_pids = pa.chunked_array([c.dictionary_encode() for c in qrels.column("pid").chunks], pa.dictionary(pa.int32(), pa.string()))
+    qids = _read_encoded(pairs_path, "qid")
+    qid_names = _distinct(qids)
+    query_item = np.full(len(qid_names) + 1, -1, dtype=np.int64)  # the last entry answers code -1
+    query_item[_codes(qids, qid_names)] = item
+    judged_item = query_item[_codes(judged_qids, qid_names)]  # item of the query of each judgment (-1: not a pair's)
+    positives, negatives = _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid")
+    pid_names = _distinct(positives, negatives, judged_pids)
+    n_items = len(item) and int(item.max()) + 1
+
+    def distinct(pids: np.ndarray, items: np.ndarray, name: str) -> pd.DataFrame:  # unique (pid, item) rows
+        keep = (pids >= 0) & (items >= 0)
+        key = np.unique(pids[keep] * n_items + items[keep])
+        return pd.DataFrame({"pid": key // n_items, name: key % n_items})
+
+    held = np.concatenate([_codes(positives, pid_names), _codes(negatives, pid_names)])
+    frame = distinct(held, np.concatenate([item, item]), "item").merge(
+        distinct(_codes(judged_pids, pid_names), judged_item, "other"), on="pid"
+    )
     frame = frame[frame["item"] != frame["other"]]
-    return np.unique(frame[["item", "other"]].to_numpy(dtype=np.int64), axis=0)
+    key = np.unique(frame["item"].to_numpy(np.int64) * n_items + frame["other"].to_numpy(np.int64))
+    return np.stack([key // n_items, key % n_items], axis=1)
 
 
 def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int) -> list[tuple[str, np.ndarray]]:
