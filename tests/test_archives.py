@@ -79,3 +79,10 @@ def test_zip_extraction_keeps_only_the_member_asked_for(tmp_path):
         handle.writestr("README", "x")
     assert safe_extract(path, tmp_path / "out", under="captions.jsonl") == ["captions.jsonl"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["captions.jsonl"]
+
+
+def test_duplicate_member_names_are_refused_and_nothing_is_written(tmp_path):
+    archive = make_tar(tmp_path / "dup.tar.gz", [("images/a.jpg", "file", b"first"), ("images/a.jpg", "file", b"second")])
+    with pytest.raises(UnsafeArchiveError, match=r"member 'images/a.jpg' appears twice"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -276,3 +276,44 @@ def test_config_errors_name_the_corpus_key(corpus, key):
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     with pytest.raises(ConfigError, match=rf"config key {key}"):
         validate_config({**default, **config, "experiment": {**default["experiment"], "models": ["m"], "trainset": "t", "strategies": ["s"], "eval_corpora": ["c"]}})
+
+
+def default_config() -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["experiment"]["models"] = ["tiny-bert"]
+    return config
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["corpora"]["cldr-locales"].update(test_fraction=1.0), r"config key corpora\.cldr-locales\.test_fraction: 1 leaves no train split"),
+        (lambda c: c["corpora"]["cldr-locales"].update(test_fraction=0.0), r"config key corpora\.cldr-locales\.test_fraction: 0 leaves no test split"),
+        (lambda c: c["experiment"].update(seeds=[-1]), r"config key experiment\.seeds\.0: -1 is less than the minimum of 0"),
+        (lambda c: c["models"]["tiny-bert"]["source"].update(hidden_size=130), r"config key models\.tiny-bert\.source\.hidden_size: 130 is not a multiple of heads \(4\)"),
+        (lambda c: c["training"].update(learning_rate="5e-4"), r"config key training\.learning_rate: .* write the number with a dot: 5\.0e-04"),
+        (lambda c: c["compute"].update(threads=0), r"config key compute\.threads"),
+    ],
+)  # fmt: skip
+def test_config_mistakes_are_caught_before_any_stage_naming_the_key(edit, message):
+    config = default_config()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["corpora"]["cldr-locales"].update(languages=["en", "xx"]), r"config key corpora\.cldr-locales\.languages: 'xx' is not a CLDR locale"),
+        (lambda c: c["index"].update(factory="HNSW32,Bogus"), r"config key index\.factory: FAISS cannot build 'HNSW32,Bogus'"),
+    ],
+)  # fmt: skip
+def test_checks_that_need_babel_or_faiss_name_the_key(edit, message):
+    from hybridbatch.config import check_config_deeply
+
+    config = default_config()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config_deeply(config)
+    check_config_deeply(default_config())

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,24 +123,29 @@ def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir):
     config = tiny_config()
     config["evaluation"]["recall_at"] = [1, 5, 10, 50]
     write_config(workdir, config)
-    assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
-    config["significance"]["permutations"] = 500
-    write_config(workdir, config)
-    assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
-    snakemake(workdir)
-    summary = pd.read_csv(workdir / "results/tables/summary.csv")
-    assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
+    try:
+        assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
+        config["significance"]["permutations"] = 500
+        write_config(workdir, config)
+        assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
+        snakemake(workdir)
+        summary = pd.read_csv(workdir / "results/tables/summary.csv")
+        assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
+    finally:  # back to the state every other test expects
+        write_config(workdir, tiny_config())
+        snakemake(workdir)
 
 
 def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir):
     config = tiny_config()
-    config["evaluation"]["recall_at"] = [1, 5, 10, 50]
-    config["significance"]["permutations"] = 500
     config["strategies"]["hybrid"]["alpha"] = 0.25
     write_config(workdir, config)
-    assert planned_jobs(workdir) == {
-        "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
-    }
+    try:
+        assert planned_jobs(workdir) == {
+            "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
+        }
+    finally:
+        write_config(workdir, tiny_config())
 
 
 def test_config_typo_names_the_key(workdir):
@@ -252,3 +258,98 @@ def test_paper_config_plans_the_full_grid(tmp_path):
     # 4 corpora (XQuAD-R, MLQA-R, MIRACL, mMARCO); 2 models x 3 strategies; 2 x 4 variants x 3 corpora
     assert jobs == {"download": 4, "prepare": 4, "pairs": 1, "batches": 3, "base_model": 2, "train": 6,
                     "embed": 24, "search": 24, "evaluate": 24, "tables": 1, "all": 1}  # fmt: skip
+
+
+# --- artifacts that cannot be fooled ------------------------------------------------------
+
+HYBRID_BATCHES = "results/batches/cldr-locales/hybrid/s0"
+
+
+@pytest.fixture
+def scratch(workdir, tmp_path) -> Path:
+    """A copy of the finished workflow directory to tamper with."""
+    shutil.copytree(workdir / "results", tmp_path / "results", symlinks=True)
+    shutil.copy(workdir / "config.yaml", tmp_path / "config.yaml")
+    return tmp_path
+
+
+def rehash(manifest_path: Path, name: str) -> None:
+    """Update one file's record in a manifest, as someone covering an edit would."""
+    from hybridbatch.download import sha256_file
+
+    manifest = json.loads(manifest_path.read_text())
+    path = manifest_path.parent / name
+    manifest["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def edit_summary(root: Path) -> None:
+    summary = root / "results/tables/summary.csv"
+    summary.write_text(summary.read_text().replace(",map,0.", ",map,0.9", 1))
+    rehash(root / "results/tables/manifest.json", "summary.csv")
+
+
+TAMPERING = {
+    "stray shard": (lambda root: shutil.copy(root / HYBRID_BATCHES / "shard-0000.parquet", root / HYBRID_BATCHES / "shard-0000b.parquet"),
+                    f"unlisted file {HYBRID_BATCHES}/shard-0000b.parquet"),
+    "missing shard": (lambda root: (root / HYBRID_BATCHES / "shard-0001.parquet").unlink(),
+                      f"missing file {HYBRID_BATCHES}/shard-0001.parquet"),
+    "deleted tables": (lambda root: shutil.rmtree(root / "results/tables"), "missing artifact results/tables"),
+    "deleted strategy": (lambda root: shutil.rmtree(root / "results/metrics/tiny-bert/cldr-locales.X-Y.s0"),
+                         "missing artifact results/metrics/tiny-bert/cldr-locales.X-Y.s0/cldr-locales"),
+    "re-hashed summary edit": (edit_summary, "results/tables/summary.csv differs from what its inputs give when re-derived"),
+    "malformed manifest": (lambda root: (root / "results/train/cldr-locales/manifest.json").write_text("{not json"),
+                           "results/train/cldr-locales/manifest.json: malformed manifest"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_audit_names_every_kind_of_tampering(scratch, case):
+    tamper, message = TAMPERING[case]
+    assert hybridbatch(scratch, "audit", "results").returncode == 0
+    tamper(scratch)
+    result = hybridbatch(scratch, "audit", "results")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert message in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("case", ["stray shard", "missing shard"])
+def test_a_stage_refuses_an_input_directory_that_does_not_match_its_manifest(scratch, case):
+    tamper, message = TAMPERING[case]
+    tamper(scratch)
+    manifest = json.loads((scratch / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())
+    result = hybridbatch(scratch, "train", "--params", json.dumps(manifest["params"]), "--base", "results/models/tiny-bert/zero-shot",
+                         "--batches", HYBRID_BATCHES, "--out", "retrained")
+    assert result.returncode != 0 and message.split(" ", 2)[2] in result.stderr and message.split(" ")[0] in result.stderr
+    assert not (scratch / "retrained").exists()
+
+
+def test_a_moved_or_symlinked_results_directory_audits_the_same(scratch, tmp_path_factory):
+    moved = tmp_path_factory.mktemp("moved")
+    shutil.move(str(scratch / "results"), str(moved / "results"))
+    assert hybridbatch(moved, "audit", "results").returncode == 0
+    (scratch / "results").symlink_to(moved / "results")  # results on a scratch disk, as on clusters
+    assert hybridbatch(scratch, "audit", "results").returncode == 0
+    subtree = hybridbatch(scratch, "audit", "results/models")
+    assert subtree.returncode == 0 and "has no manifest" not in subtree.stdout, subtree.stdout
+
+
+def test_lineage_row_out_of_range_is_a_clear_error(workdir):
+    result = hybridbatch(workdir, "lineage", "results/tables/summary.csv", "--row", "100000")
+    assert result.returncode == 2 and "out of range" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_results_do_not_depend_on_cores(workdir, tmp_path):
+    """compute.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes."""
+    write_config(tmp_path, tiny_config())
+    result = subprocess.run(
+        SNAKEMAKE[:-1] + ["1", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = [f"{HYBRID_BATCHES}/shard-0000.parquet", "results/tables/summary.csv", "results/tables/map.csv"]
+    files += [f"results/models/tiny-bert/cldr-locales.{s}.s0/model.safetensors" for s in STRATEGIES]
+    for name in files:
+        assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
+    threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())["threads"]
+    assert threads["OMP_NUM_THREADS"] == str(tiny_config()["compute"]["threads"]) and threads["torch"] == tiny_config()["compute"]["threads"]

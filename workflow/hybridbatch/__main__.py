@@ -11,10 +11,11 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 
-OUTPUTS = ("out", "tables", "plots")
+OUTPUTS = ("out", "tables", "plots", "record")
 # stage name -> (module, function, names of its path arguments after params; outputs are
 # those in OUTPUTS). Modules are imported only for the stage that runs.
 STAGES = {
@@ -27,20 +28,22 @@ STAGES = {
     "embed": ("indexing", "embed_and_index", ["model", "corpus", "out"]),
     "search": ("evaluation", "search", ["embeddings", "corpus", "out"]),
     "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out"]),
-    "tables": ("tables", "make_tables", ["metrics", "tables", "plots"]),
+    "tables": ("tables", "make_tables", ["metrics", "tables", "plots", "record"]),
 }
 
 
 def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
-    """Run one stage and write its artifact's manifest."""
-    from .manifest import write_manifest
+    """Check the input artifacts against their manifests, run one stage, and write its
+    artifact's manifest."""
+    from .manifest import verify_inputs, write_manifest
 
     module, function, names = STAGES[stage]
-    started = time.perf_counter()
-    result = getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, *(paths[n] for n in names))
     flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
     inputs = [p for name in names if name not in OUTPUTS and paths[name] for p in flat(paths[name])]
     outputs = [p for name in names if name in OUTPUTS for p in flat(paths[name])]
+    verify_inputs(inputs)
+    started = time.perf_counter()
+    result = getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, *(paths[n] for n in names))
     write_manifest(stage, module, params, inputs, outputs, time.perf_counter() - started)
     return result
 
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             optional = name == "base-model" and path == "corpus"
             command.add_argument(f"--{path}", required=not optional, nargs="+" if path == "metrics" else None)
+    command = commands.add_parser("check-config", help="checks that need the stages' libraries (Babel, FAISS)")
+    command.add_argument("--params", required=True, help="the whole config, as JSON")
     command = commands.add_parser("audit", help="re-hash every artifact against its manifest")
     command.add_argument("results", nargs="?", default="results")
     command = commands.add_parser("lineage", help="the chain of artifacts behind a table")
@@ -66,13 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    if args.command == "check-config":
+        from .config import ConfigError, check_config_deeply
+
+        try:
+            check_config_deeply(json.loads(args.params))
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return 1
+        return 0
     if args.command in ("audit", "lineage", "runs"):
         from . import audit
 
         if args.command == "audit":
             return audit.audit(args.results)
         if args.command == "lineage":
-            print("\n".join(audit.lineage(args.table, args.row)))
+            try:
+                print("\n".join(audit.lineage(args.table, args.row)))
+            except (FileNotFoundError, IndexError) as error:
+                print(error, file=sys.stderr)
+                return 2
             return 0
         table = audit.runs_table(args.results)
         print(table.to_string(index=False))
@@ -80,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             table.to_csv(args.csv, index=False)
         return 0
 
-    if args.threads:
-        import torch
+    if args.threads:  # the workflow sets these from config `compute.threads` for every stage
+        from .manifest import THREAD_VARIABLES
 
-        torch.set_num_threads(args.threads)
+        os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
     started = time.perf_counter()
     paths = {name: getattr(args, name) for name in STAGES[args.command][2]}
     result = run_stage(args.command, json.loads(args.params), paths)

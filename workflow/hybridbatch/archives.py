@@ -2,7 +2,8 @@
 
 A member is refused (and nothing of the archive is written) when its path is absolute,
 contains `..`, or is a link, device or other special file; so no member can land
-outside the target directory.
+outside the target directory. Two members that would land on the same path are refused
+too: the later would silently replace the earlier.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def _plan(archive: Path, strip_components: int, under: str | None) -> list[tuple
     return plan
 
 
+def _refuse_duplicates(archive: Path, plan: list[tuple[object, PurePosixPath]]) -> None:
+    seen: set[PurePosixPath] = set()
+    for _, path in plan:
+        if path in seen:
+            raise UnsafeArchiveError(f"{archive}: member {str(path)!r} appears twice (the second would overwrite the first)")
+        seen.add(path)
+
+
 def safe_extract(
     archive: str | Path, target: str | Path, strip_components: int = 0, under: str | None = None
 ) -> list[str]:
@@ -67,6 +76,7 @@ def safe_extract(
     written; each file is written through a temporary name. Returns the relative paths."""
     archive, target = Path(archive), Path(target)
     plan = _plan(archive, strip_components, under)
+    _refuse_duplicates(archive, plan)
     if zipfile.is_zipfile(archive):
         opened, read = zipfile.ZipFile(archive), lambda handle, info: handle.open(info)
     else:

@@ -1,22 +1,35 @@
 """Verify artifacts against their manifests, trace the lineage of a table, and list runs.
 
-    hybridbatch audit [results]            re-hash everything; exit 1 naming what failed
+    hybridbatch audit [results|subtree]    re-hash everything; exit 1 naming what failed
     hybridbatch lineage TABLE [--row N]    the chain of artifacts behind a table (or a row)
     hybridbatch runs [results]             every trained run: params and headline metrics
+
+What the audit guarantees: every artifact directory holds exactly the files its manifest
+lists, with the recorded hashes (no stray, no gap, no edit); every input an artifact
+was built from still has the manifest it had then (a hash chain back to the raw files);
+every artifact the last run's DAG made still exists (results/workflow.json, written by the
+tables stage and itself hashed in the tables' manifest); and the derived files are what
+their inputs give: each run's summary.csv is recomputed from its by_language.parquet and
+every table (csv, md, tex) from the metrics, and compared. What it cannot see: someone
+who rewrites a file and every manifest up the chain (the hashes are not signed), and
+plots (not re-drawn).
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from .download import sha256_file
-from .manifest import MANIFEST, manifest_hash, owning_manifest
+from .manifest import MANIFEST, ArtifactError, manifest_hash, owning_manifest, read_manifest, verify_artifact
+
+RECORD = "workflow.json"
 
 
 @dataclass
@@ -30,27 +43,83 @@ class Artifact:
         return [Path(os.path.normpath(self.path / relative)) for relative in self.manifest["inputs"]]
 
 
+def results_root(path: str | Path) -> Path:
+    """The results directory that `path` lies in: the nearest directory holding the
+    workflow record or named `results`, else `path` itself."""
+    path = Path(os.path.normpath(path))
+    for candidate in [path] + list(path.parents):
+        if (candidate / RECORD).is_file() or candidate.name == "results":
+            return candidate
+    return path
+
+
 def load_artifacts(results: str | Path) -> dict[Path, Artifact]:
+    """Every artifact under `results`; a malformed manifest becomes an artifact whose only
+    content is that problem."""
     found = {}
     for directory, _, names in os.walk(results):
         if MANIFEST in names:
             path = Path(os.path.normpath(directory))
-            found[path] = Artifact(path, json.loads((path / MANIFEST).read_text()))
+            try:
+                found[path] = Artifact(path, read_manifest(path / MANIFEST))
+            except ArtifactError as error:
+                found[path] = Artifact(path, {"files": {}, "inputs": {}, "stage": "?"}, [str(error)])
     return found
 
 
 def check_files(artifacts: dict[Path, Artifact]) -> None:
-    """Record missing and changed files of every artifact (streaming sha256)."""
-    work = [(a, name, record) for a in artifacts.values() for name, record in a.manifest["files"].items()]
-    total = sum(record["bytes"] for _, _, record in work)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="audit", disable=total < 1 << 28) as progress:
-        for artifact, name, record in work:
-            path = Path(os.path.normpath(artifact.path / name))
-            if not path.is_file():
-                artifact.problems.append(f"missing file {path}")
-            elif path.stat().st_size != record["bytes"] or sha256_file(path) != record["sha256"]:
-                artifact.problems.append(f"changed file {path}")
-            progress.update(record["bytes"])
+    """Record unlisted, missing and changed files of every artifact (full sha256)."""
+    for artifact in tqdm(artifacts.values(), desc="audit", unit="artifact", disable=len(artifacts) < 50):
+        if not artifact.problems:
+            artifact.problems += verify_artifact(artifact.path, artifact.manifest, hash_up_to=float("inf"))
+
+
+def check_derived(artifacts: dict[Path, Artifact]) -> None:
+    """Recompute what is derived without randomness of its own (each run's summary.csv,
+    every table) and record any difference from the file on disk."""
+    from .evaluation import summary_rows
+    from .metrics import metric_names
+    from .tables import load_runs, write_tables
+
+    for artifact in artifacts.values():
+        stage, params = artifact.manifest.get("stage"), artifact.manifest.get("params", {})
+        if artifact.problems or stage not in ("evaluate", "tables"):
+            continue
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = Path(scratch)
+            if stage == "evaluate":
+                names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
+                by_language = pd.read_parquet(artifact.path / "by_language.parquet")
+                summary_rows(by_language, names, params["descriptor"]).to_csv(scratch / "summary.csv", index=False)
+                derived = ["summary.csv"]
+            else:
+                write_tables(params, load_runs([p for p in artifact.inputs if p in artifacts]), scratch)
+                derived = sorted(p.name for p in scratch.iterdir())
+            for name in derived:
+                if not (artifact.path / name).is_file() or not filecmp.cmp(scratch / name, artifact.path / name, shallow=False):
+                    artifact.problems.append(f"{artifact.path / name} differs from what its inputs give when re-derived")
+
+
+def check_record(root: Path, artifacts: dict[Path, Artifact]) -> list[str]:
+    """Artifacts the workflow record lists that are gone or no longer the ones recorded."""
+    record = root / RECORD
+    if not record.is_file():
+        return [f"no workflow record {record}: the audit cannot tell which artifacts should exist (run the workflow to its end)"]
+    try:
+        content = json.loads(record.read_text())
+        listed, final = content["artifacts"], content["final"]
+    except (OSError, ValueError, KeyError) as error:
+        return [f"{record}: malformed workflow record ({error!r})"]
+    problems = []
+    for relative, recorded in sorted(listed.items()):
+        path = Path(os.path.normpath(root / relative))
+        if path not in artifacts:
+            problems.append(f"missing artifact {path} (listed in {record})")
+        elif manifest_hash(artifacts[path].manifest) != recorded:
+            problems.append(f"artifact {path} was rebuilt or edited after {record} was written")
+    problems += [f"missing artifact {Path(os.path.normpath(root / p))} (listed in {record})"
+                 for p in final if not (root / p / MANIFEST).is_file()]
+    return problems
 
 
 def failures(artifacts: dict[Path, Artifact], path: Path, memo: dict) -> list[tuple[tuple[Path, ...], str]]:
@@ -71,24 +140,36 @@ def failures(artifacts: dict[Path, Artifact], path: Path, memo: dict) -> list[tu
     return memo[path]
 
 
-def audit(results: str | Path = "results") -> int:
-    """Print every artifact that is missing files, changed, or has a failing upstream."""
-    artifacts = load_artifacts(results)
-    if not artifacts:
-        print(f"{results}: no manifests found")
+def audit(target: str | Path = "results") -> int:
+    """Print every artifact under `target` (the results directory or a part of it) that
+    fails, with the chain to the culprit, and what the workflow record misses."""
+    target = Path(os.path.normpath(target))
+    if not target.exists():
+        print(f"{target}: no such directory")
+        return 1
+    root = results_root(target)
+    artifacts = load_artifacts(root)
+    shown = {path: a for path, a in artifacts.items() if path == target or target in path.parents}
+    if not shown:
+        print(f"{target}: no manifests found")
         return 1
     check_files(artifacts)
+    check_derived(artifacts)
     memo: dict = {}
     failing = 0
-    for path in sorted(artifacts):
+    for path in sorted(shown):
         found = failures(artifacts, path, memo)
         if found:
             failing += 1
             print(f"FAIL {path}")
             for chain, problem in found:
                 print(f"     {' <- '.join(map(str, chain))}: {problem}")
-    print(f"{len(artifacts) - failing} of {len(artifacts)} artifacts verified, {failing} failing")
-    return 1 if failing else 0
+    gaps = check_record(root, artifacts) if target == root else []
+    for problem in gaps:
+        print(f"FAIL {problem}")
+    print(f"{len(shown) - failing} of {len(shown)} artifacts verified, {failing} failing"
+          + (f"; {len(gaps)} workflow record problems" if gaps else ""))
+    return 1 if failing or gaps else 0
 
 
 def lineage(table: str | Path, row: int | None = None) -> list[str]:
@@ -97,13 +178,16 @@ def lineage(table: str | Path, row: int | None = None) -> list[str]:
     if owner is None:
         raise FileNotFoundError(f"{table}: no manifest in its directory or above")
     root = Path(os.path.relpath(owner.parent))
-    artifacts = load_artifacts(root.parent)
+    artifacts = load_artifacts(results_root(root))
     start = [root]
     lines = []
     if row is not None:
-        record = pd.read_csv(table).iloc[row]
+        frame = pd.read_csv(table)
+        if not 0 <= row < len(frame):
+            raise IndexError(f"{table}: --row {row} is out of range (it has data rows 0 to {len(frame) - 1})")
+        record = frame.iloc[row]
         lines.append(f"row {row}: " + ", ".join(f"{k}={v}" for k, v in record.items()))
-        start = [p for p in artifacts[start[0]].inputs if _describes(artifacts[p], record)]
+        start = [p for p in artifacts[start[0]].inputs if p in artifacts and _describes(artifacts[p], record)]
     seen: set[Path] = set()
 
     def walk(path: Path, depth: int) -> None:

@@ -123,28 +123,48 @@ class ItemQueue:
         return np.array(chosen, dtype=np.int64)
 
 
-def _read_encoded(path: str | Path, name: str) -> pa.ChunkedArray:
-    """One string column, dictionary-encoded chunk by chunk (ids never sit in memory as
-    one string per row of a large pairs file)."""
-    column = pq.read_table(path, columns=[name]).column(0).cast(pa.string())
+def _encode(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string column dictionary-encoded chunk by chunk."""
+    column = column.cast(pa.string())
     return pa.chunked_array([chunk.dictionary_encode() for chunk in column.chunks], pa.dictionary(pa.int32(), pa.string()))
+
+
+def _read_encoded(path: str | Path, name: str) -> pa.ChunkedArray:
+    """One column of a Parquet file, encoded (ids never sit in memory as one string per
+    row of a large pairs file)."""
+    return _encode(pq.read_table(path, columns=[name]).column(0))
 
 
 def _distinct(*columns: pa.ChunkedArray) -> pa.Array:
     return pc.unique(pa.concat_arrays([chunk.dictionary for column in columns for chunk in column.chunks]))
 
 
-def _codes(column: pa.ChunkedArray, names: np.ndarray | pa.Array) -> np.ndarray:
-    """Position of each value of a dictionary-encoded column in `names` (a sorted numpy
-    array, or any arrow array); -1 for nulls and values not in an arrow `names`."""
+def _chunk_codes(chunk: pa.DictionaryArray, lookup: np.ndarray) -> np.ndarray:
+    """Codes of a chunk's rows from the codes of its dictionary entries; -1 for nulls."""
+    return np.append(lookup, -1).astype(np.int64)[chunk.indices.fill_null(-1).to_numpy()]
+
+
+def _codes(column: pa.ChunkedArray, names: np.ndarray) -> np.ndarray:
+    """Position of each value of a dictionary-encoded column in the sorted array `names`."""
     parts = [np.zeros(0, dtype=np.int64)]
     for chunk in column.chunks:
-        if isinstance(names, np.ndarray):
-            lookup = np.searchsorted(names, np.asarray(chunk.dictionary.to_pylist(), dtype=object))
-        else:
-            lookup = pc.index_in(chunk.dictionary, value_set=names).fill_null(-1).to_numpy()
-        parts.append(np.append(lookup, -1).astype(np.int64)[chunk.indices.fill_null(-1).to_numpy()])
+        parts.append(_chunk_codes(chunk, np.searchsorted(names, np.asarray(chunk.dictionary.to_pylist(), dtype=object))))
     return np.concatenate(parts)
+
+
+def _joint_codes(*columns: pa.ChunkedArray) -> list[np.ndarray]:
+    """Codes of several dictionary-encoded columns in one shared id space (one hash pass
+    over their dictionaries); -1 for nulls."""
+    dictionaries = [chunk.dictionary for column in columns for chunk in column.chunks]
+    shared = pa.concat_arrays(dictionaries).dictionary_encode().indices.to_numpy() if dictionaries else np.zeros(0, np.int64)
+    out, offset = [], 0
+    for column in columns:
+        parts = [np.zeros(0, dtype=np.int64)]
+        for chunk in column.chunks:
+            parts.append(_chunk_codes(chunk, shared[offset : offset + len(chunk.dictionary)]))
+            offset += len(chunk.dictionary)
+        out.append(np.concatenate(parts))
+    return out
 
 
 class PairIndex:
@@ -184,15 +204,13 @@ def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | P
     hard negative of one of `item`'s pairs: such items must not share a batch."""
     qrels = schema.read_table(qrels_path, schema.QRELS)
     qrels = qrels.filter(pc.greater(qrels.column("relevance"), 0))
-    judged_qids = pa.chunked_array([c.dictionary_encode() for c in qrels.column("qid").chunks], pa.dictionary(pa.int32(), pa.string()))
-    judged_pids = pa.chunked_array([c.dictionary_encode() for c in qrels.column("pid").chunks], pa.dictionary(pa.int32(), pa.string()))
-    qids = _read_encoded(pairs_path, "qid")
-    qid_names = _distinct(qids)
-    query_item = np.full(len(qid_names) + 1, -1, dtype=np.int64)  # the last entry answers code -1
-    query_item[_codes(qids, qid_names)] = item
-    judged_item = query_item[_codes(judged_qids, qid_names)]  # item of the query of each judgment (-1: not a pair's)
-    positives, negatives = _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid")
-    pid_names = _distinct(positives, negatives, judged_pids)
+    pair_qids, judged_qids = _joint_codes(_read_encoded(pairs_path, "qid"), _encode(qrels.column("qid")))
+    query_item = np.full(int(max(pair_qids.max(initial=-1), judged_qids.max(initial=-1))) + 2, -1, dtype=np.int64)
+    query_item[pair_qids] = item  # the last entry answers code -1
+    judged_item = query_item[judged_qids]  # item of the query of each judgment (-1: not a pair's)
+    positives, negatives, judged_pids = _joint_codes(
+        _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid"), _encode(qrels.column("pid"))
+    )
     n_items = len(item) and int(item.max()) + 1
 
     def distinct(pids: np.ndarray, items: np.ndarray, name: str) -> pd.DataFrame:  # unique (pid, item) rows
@@ -200,9 +218,8 @@ def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | P
         key = np.unique(pids[keep] * n_items + items[keep])
         return pd.DataFrame({"pid": key // n_items, name: key % n_items})
 
-    held = np.concatenate([_codes(positives, pid_names), _codes(negatives, pid_names)])
-    frame = distinct(held, np.concatenate([item, item]), "item").merge(
-        distinct(_codes(judged_pids, pid_names), judged_item, "other"), on="pid"
+    frame = distinct(np.concatenate([positives, negatives]), np.concatenate([item, item]), "item").merge(
+        distinct(judged_pids, judged_item, "other"), on="pid"
     )
     frame = frame[frame["item"] != frame["other"]]
     key = np.unique(frame["item"].to_numpy(np.int64) * n_items + frame["other"].to_numpy(np.int64))

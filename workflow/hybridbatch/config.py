@@ -23,7 +23,7 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     if errors:
         error = jsonschema.exceptions.best_match(errors)
         where = ".".join(map(str, error.absolute_path)) or "(top level)"
-        raise ConfigError(f"config key {where}: {error.message}")
+        raise ConfigError(f"config key {where}: {error.message}{_number_hint(error.instance)}")
     references = [
         ("experiment.models", config["experiment"]["models"], "models"),
         ("experiment.trainset", [config["experiment"]["trainset"]], "trainsets"),
@@ -44,6 +44,60 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
         outside = sorted(set(trainset["languages"]) - set(config["corpora"][trainset["corpus"]]["languages"]))
         if outside:
             raise ConfigError(f"config key trainsets.{name}.languages: {outside} not in corpus {trainset['corpus']}")
+    check_splits(config)
+    for name, model in config["models"].items():
+        source = model["source"]
+        if source["kind"] == "random" and source["hidden_size"] % source["heads"]:
+            raise ConfigError(f"config key models.{name}.source.hidden_size: {source['hidden_size']} is not a multiple "
+                              f"of heads ({source['heads']})")
+
+
+def _number_hint(value) -> str:
+    """YAML 1.1 reads 5e-4 (no dot) as a string: say how to write the number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f" (YAML reads {value!r} as text; write the number with a dot: {number:.1e})"
+
+
+def check_splits(config: dict) -> None:
+    """A corpus trained on needs a train split, one evaluated on needs a test split."""
+    experiment = config["experiment"]
+    trained = {config["trainsets"][experiment["trainset"]]["corpus"]}
+    trained |= {config["models"][m]["source"]["corpus"] for m in experiment["models"] if config["models"][m]["source"]["kind"] == "random"}
+    for corpus in sorted(trained):
+        if config["corpora"][corpus]["test_fraction"] >= 1:
+            raise ConfigError(f"config key corpora.{corpus}.test_fraction: 1 leaves no train split, but the experiment "
+                              f"trains on {corpus}")
+    for corpus in experiment["eval_corpora"]:
+        if config["corpora"][corpus]["test_fraction"] <= 0:
+            raise ConfigError(f"config key corpora.{corpus}.test_fraction: 0 leaves no test split, but "
+                              f"experiment.eval_corpora evaluates on {corpus}")
+
+
+def check_config_deeply(config: dict) -> None:
+    """Checks that need the stages' libraries (run once before any job, not at parse time):
+    every CLDR corpus language is known to Babel, the FAISS index factory string builds."""
+    for name, corpus in config["corpora"].items():
+        if corpus["source"] == "cldr":
+            from babel import Locale, UnknownLocaleError
+
+            for lang in corpus["languages"]:
+                try:
+                    Locale.parse(lang)
+                except (UnknownLocaleError, ValueError) as error:
+                    raise ConfigError(f"config key corpora.{name}.languages: {lang!r} is not a CLDR locale ({error})") from error
+    import faiss
+
+    factory = config["index"]["factory"]
+    try:
+        faiss.index_factory(768, factory, faiss.METRIC_INNER_PRODUCT)  # 768: PQ sizes that fit 384-d fit it too
+    except RuntimeError as error:
+        raise ConfigError(f"config key index.factory: FAISS cannot build {factory!r} "
+                          f"({str(error).strip().splitlines()[-1]})") from error
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,12 @@ from .download import sha256_file
 from .sources import PACKAGE_DIR, source_files
 
 MANIFEST = "manifest.json"
+IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs
+HASHED_ON_READ = 64 << 20  # inputs up to this size are re-hashed before a stage uses them
+
+
+class ArtifactError(ValueError):
+    """An artifact directory does not hold exactly the files its manifest lists."""
 PACKAGES = ["torch", "transformers", "sentence-transformers", "tokenizers", "faiss-cpu", "numpy", "pandas", "pyarrow", "babel"]
 
 
@@ -42,8 +49,55 @@ def artifact_files(outputs: list[Path], root: Path) -> list[Path]:
         for directory, subdirs, names in os.walk(output):
             here = Path(directory)
             subdirs[:] = sorted(d for d in subdirs if not (here / d / MANIFEST).exists())
-            files += [here / name for name in sorted(names) if not (here == root and name == MANIFEST)]
+            files += [here / n for n in sorted(names) if n not in IGNORED and not (here == root and n == MANIFEST)]
     return files
+
+
+def unlisted_and_missing(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
+    """Files in the artifact's directories that its manifest does not list, and listed
+    files that are not there (paths relative to `root`)."""
+    listed = {os.path.normpath(name) for name in manifest["files"]}
+    outside = {os.path.dirname(name) for name in listed if name.startswith("..")}
+    present = {os.path.relpath(f, root) for f in artifact_files([root], root)}
+    for directory in outside:
+        present |= {os.path.join(directory, n) for n in os.listdir(root / directory) if n not in IGNORED
+                    and (root / directory / n).is_file()} if (root / directory).is_dir() else set()
+    return sorted(present - listed), sorted(name for name in listed if not (root / name).is_file())
+
+
+def verify_artifact(root: Path, manifest: dict, hash_up_to: int) -> list[str]:
+    """Problems of one artifact: unlisted, missing, resized or (up to `hash_up_to` bytes) changed files."""
+    unlisted, missing = unlisted_and_missing(root, manifest)
+    problems = [f"unlisted file {os.path.normpath(root / name)}" for name in unlisted]
+    problems += [f"missing file {os.path.normpath(root / name)}" for name in missing]
+    for name, record in manifest["files"].items():
+        path = root / name
+        if name in missing or not path.is_file():
+            continue
+        if path.stat().st_size != record["bytes"] or (record["bytes"] <= hash_up_to and sha256_file(path) != record["sha256"]):
+            problems.append(f"changed file {os.path.normpath(path)}")
+    return problems
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("inputs"), dict):
+            raise ValueError("no 'files' or 'inputs' table")
+        return manifest
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"{path}: malformed manifest ({error})") from error
+
+
+def verify_inputs(inputs: list[str | Path]) -> None:
+    """Before a stage runs: each input artifact holds exactly the files its manifest lists,
+    with their sizes (and hashes, for files up to 64 MB)."""
+    for owner in dict.fromkeys(owning_manifest(path) for path in inputs):
+        if owner is None:
+            continue  # reported when the manifest is written
+        problems = verify_artifact(owner.parent, read_manifest(owner), HASHED_ON_READ)
+        if problems:
+            raise ArtifactError(f"{owner.parent}: does not match its {MANIFEST}: " + "; ".join(problems))
 
 
 def describe_file(path: Path) -> dict:
@@ -57,7 +111,7 @@ def describe_file(path: Path) -> dict:
 
 def owning_manifest(path: str | Path) -> Path | None:
     """The manifest of the artifact that holds `path` (searching upwards)."""
-    path = Path(path).resolve()
+    path = Path(os.path.abspath(path))  # not resolved: a symlinked results/ keeps its relative chain
     for candidate in [path] + list(path.parents):
         if (candidate / MANIFEST).is_file():
             return candidate / MANIFEST
@@ -93,6 +147,17 @@ def package_versions() -> dict:
     return versions
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_settings() -> dict:
+    """The thread counts a stage ran with (config `compute.threads`, set by the workflow)."""
+    settings = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    if "torch" in sys.modules:
+        settings["torch"] = sys.modules["torch"].get_num_threads()
+    return settings
+
+
 def find_seed(params: dict):
     if "seed" in params:
         return params["seed"]
@@ -121,6 +186,7 @@ def write_manifest(stage: str, module: str, params: dict, inputs: list[str | Pat
         "inputs": dict(sorted(upstream.items())),
         "code": code_version(module),
         "packages": package_versions(),
+        "threads": thread_settings(),
         "run": {"wall_seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node()},
     }
     path = root / MANIFEST
@@ -128,3 +194,30 @@ def write_manifest(stage: str, module: str, params: dict, inputs: list[str | Pat
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
+
+
+def upstream_closure(paths: list[str | Path]) -> dict[Path, str]:
+    """Every artifact that `paths` were built from, themselves included: directory -> manifest hash."""
+    found: dict[Path, str] = {}
+    pending = [owning_manifest(path) for path in paths]
+    while pending:
+        owner = pending.pop()
+        if owner is None or owner.parent in found:
+            continue
+        manifest = read_manifest(owner)
+        found[owner.parent] = manifest_hash(manifest)
+        pending += [owning_manifest(owner.parent / relative) for relative in manifest["inputs"]]
+    return found
+
+
+def write_record(record: str | Path, final: list[str | Path], inputs: list[str | Path]) -> None:
+    """The workflow record: every artifact the run's DAG made (paths relative to the
+    record's directory, with manifest hashes), so an audit can tell what should exist.
+    `final` are the artifact directories of the last stage, whose manifest is written after this."""
+    record = Path(record)
+    base = os.path.abspath(record.parent)
+    artifacts = {os.path.relpath(path, base): digest for path, digest in upstream_closure(inputs).items()}
+    content = {"final": sorted(os.path.relpath(os.path.abspath(p), base) for p in final), "artifacts": dict(sorted(artifacts.items()))}
+    tmp = record.with_name(f".{record.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
+    os.replace(tmp, record)

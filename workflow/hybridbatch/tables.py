@@ -241,12 +241,16 @@ def heatmap_name(run_key: tuple) -> str:
     return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
 
 
-def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | Path, plots_dir: str | Path) -> pd.DataFrame:
-    """Write every table under `tables_dir` and every plot under `plots_dir`."""
-    tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    plots_dir.mkdir(parents=True, exist_ok=True)
+def load_runs(metrics_dirs: list[str | Path]) -> list[Run]:
+    """The evaluated runs in a fixed order (corpus, model, zero-shot first, strategy, seed),
+    so tables do not depend on the order the metrics directories are given in."""
     runs = [Run(path) for path in metrics_dirs]
+    return sorted(runs, key=lambda r: (r.key[0], r.key[1], r.key[2] != ZERO_SHOT, r.key[2], -1 if pd.isna(r.key[4]) else r.key[4]))
+
+
+def write_tables(params: dict, runs: list[Run], tables_dir: Path) -> pd.DataFrame:
+    """Every table (csv, md, tex) of `runs` under `tables_dir`; returns the summary."""
+    tables_dir.mkdir(parents=True, exist_ok=True)
     summary = pd.concat([run.summary for run in runs], ignore_index=True).sort_values(SUMMARY_COLUMNS[:7], ignore_index=True)
     summary.to_csv(tables_dir / "summary.csv", index=False)
     tests = comparisons(runs, params)
@@ -262,10 +266,25 @@ def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | 
         write_table(table, markers, digits, tables_dir / metric, note)
     for corpus in summary.corpus.unique():
         write_table(per_language_table(runs, corpus), None, 3, tables_dir / f"per_language_{corpus}")
+    return summary
+
+
+def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | Path, plots_dir: str | Path,
+                record: str | Path) -> pd.DataFrame:
+    """Write every table under `tables_dir`, every plot under `plots_dir`, and the workflow
+    record (every artifact behind them) at `record`."""
+    from .manifest import write_record
+
+    tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(metrics_dirs)
+    summary = write_tables(params, runs, tables_dir)
+    for corpus in summary.corpus.unique():
         plot_alpha(summary, corpus, plots_dir / f"alpha_{corpus}.png")
     for run in runs:
         plot_heatmap(run, plots_dir / heatmap_name(run.key))
     plot_settings(summary, plots_dir / "map_by_setting.png")
+    write_record(record, [tables_dir], metrics_dirs)
     return summary
 
 
@@ -277,7 +296,7 @@ def plot_settings(summary: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4), squeeze=False)
     for axis, corpus in zip(axes[0], corpora):
         block = chosen[chosen.corpus == corpus].pivot_table(index="setting", columns="run", values="value", aggfunc="mean")
-        block.loc[list(SETTINGS)].plot.bar(ax=axis, rot=0)
+        block.reindex([setting for setting in SETTINGS if setting in block.index]).plot.bar(ax=axis, rot=0)
         axis.set(title=f"{corpus}: mAP by setting", ylabel="mAP", ylim=(0, 1))
         axis.legend(fontsize=7)
     figure.tight_layout()

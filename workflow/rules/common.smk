@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 from hybridbatch.config import Variant, descriptor, validate_config, variants
 from hybridbatch.corpora.prepare import SPLITS
 from hybridbatch.evaluation import SETTINGS
+from hybridbatch.manifest import THREAD_VARIABLES
 from hybridbatch.sources import source_files
 from hybridbatch.tables import RUN_KEYS, heatmap_name
 
@@ -23,10 +24,18 @@ def stage_shell_prefix():
     prefix = f"export PYTHONPATH={package_root}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "  # braces doubled for Snakemake
     if not any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
         prefix += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
+    threads = config["compute"]["threads"]  # the same whatever --cores says, so results do not depend on it
+    prefix += "".join(f"export {name}={threads}; " for name in THREAD_VARIABLES)
     return prefix
 
 
 shell.prefix(stage_shell_prefix())
+
+
+onstart:
+    # checks that need the stages' libraries, once, before any job runs
+    checked = as_json(config)
+    shell("python -m hybridbatch check-config --params {checked:q}")
 
 
 wildcard_constraints:

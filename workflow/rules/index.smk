@@ -10,7 +10,7 @@ rule embed:
             {**config["embedding"], "index_factory": config["index"]["factory"], "model": config["models"][w.model]}
         ),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
-    threads: 2
+    threads: config["compute"]["threads"]
     log:
         "results/logs/embed/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -18,5 +18,5 @@ rule embed:
     conda:
         ENV
     shell:
-        "python -m hybridbatch embed --threads {threads} --params {params.embedding:q} --model {input.model}"
+        "python -m hybridbatch embed --params {params.embedding:q} --model {input.model}"
         " --corpus {params.corpus} --out {output} > {log} 2>&1"

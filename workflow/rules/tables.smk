@@ -26,6 +26,7 @@ rule tables:
             category="Plots",
         ),
         heatmaps=report(heatmaps(), caption="../report/heatmap.rst", category="Cross-lingual heatmaps"),
+        record="results/workflow.json",
     input:
         package("tables"),
         metrics=[f"{d}/{name}" for d in metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")],
@@ -42,4 +43,4 @@ rule tables:
         ENV
     shell:
         "python -m hybridbatch tables --params {params.significance:q} --metrics {params.metrics}"
-        " --tables {params.tables} --plots {params.plots} > {log} 2>&1"
+        " --tables {params.tables} --plots {params.plots} --record {output.record} > {log} 2>&1"

@@ -29,7 +29,7 @@ rule train:
         training=lambda w: as_json(
             {"training": {**config["training"], "seed": int(w.seed)}, "model": config["models"][w.model]}
         ),
-    threads: 2
+    threads: config["compute"]["threads"]
     resources:
         gpu=0,
     log:
@@ -39,5 +39,5 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m hybridbatch train --threads {threads} --params {params.training:q} --base {input.base}"
+        "python -m hybridbatch train --params {params.training:q} --base {input.base}"
         " --batches {input.batches} --out {output} > {log} 2>&1"
