@@ -97,7 +97,7 @@ def check_config_deeply(config: dict) -> None:
         faiss.index_factory(768, factory, faiss.METRIC_INNER_PRODUCT)  # 768: PQ sizes that fit 384-d fit it too
     except RuntimeError as error:
         raise ConfigError(f"config key index.factory: FAISS cannot build {factory!r} "
-                          f"({str(error).strip().splitlines()[-1]})") from error
+                          f"({str(error).strip().split('Error: ')[-1]})") from error
 
 
 @dataclass(frozen=True)
