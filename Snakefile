@@ -12,6 +12,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpora.smk"
+include: "workflow/rules/features.smk"
 include: "workflow/rules/pairs.smk"
 include: "workflow/rules/batches.smk"
 include: "workflow/rules/train.smk"

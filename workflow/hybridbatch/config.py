@@ -10,6 +10,7 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 ZERO_SHOT = "zero-shot"
+IMAGE_SOURCES = {"emoji", "xm3600"}  # corpus formats whose candidates are images (images.parquet)
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,10 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
         if outside:
             raise ConfigError(f"config key trainsets.{name}.languages: {outside} not in corpus {trainset['corpus']}")
     check_splits(config)
+    for name in config["experiment"]["eval_corpora"]:
+        if config["corpora"][name]["source"] in IMAGE_SOURCES:
+            raise ConfigError(f"config key experiment.eval_corpora: {name} is an image-text corpus (its candidates are "
+                              f"images); the text models of experiment.models cannot embed images")
     for name, model in config["models"].items():
         source = model["source"]
         if source["kind"] == "random" and source["hidden_size"] % source["heads"]:

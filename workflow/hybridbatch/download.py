@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import urllib.error
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from .archives import safe_extract
+
+log = logging.getLogger(__name__)
 
 CHECKSUM_FILE = "SHA256SUMS"
 
@@ -129,6 +132,16 @@ def git_fetcher(git: dict) -> tuple[str, Callable[[list[str], Path], None]]:
         archive.unlink()
 
     return f"{archive_url} ({git['path']}/)", fetch
+
+
+def url_files(params: dict, names: list[str], key: str) -> dict[str, str | None]:
+    """name -> pinned sha256 of url-sourced files; a `null` pin (a source that publishes no
+    checksum, e.g. XM3600) is accepted with a warning: the observed hash lands in
+    SHA256SUMS and the manifest, to be pinned from then on."""
+    files = {name: params.get("sha256", {}).get(name) for name in names}
+    for name in sorted(n for n, digest in files.items() if digest is None):
+        log.warning("%s: no sha256 pinned under %s.sha256; the observed hash is recorded in SHA256SUMS: pin it", name, key)
+    return files
 
 
 def fetch_files(

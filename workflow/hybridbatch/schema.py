@@ -12,6 +12,10 @@ import pyarrow.parquet as pq
 
 PASSAGES = pa.schema([("pid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
 QUERIES = pa.schema([("qid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
+# Image-text corpora: captions are queries (with their index among the image's captions
+# in that language: 0 is the `first` protocol's caption); images are the candidates.
+CAPTIONS = pa.schema(list(QUERIES) + [("caption", pa.int32())])
+IMAGES = pa.schema([("pid", pa.string()), ("item_id", pa.string()), ("path", pa.string()), ("sha256", pa.string())])
 QRELS = pa.schema([("qid", pa.string()), ("pid", pa.string()), ("relevance", pa.int32())])
 # A training pair: a query, its relevant passage (pid) and an optional hard negative
 # (negative_pid, null when none). qid/pid/negative_pid let anyone check a batch against

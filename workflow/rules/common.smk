@@ -1,11 +1,12 @@
 import json
 import os
+import re
 import shlex
 import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
-from hybridbatch.config import Variant, descriptor, validate_config, variants
+from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, validate_config, variants
 from hybridbatch.corpora.prepare import SPLITS
 from hybridbatch.evaluation import SETTINGS
 from hybridbatch.manifest import THREAD_VARIABLES
@@ -15,6 +16,8 @@ from hybridbatch.tables import RUN_KEYS, heatmap_name
 validate_config(config)
 
 ENV = "../../envs/hybridbatch.yaml"
+IMAGE_CORPORA = sorted(name for name, corpus in config["corpora"].items() if corpus["source"] in IMAGE_SOURCES)
+TEXT_CORPORA = sorted(set(config["corpora"]) - set(IMAGE_CORPORA))
 
 
 # Stage commands run `python -m hybridbatch`: the package from this checkout, with the
@@ -45,6 +48,11 @@ wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
     variant="[^/]+",
     seed="[0-9]+",
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
 
 
 def package(module):

@@ -21,8 +21,10 @@ rule prepare:
     input:
         package("corpora.prepare"),
         raw="results/corpora/{corpus}/raw",
+    wildcard_constraints:
+        corpus=one_of(TEXT_CORPORA),
     params:
-        corpus=lambda w: as_json(config["corpora"][w.corpus]),
+        corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
         out=lambda w, output: parent_dir(output[0], 2),
     log:
         "results/logs/prepare/{corpus}.log",
@@ -32,3 +34,11 @@ rule prepare:
         ENV
     shell:
         "python -m hybridbatch prepare --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"
+
+
+# An image-text corpus: captions are the queries, images the candidates (same stage).
+use rule prepare as prepare_images with:
+    output:
+        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "images", "qrels"]),
+    wildcard_constraints:
+        corpus=one_of(IMAGE_CORPORA),

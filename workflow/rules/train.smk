@@ -2,7 +2,7 @@ rule base_model:
     output:
         directory("results/models/{model}/zero-shot"),
     input:
-        package("encoders"),
+        package("model_sources"),
         corpus=base_model_corpus,
         local=local_model_dir,
     params:

@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 import babel
 from babel import Locale, localedata
 from babel.numbers import get_territory_currencies
 
+from .. import schema
 from ..download import write_checksummed
+from .source import SOURCES, CorpusSource, grouped_by_item
 
 SOURCE_NAME = "babel-cldr"
 
@@ -62,8 +66,9 @@ def extract_records(languages: list[str]) -> list[dict]:
     return records
 
 
-def download(languages: list[str], out_dir: str | Path) -> Path:
+def download(params: dict, out_dir: str | Path, key: str = "corpora.<name>") -> Path:
     """Write the raw CLDR records as JSON Lines plus a SHA256SUMS file."""
+    languages = params["languages"]
     lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in extract_records(languages))
     provenance = json.dumps({"source": SOURCE_NAME, "babel_version": babel.__version__, "languages": languages})
     return write_checksummed(Path(out_dir), {"records.jsonl": lines.encode(), "source.json": provenance.encode()})
@@ -75,3 +80,39 @@ def query_text(names: dict[str, str]) -> str:
 
 def passage_text(names: dict[str, str]) -> str:
     return f"{names['territory']}: {names['currency']}; {names['language']}"
+
+
+def frames(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One query and one passage per item and language; an item is relevant in every language."""
+    languages = params["languages"]
+    path = raw_dir / "records.jsonl"
+    queries, passages = [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise schema.SchemaError(f"{path}:{number}: not JSON ({error})") from error
+            for lang in languages:
+                names = record["names"].get(lang)
+                if names is None:
+                    raise schema.SchemaError(f"{path}:{number}: item {record['item_id']} has no language {lang!r}")
+                item = record["item_id"]
+                queries.append((f"q:{lang}:{item}", lang, item, query_text(names)))
+                passages.append((f"p:{lang}:{item}", lang, item, passage_text(names)))
+    queries = pd.DataFrame(queries, columns=schema.QUERIES.names)
+    passages = pd.DataFrame(passages, columns=schema.PASSAGES.names)
+    same_lang = queries.merge(passages, on=["item_id", "lang"])
+    identical = same_lang.text_x == same_lang.text_y
+    if identical.any():
+        raise schema.SchemaError(f"{path}: query equals its passage for {same_lang.qid[identical].tolist()[:5]}")
+    return grouped_by_item(queries, passages, parallel_qrels(queries, passages))
+
+
+def parallel_qrels(queries: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
+    """Every query is relevant to its item's passage in every language."""
+    qrels = queries[["qid", "item_id"]].merge(passages[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
+    return qrels.assign(relevance=1).sort_values(["qid", "pid"], ignore_index=True)
+
+
+SOURCES.register("cldr")(CorpusSource(download=download, frames=frames))

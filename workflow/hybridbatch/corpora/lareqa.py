@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import schema
+from ..download import fetch_files, git_fetcher, url_fetcher
+from .source import SOURCES, CorpusSource
 
 
 def load_language(path: str | Path, lang: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -62,3 +64,28 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
     queries, passages, gold = (pd.concat(frames, ignore_index=True) for frames in zip(*parts))
     qrels = queries[["qid", "item_id"]].merge(gold[["item_id", "pid"]], on="item_id")[["qid", "pid"]]
     return queries, passages, qrels.assign(relevance=1)
+
+
+def download(params: dict, out_dir: Path, key: str) -> Path:
+    """`<lang>.json` per language: from `url` (every file pinned by sha256) or from `git`
+    (the commit pins them; sha256 pins are checked where given)."""
+    hashes = params.get("sha256", {})
+    if "git" in params:
+        files, fetcher = {f"{lang}.json": hashes.get(lang) for lang in params["languages"]}, git_fetcher(params["git"])
+    else:
+        unhashed = [lang for lang in params["languages"] if lang not in hashes]
+        if unhashed:
+            raise ValueError(f"config key {key}.sha256: no hash for languages {unhashed}")
+        files = {f"{lang}.json": hashes[lang] for lang in params["languages"]}
+        fetcher = url_fetcher({name: params["url"].rstrip("/") + "/" + name for name in files})
+    return fetch_files(files, fetcher, params.get("mirror"), out_dir, f"{key}.mirror")
+
+
+def frames(params: dict, raw_dir: Path):
+    """Split by article: a question and every candidate sentence of its article go together."""
+    queries, passages, qrels = load(raw_dir, params["languages"])
+    article = passages.item_id.str.split("-").str[0].astype(int)
+    return queries.rename(columns={"article": "group"}), passages.assign(group=article), qrels
+
+
+SOURCES.register("lareqa")(CorpusSource(download=download, frames=frames))

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from .. import schema
 from ..streaming import shards, tsv_rows
+from .source import SOURCES, CorpusSource, streamed, write_split
 
 TOPICS = "miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-{split}.tsv"
 QRELS = "miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-{split}.tsv"
@@ -58,3 +59,16 @@ def passage_batches(raw_dir: str | Path, languages: list[str]) -> Iterator[pa.Ta
             text = pc.binary_join_element_wise(table["title"], table["text"], " ")
             yield pa.table([pid, pa.array([lang] * len(table)), pid, text], schema=schema.PASSAGES)
 
+
+
+def write_splits(params: dict, raw_dir: Path, out_dir: Path) -> dict[str, dict[str, int]]:
+    """Evaluation only: everything is the test split, passages streamed shard by shard."""
+    queries, qrels = queries_and_qrels(raw_dir, params["languages"])
+    schema.require_nonempty(queries, raw_dir, "queries")
+    return {
+        "train": write_split(out_dir / "train", queries.iloc[:0], [], qrels.iloc[:0]),
+        "test": write_split(out_dir / "test", queries, passage_batches(raw_dir, params["languages"]), qrels),
+    }
+
+
+SOURCES.register("miracl")(CorpusSource(download=streamed(raw_tables), write_splits=write_splits))

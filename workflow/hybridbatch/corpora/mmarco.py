@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import schema
 from ..streaming import tsv_rows
+from .source import SOURCES, CorpusSource, grouped_by_item, streamed
 
 NAMES = {
     "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
@@ -65,3 +66,11 @@ def load(raw_dir: str | Path, languages: list[str], max_queries: int) -> tuple[p
         .merge(passages[["pid", "item_id"]].rename(columns={"item_id": "passage_item"}), on="passage_item")
     )
     return queries, passages, qrels[["qid", "pid"]].assign(relevance=1)
+
+
+SOURCES.register("mmarco")(
+    CorpusSource(
+        download=streamed(raw_tables),
+        frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"], params["max_queries"])),
+    )
+)

@@ -1,14 +1,15 @@
 """Crossmodal-3600 (XM3600): 3,600 photos with captions written in 36 languages.
 
 Raw files: `captions.zip` (holding `captions.jsonl`, one line per image with
-`image/key` and, per language, `{"caption": [...]}`) and optionally `images.tgz`
+`image/key` and, per language, `{"caption": [...]}`) and `images.tgz`
 (`<image/key>.jpg`); both are safely extracted into the raw directory, the photos
-under `images/`.
+under `images/`. Google publishes no checksums: pin the sha256 the first download
+prints (a `null` pin is accepted with a warning and the observed hash recorded).
 
-Canonical form (the standard protocol: the first caption per image and language):
-a query is a caption (`qid` `<lang>:<key>`, `item_id` the image key); a passage is an
-image (`pid` `image:<key>`, `lang` "image", `text` its path relative to the raw
-directory, `images/<key>.jpg` where the photos are absent); each caption is relevant to its image.
+Canonical image-text form: an image per key (`pid` `image:<key>`, its path relative to
+the raw directory and its sha256); every caption a query (`qid` `<lang>:<key>:<n>`,
+`caption` n, so caption 0 is the `first` protocol's); each caption is relevant to its
+image. A missing or unreadable photo is an error naming the file.
 """
 
 from __future__ import annotations
@@ -20,24 +21,24 @@ import pandas as pd
 
 from .. import schema
 from ..archives import safe_extract
+from ..download import fetch_files, url_fetcher, url_files
+from .source import SOURCES, CorpusSource, grouped_by_item, image_records
 
 CAPTIONS = "captions.jsonl"
 IMAGES = "images"
-IMAGE_LANG = "image"
 
 
 def extract(raw_dir: Path) -> None:
     """Unpack the verified archives next to them: captions.jsonl and images/."""
     safe_extract(raw_dir / "captions.zip", raw_dir, under=CAPTIONS)
-    if (raw_dir / "images.tgz").is_file():
-        safe_extract(raw_dir / "images.tgz", raw_dir / IMAGES)
+    safe_extract(raw_dir / "images.tgz", raw_dir / IMAGES)
 
 
 def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     raw_dir = Path(raw_dir)
     path = raw_dir / CAPTIONS
     photos = {p.stem: p.relative_to(raw_dir).as_posix() for p in (raw_dir / IMAGES).rglob("*.jpg")}
-    queries, passages = [], []
+    queries, images = [], []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             try:
@@ -49,9 +50,21 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
                 captions = record.get(lang, {}).get("caption") or []
                 if not captions:
                     raise schema.SchemaError(f"{path}:{number}: image {key} has no {lang!r} caption")
-                queries.append((f"{lang}:{key}", lang, key, captions[0]))
-            passages.append((f"{IMAGE_LANG}:{key}", IMAGE_LANG, key, photos.get(key, f"{IMAGES}/{key}.jpg")))
-    queries = pd.DataFrame(queries, columns=schema.QUERIES.names)
-    passages = pd.DataFrame(passages, columns=schema.PASSAGES.names)
-    qrels = queries[["qid", "item_id"]].merge(passages[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
-    return queries, passages, qrels.assign(relevance=1)
+                queries += [(f"{lang}:{key}:{i}", lang, key, text, i) for i, text in enumerate(captions)]
+            images.append((key, photos.get(key, f"{IMAGES}/{key}.jpg")))
+    queries = pd.DataFrame(queries, columns=schema.CAPTIONS.names)
+    images = image_records(raw_dir, images)
+    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
+    return queries, images, qrels.assign(relevance=1)
+
+
+def download(params: dict, out_dir: Path, key: str) -> Path:
+    files = url_files(params, sorted(params["urls"]), key)
+    raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
+    extract(raw_dir)
+    return raw_dir
+
+
+SOURCES.register("xm3600")(
+    CorpusSource(download=download, frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])))
+)

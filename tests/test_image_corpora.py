@@ -1,0 +1,173 @@
+"""Image-text corpora in canonical form: a generated mini-XM3600 and a generated mirror of
+the emoji corpus's npm tarballs (same layout as the real ones)."""
+
+import io
+import json
+import logging
+import tarfile
+import zipfile
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from hybridbatch import corpora, schema
+from hybridbatch.corpora import prepare
+from hybridbatch.download import sha256_file
+
+
+def image_bytes(color, kind="PNG", size=8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, kind)
+    return buffer.getvalue()
+
+
+def add(handle: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    handle.addfile(info, io.BytesIO(payload))
+
+
+def read(root, split, name, table_schema):
+    return schema.read_parquet(root / split / f"{name}.parquet", table_schema)
+
+
+def mini_xm3600(mirror, images: dict[str, bytes]):
+    mirror.mkdir(exist_ok=True)
+    records = [{"image/key": key, "image/locale": "en", "en": {"caption": [f"a photo {key}", f"another {key}"]},
+                "sw": {"caption": [f"picha {key}"]}} for key in ("000a", "000b", "000c")]  # fmt: skip
+    with zipfile.ZipFile(mirror / "captions.zip", "w") as handle:
+        handle.writestr("captions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
+        for key, payload in images.items():
+            add(handle, f"{key}.jpg", payload)
+
+
+def xm3600_params(mirror, pinned=True):
+    names = ("captions.zip", "images.tgz")
+    return {"name": "xm", "source": "xm3600", "urls": {n: f"https://example.invalid/{n}" for n in names},
+            "sha256": {n: sha256_file(mirror / n) if pinned else None for n in names}, "mirror": str(mirror),
+            "languages": ["en", "sw"], "test_fraction": 1.0, "split_seed": 0}  # fmt: skip
+
+
+def test_xm3600_from_a_mirror_gives_images_every_caption_and_qrels(tmp_path):
+    photos = {key: image_bytes(color, "JPEG") for key, color in (("000a", "red"), ("000b", "green"), ("000c", "blue"))}
+    mini_xm3600(tmp_path / "mirror", photos)
+    params = xm3600_params(tmp_path / "mirror")
+    raw = corpora.download(params, tmp_path / "raw")
+    prepare.prepare(params, raw, tmp_path / "out")
+    captions = read(tmp_path / "out", "test", "queries", schema.CAPTIONS).set_index("qid")
+    assert len(captions) == 9 and captions.loc["en:000b:0", "text"] == "a photo 000b" and captions.loc["en:000b:1", "caption"] == 1
+    images = read(tmp_path / "out", "test", "images", schema.IMAGES).set_index("pid")
+    assert (raw / images.loc["image:000c", "path"]).read_bytes() == photos["000c"]
+    assert images.loc["image:000c", "sha256"] == sha256_file(raw / images.loc["image:000c", "path"])
+    qrels = read(tmp_path / "out", "test", "qrels", schema.QRELS)
+    assert set(zip(qrels.qid, qrels.pid)) == {(qid, f"image:{qid.split(':')[1]}") for qid in captions.index}
+
+
+def test_xm3600_without_a_pinned_hash_warns_and_records_the_observed_one(tmp_path, caplog):
+    mini_xm3600(tmp_path / "mirror", {key: image_bytes("red", "JPEG") for key in ("000a", "000b", "000c")})
+    with caplog.at_level(logging.WARNING):
+        raw = corpora.download(xm3600_params(tmp_path / "mirror", pinned=False), tmp_path / "raw")
+    assert "images.tgz: no sha256 pinned under corpora.xm.sha256" in caplog.text
+    assert sha256_file(tmp_path / "mirror/images.tgz") in (raw / "SHA256SUMS").read_text()
+
+
+@pytest.mark.parametrize("broken, message", [({"000c": b"not a jpeg"}, "images/000c.jpg: missing or not a readable image"),
+                                             ({}, "images/000c.jpg: missing or not a readable image")])
+def test_a_corrupt_or_missing_photo_is_named(tmp_path, broken, message):
+    photos = {key: image_bytes("red", "JPEG") for key in ("000a", "000b")} | broken
+    mini_xm3600(tmp_path / "mirror", photos)
+    params = xm3600_params(tmp_path / "mirror")
+    raw = corpora.download(params, tmp_path / "raw")
+    with pytest.raises(schema.SchemaError, match=message):
+        prepare.prepare(params, raw, tmp_path / "out")
+
+
+# --- the offline emoji corpus --------------------------------------------------------------
+
+EMOJI = [  # (unified, image, skin variations)
+    {"unified": "1F600", "image": "1f600.png", "has_img_google": True},
+    {"unified": "1F44B", "image": "1f44b.png", "has_img_google": True,
+     "skin_variations": {"1F3FD": {"unified": "1F44B-1F3FD", "image": "1f44b-1f3fd.png", "has_img_google": True}}},
+    {"unified": "1F1E9-1F1EA", "image": "1f1e9-1f1ea.png", "has_img_google": True},
+    {"unified": "2764-FE0F", "image": "2764-fe0f.png", "has_img_google": True},
+    {"unified": "1F47D", "image": "1f47d.png", "has_img_google": True},  # named in en only: dropped
+]  # fmt: skip
+ANNOTATIONS = {
+    "en": {"😀": {"default": ["face", "grin"], "tts": ["grinning face"]}, "👋": {"default": ["hand", "wave"], "tts": ["waving hand"]},
+           "❤": {"default": ["heart"], "tts": ["red heart"]}, "👽": {"tts": ["alien"]}},
+    "ru": {"😀": {"default": ["лицо"], "tts": ["широко улыбается"]}, "👋": {"default": ["рука"], "tts": ["машет рукой"]},
+           "❤": {"default": ["сердце"], "tts": ["красное сердце"]}},
+}  # fmt: skip
+DERIVED = {
+    "en": {"👋🏽": {"default": ["hand"], "tts": ["waving hand: medium skin tone"]}, "🇩🇪": {"default": ["flag"], "tts": ["flag: Germany"]}},
+    "ru": {"👋🏽": {"default": ["рука"], "tts": ["машет рукой: средний тон кожи"]}, "🇩🇪": {"default": ["флаг"], "tts": ["флаг: Германия"]}},
+}  # fmt: skip
+
+
+def emoji_mirror(mirror):
+    """The three npm tarballs, in their real layout (a `package/` folder)."""
+    mirror.mkdir()
+    with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
+        add(handle, "package/emoji.json", json.dumps(EMOJI).encode())
+        add(handle, "package/README.md", b"not extracted")
+        for i, name in enumerate(["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]):
+            add(handle, f"package/img/google/64/{name}", image_bytes((40 * i, 0, 0)))
+    for archive, folder, data in (("annotations.tgz", "annotations", ANNOTATIONS), ("derived.tgz", "annotationsDerived", DERIVED)):
+        with tarfile.open(mirror / archive, "w:gz") as handle:
+            for lang, entries in data.items():
+                add(handle, f"package/{folder}/{lang}/annotations.json", json.dumps({folder: {"annotations": entries}}).encode())
+    names = ("images.tgz", "annotations.tgz", "derived.tgz")
+    return {"name": "emoji", "source": "emoji", "urls": {n: f"https://registry.invalid/{n}" for n in names},
+            "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
+            "languages": ["en", "ru"], "test_fraction": 0.0, "split_seed": 0}  # fmt: skip
+
+
+def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):
+    params = emoji_mirror(tmp_path / "mirror")
+    raw = corpora.download(params, tmp_path / "raw")
+    assert not (raw / "README.md").exists()  # only what the corpus uses is extracted
+    prepare.prepare(params, raw, tmp_path / "out")
+    images = read(tmp_path / "out", "train", "images", schema.IMAGES).set_index("item_id")
+    assert sorted(images.index) == ["1F1E9-1F1EA", "1F44B", "1F44B-1F3FD", "1F600", "2764-FE0F"]  # the alien lacks ru
+    captions = read(tmp_path / "out", "train", "queries", schema.CAPTIONS)
+    first = captions[captions.caption == 0].set_index(["item_id", "lang"]).text
+    assert first[("1F44B-1F3FD", "ru")] == "машет рукой: средний тон кожи"  # a skin-tone variant, from the derived names
+    assert first[("1F1E9-1F1EA", "en")] == "flag: Germany"
+    assert first[("2764-FE0F", "ru")] == "красное сердце"  # emoji.json's FE0F, CLDR's key without it
+    keywords = captions[captions.caption == 1].set_index(["item_id", "lang"]).text
+    assert keywords[("1F600", "en")] == "face, grin"
+    for pid, path, digest in zip(images.pid, images.path, images.sha256):
+        assert sha256_file(raw / path) == digest
+    qrels = read(tmp_path / "out", "train", "qrels", schema.QRELS)
+    assert len(qrels) == len(captions) and set(qrels.pid) == set(images.pid)
+    assert pd.Series(qrels.pid.str.removeprefix("image:")).isin(images.index).all()
+
+
+def test_image_features_are_computed_once_by_a_locked_tower_and_checked_against_the_recorded_hashes(tmp_path):
+    import numpy as np
+
+    from hybridbatch.image_towers import build_tower, image_features
+    from hybridbatch.vectors import read_embeddings
+
+    params = emoji_mirror(tmp_path / "mirror")
+    params["test_fraction"] = 0.4
+    raw = corpora.download(params, tmp_path / "raw")
+    prepare.prepare(params, raw, tmp_path / "corpus")
+    tower_params = {"name": "lite0", "source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
+                    "image_size": 64, "batch_size": 2}  # fmt: skip
+    counts = image_features(tower_params, tmp_path / "corpus", raw, tmp_path / "features")
+    assert counts == {"train": 3, "test": 2}
+    ids, langs, vectors = read_embeddings(tmp_path / "features/train.parquet")
+    assert vectors.shape == (3, 1280) and set(langs) == {"image"}
+    tower = build_tower(tower_params)
+    tower.train()
+    assert not tower.training and not any(p.requires_grad for p in tower.parameters())  # locked, BatchNorm frozen
+    images = read(tmp_path / "corpus", "train", "images", schema.IMAGES).set_index("pid")
+    with Image.open(raw / images.loc[ids[0], "path"]) as image:
+        again = tower(tower.preprocess(image)[None]).detach().numpy()[0]
+    np.testing.assert_allclose(vectors[0], again, rtol=1e-4, atol=1e-5)  # same features whatever the batch
+    (raw / images.loc[ids[1], "path"]).write_bytes(image_bytes("white"))
+    with pytest.raises(schema.SchemaError, match="sha256 differs from the one prepare recorded"):
+        image_features(tower_params, tmp_path / "corpus", raw, tmp_path / "features2")

@@ -1,0 +1,20 @@
+rule image_features:
+    output:
+        directory("results/features/{tower}/{corpus}"),
+    input:
+        package("image_towers"),
+        images=expand("results/corpora/{{corpus}}/{split}/images.parquet", split=SPLITS),
+        raw="results/corpora/{corpus}/raw",
+    params:
+        tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
+        corpus=lambda w, input: parent_dir(input.images[0], 2),
+    threads: config["compute"]["threads"]
+    log:
+        "results/logs/image_features/{tower}/{corpus}.log",
+    benchmark:
+        "results/benchmarks/image_features/{tower}/{corpus}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m hybridbatch image-features --params {params.tower:q} --corpus {params.corpus}"
+        " --raw {input.raw} --out {output} > {log} 2>&1"
