@@ -193,7 +193,7 @@ def test_questions_sharing_a_gold_sentence_never_share_a_batch(tmp_path):
 def test_a_batch_that_cannot_be_filled_without_conflicts_is_an_error_not_a_smaller_batch(tmp_path):
     rows = [pair_row(item, "en", "en", pid="p-shared") for item in range(6)]  # every question has one gold sentence
     write_pairs(pd.DataFrame(rows, columns=schema.PAIRS.names), tmp_path)
-    with pytest.raises(BatchUnfillable, match=r"only 1 of 3 examples can share a batch without a relevance conflict"):
+    with pytest.raises(BatchUnfillable, match=r"no 3 of 6 items could share a batch without a relevance conflict in 20 tries"):
         build_batches(plan(alpha=1.0, batch_size=3), tmp_path, tmp_path / "out")
 
 
@@ -223,3 +223,21 @@ def test_real_xquad_r_batches_hold_no_relevant_candidate_as_a_negative(tmp_path)
         stats = build_batches(plan(alpha=alpha, batch_size=32, epochs=1), tmp_path / "pairs", out)
         assert conflicts(shards(out), corpus_qrels) == 0
         assert stats["conflicts"]["item_pairs"] > 0
+
+
+def test_a_fillable_batch_is_always_filled_even_when_a_greedy_pick_blocks_the_rest():
+    """a-b-c in a path: picking b first blocks both others, yet {a, c} is a batch of 2.
+    Also 13 groups whose members all conflict: one item per group always fills 13."""
+    from hybridbatch.batching import ConflictGraph, ItemQueue
+
+    for seed in range(300):
+        queue = ItemQueue(np.arange(3), np.random.default_rng(seed), ConflictGraph(3, np.array([[0, 1], [1, 2]])), "path")
+        for _ in range(5):
+            assert sorted(queue.take(2).tolist()) == [0, 2]
+    groups = np.repeat(np.arange(13), 3)
+    edges = np.array([[i, j] for i in range(39) for j in range(39) if i != j and groups[i] == groups[j]])
+    for seed in range(50):
+        queue = ItemQueue(np.arange(39), np.random.default_rng(seed), ConflictGraph(39, edges), "groups")
+        for _ in range(8):
+            batch = queue.take(13)
+            assert sorted(groups[batch].tolist()) == list(range(13))

@@ -136,3 +136,15 @@ def test_a_monolingual_corpus_reports_mono_only(tmp_path):
     evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
     assert set(summary.setting) == {"mono"} and "language_bias" not in set(summary.metric)
+
+
+def test_exact_top_k_breaks_ties_by_column_at_the_boundary_too():
+    from hybridbatch.metrics import exact_ranks
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        candidates = rng.integers(0, 3, size=(40, 4)).astype(np.float32)  # many duplicated vectors: ties
+        scores = rng.integers(0, 3, size=(5, 4)).astype(np.float32) @ candidates.T
+        top_scores, columns = evaluation.top_k_exact(scores, 10)
+        rows = np.repeat(np.arange(5), 10)
+        assert (exact_ranks(scores, columns.ravel(), rows) == np.tile(np.arange(1, 11), 5)).all()

@@ -89,7 +89,11 @@ class BatchUnfillable(ValueError):
 
 class ItemQueue:
     """Endless reshuffled stream of items. A batch takes the next items that are neither
-    in it nor in conflict with it; the ones passed over lead the next batch."""
+    in it nor in conflict with it; those passed over for a conflict lead the next batch.
+    A batch that a whole fresh permutation cannot fill is tried again from new
+    permutations (greedy picks can block each other) before it is declared unfillable."""
+
+    ATTEMPTS = 20
 
     def __init__(self, items: np.ndarray, rng: np.random.Generator, graph: ConflictGraph, name: str):
         self.items, self.rng, self.graph, self.name = items, rng, graph, name
@@ -99,28 +103,39 @@ class ItemQueue:
     def take(self, n: int) -> np.ndarray:
         if n > len(self.items):
             raise BatchUnfillable(f"{self.name}: a batch of {n} needs {n} distinct items, only {len(self.items)} exist")
+        for _ in range(self.ATTEMPTS):
+            chosen = self._fill(n)
+            if chosen is not None:
+                return np.array(chosen, dtype=np.int64)
+            self.order, self.position = self.rng.permutation(self.items).tolist(), 0
+        raise BatchUnfillable(
+            f"{self.name}: no {n} of {len(self.items)} items could share a batch without a relevance conflict "
+            f"in {self.ATTEMPTS} tries ({self.graph.n_edges} conflicting item pairs); lower batching.batch_size"
+        )
+
+    def _fill(self, n: int) -> list[int] | None:
         graph = self.graph
         graph.new_batch()
-        chosen, deferred = [], []
+        chosen: list[int] = []
+        deferred: list[int] = []
+        reshuffled, taken = False, set()
         while len(chosen) < n:
-            if len(deferred) > len(self.items):
-                raise BatchUnfillable(
-                    f"{self.name}: only {len(chosen)} of {n} examples can share a batch without a relevance conflict "
-                    f"({len(self.items)} items, {graph.n_edges} conflicting item pairs); lower batching.batch_size"
-                )
             if self.position == len(self.order):
-                self.order, self.position = self.rng.permutation(self.items).tolist(), 0
+                if reshuffled:
+                    return None  # a whole fresh permutation was scanned
+                self.order, self.position, reshuffled = self.rng.permutation(self.items).tolist(), 0, True
             item = self.order[self.position]
             self.position += 1
-            if graph.blocked(item):
-                deferred.append(item)
-            else:
+            if not graph.blocked(item):
                 graph.place(item)
                 chosen.append(item)
-        graph.deferrals += len(deferred)
-        if deferred:
-            self.order, self.position = deferred + self.order[self.position :], 0
-        return np.array(chosen, dtype=np.int64)
+                taken.add(item)
+            elif item not in taken:  # seen again after the reshuffle: not a conflict
+                deferred.append(item)
+        graph.deferrals += len(set(deferred))
+        if deferred:  # they lead the next batch; no item twice in the queue
+            self.order, self.position = list(dict.fromkeys(deferred + self.order[self.position :])), 0
+        return chosen
 
 
 def _encode(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -177,6 +192,8 @@ class PairIndex:
         self.item_names = np.unique(np.asarray(_distinct(items).to_pylist(), dtype=object))
         self.lang_names = np.unique(np.asarray(_distinct(query_langs, passage_langs).to_pylist(), dtype=object))
         self.item = _codes(items, self.item_names)
+        if (self.item < 0).any():
+            raise schema.SchemaError(f"{pairs_path}: {int((self.item < 0).sum())} pairs have no item_id")
         self.query_lang = _codes(query_langs, self.lang_names)
         self.passage_lang = _codes(passage_langs, self.lang_names)
         rows = np.arange(len(self.item))
@@ -206,7 +223,8 @@ def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | P
     qrels = qrels.filter(pc.greater(qrels.column("relevance"), 0))
     pair_qids, judged_qids = _joint_codes(_read_encoded(pairs_path, "qid"), _encode(qrels.column("qid")))
     query_item = np.full(int(max(pair_qids.max(initial=-1), judged_qids.max(initial=-1))) + 2, -1, dtype=np.int64)
-    query_item[pair_qids] = item  # the last entry answers code -1
+    known = pair_qids >= 0  # the last entry stays -1: it answers code -1 (null)
+    query_item[pair_qids[known]] = item[known]
     judged_item = query_item[judged_qids]  # item of the query of each judgment (-1: not a pair's)
     positives, negatives, judged_pids = _joint_codes(
         _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid"), _encode(qrels.column("pid"))

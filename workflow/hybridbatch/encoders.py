@@ -55,6 +55,8 @@ def save_sentence_transformer(model, params: dict, out_dir: str | Path) -> None:
     """Save with the config's prompts, as safetensors: `SentenceTransformer(out_dir)` and
     (for the transformer) `AutoModel.from_pretrained(out_dir)` load it."""
     model.prompts = {"query": params["query_prefix"], "passage": params["passage_prefix"]}
+    if model.default_prompt_name not in model.prompts:
+        model.default_prompt_name = None
     model.save(str(out_dir), safe_serialization=True)
 
 

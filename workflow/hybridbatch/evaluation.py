@@ -46,9 +46,14 @@ def setting_blocks(query_langs: list[str], candidate_langs: list[str]) -> dict[s
 
 
 def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, columns) of each row's k best candidates, best first; ties by column."""
+    """(scores, columns) of each row's k best candidates, best first; ties go to the
+    earlier column, at the k-th place too."""
     if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+        above, tied = scores > kth, scores == kth
+        wanted = k - above.sum(axis=1, keepdims=True)
+        keep = above | (tied & (np.cumsum(tied, axis=1) <= wanted))
+        part = np.nonzero(keep)[1].reshape(len(scores), k)
     else:
         part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
     part_scores = np.take_along_axis(scores, part, axis=1)

@@ -25,6 +25,11 @@ from .sources import PACKAGE_DIR, source_files
 
 MANIFEST = "manifest.json"
 IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs
+
+
+def ignored(name: str) -> bool:
+    """Snakemake's marker, and the temporary files of an atomic write that was cut short."""
+    return name in IGNORED or (name.startswith(".") and name.endswith((".tmp", ".part")))
 HASHED_ON_READ = 64 << 20  # inputs up to this size are re-hashed before a stage uses them
 
 
@@ -49,7 +54,7 @@ def artifact_files(outputs: list[Path], root: Path) -> list[Path]:
         for directory, subdirs, names in os.walk(output):
             here = Path(directory)
             subdirs[:] = sorted(d for d in subdirs if not (here / d / MANIFEST).exists())
-            files += [here / n for n in sorted(names) if n not in IGNORED and not (here == root and n == MANIFEST)]
+            files += [here / n for n in sorted(names) if not ignored(n) and not (here == root and n == MANIFEST)]
     return files
 
 
@@ -57,11 +62,11 @@ def unlisted_and_missing(root: Path, manifest: dict) -> tuple[list[str], list[st
     """Files in the artifact's directories that its manifest does not list, and listed
     files that are not there (paths relative to `root`)."""
     listed = {os.path.normpath(name) for name in manifest["files"]}
+    # directories outside the artifact's own that it writes into (the tables' ../plots), but
+    # not one that holds the artifact itself (../workflow.json sits in results/)
     outside = {os.path.dirname(name) for name in listed if name.startswith("..")}
-    present = {os.path.relpath(f, root) for f in artifact_files([root], root)}
-    for directory in outside:
-        present |= {os.path.join(directory, n) for n in os.listdir(root / directory) if n not in IGNORED
-                    and (root / directory / n).is_file()} if (root / directory).is_dir() else set()
+    outside = {d for d in outside if not os.path.abspath(root).startswith(os.path.abspath(root / d) + os.sep)}
+    present = {os.path.relpath(f, root) for f in artifact_files([root] + [root / d for d in outside if (root / d).is_dir()], root)}
     return sorted(present - listed), sorted(name for name in listed if not (root / name).is_file())
 
 

@@ -276,6 +276,10 @@ def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | 
     from .manifest import write_record
 
     tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
+    for directory in (tables_dir, plots_dir):  # a former configuration's tables are not this run's
+        for stale in directory.glob("*") if directory.is_dir() else []:
+            if stale.is_file():
+                stale.unlink()
     plots_dir.mkdir(parents=True, exist_ok=True)
     runs = load_runs(metrics_dirs)
     summary = write_tables(params, runs, tables_dir)
