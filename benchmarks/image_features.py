@@ -23,6 +23,7 @@ from hybridbatch.image_towers import build_tower, read_image  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", default="results/corpora/emoji")
+    parser.add_argument("--raw", default=None, help="the corpus's raw directory (default: CORPUS/raw)")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 224])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -30,6 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     corpus = Path(args.corpus)
+    raw = Path(args.raw) if args.raw else corpus / "raw"
     images = schema.read_parquet(corpus / "train/images.parquet", schema.IMAGES).head(args.images)
     for size in args.sizes:
         tower = build_tower({"source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
@@ -38,7 +40,7 @@ def main() -> None:
         with torch.inference_mode():
             for start in range(0, len(images), args.batch_size):
                 rows = images.iloc[start : start + args.batch_size]
-                tower(torch.stack([tower.preprocess(read_image(corpus / "raw", p, d)) for p, d in zip(rows.path, rows.sha256)]))
+                tower(torch.stack([tower.preprocess(read_image(raw, p, d)) for p, d in zip(rows.path, rows.sha256)]))
         seconds = time.perf_counter() - started
         print(f"{size:>4} px: {len(images) / seconds:6.1f} images/s ({len(images)} images, {args.threads} threads, batch {args.batch_size})")
 

@@ -219,15 +219,16 @@ class PairIndex:
 def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | Path) -> np.ndarray:
     """(item, other item) codes where a query of `other` is relevant to a positive or a
     hard negative of one of `item`'s pairs: such items must not share a batch."""
-    qrels = schema.read_table(qrels_path, schema.QRELS)
-    qrels = qrels.filter(pc.greater(qrels.column("relevance"), 0))
-    pair_qids, judged_qids = _joint_codes(_read_encoded(pairs_path, "qid"), _encode(qrels.column("qid")))
+    schema.check_schema(pq.read_schema(qrels_path), schema.QRELS, qrels_path)
+    relevant = pa.array(pq.read_table(qrels_path, columns=["relevance"]).column(0).to_numpy() > 0)
+    judged = {name: _read_encoded(qrels_path, name).filter(relevant) for name in ("qid", "pid")}
+    pair_qids, judged_qids = _joint_codes(_read_encoded(pairs_path, "qid"), judged["qid"])
     query_item = np.full(int(max(pair_qids.max(initial=-1), judged_qids.max(initial=-1))) + 2, -1, dtype=np.int64)
     known = pair_qids >= 0  # the last entry stays -1: it answers code -1 (null)
     query_item[pair_qids[known]] = item[known]
     judged_item = query_item[judged_qids]  # item of the query of each judgment (-1: not a pair's)
     positives, negatives, judged_pids = _joint_codes(
-        _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid"), _encode(qrels.column("pid"))
+        _read_encoded(pairs_path, "pid"), _read_encoded(pairs_path, "negative_pid"), judged["pid"]
     )
     n_items = len(item) and int(item.max()) + 1
 
