@@ -2,10 +2,8 @@
 files) and the MIRACL, mMARCO and XM3600 converters, on small files in the real formats."""
 
 import gzip
-import io
 import json
 import tarfile
-import zipfile
 
 import numpy as np
 import pandas as pd

@@ -176,7 +176,7 @@ def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(work
         shard.write_bytes(original)
     assert result.returncode == 1
     failing = set(re.findall(r"^FAIL (\S+)$", result.stdout, flags=re.M))
-    assert f"changed file results/batches/cldr-locales/hybrid/s0/shard-0000.parquet" in result.stdout
+    assert "changed file results/batches/cldr-locales/hybrid/s0/shard-0000.parquet" in result.stdout
     assert failing == {
         "results/batches/cldr-locales/hybrid/s0",
         "results/models/tiny-bert/cldr-locales.hybrid.s0",
