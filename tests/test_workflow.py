@@ -1,11 +1,13 @@
 """The whole DAG on a tiny config in a temporary directory, then reruns after config edits."""
 
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import faiss
@@ -15,12 +17,21 @@ import pytest
 import yaml
 
 from conftest import REPO
+from test_image_corpora import emoji_mirror
 from hybridbatch import schema
 from hybridbatch.evaluation import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 STRATEGIES = ["X-X-mono", "X-Y", "hybrid"]
+IMAGE_STRATEGIES = ["mixed", "hybrid"]  # of config.yaml's four, to keep the suite short
+
+
+@functools.cache
+def tiny_emoji_corpus() -> dict:
+    """A generated mirror of the emoji tarballs (5 images named in en and ru), made once."""
+    params = emoji_mirror(Path(tempfile.mkdtemp(prefix="emoji-")) / "mirror")
+    return {**{k: v for k, v in params.items() if k != "name"}, "test_fraction": 0.4}
 
 
 def tiny_config() -> dict:
@@ -32,6 +43,14 @@ def tiny_config() -> dict:
     config["training"].update(learning_rate=5e-4, freeze_embeddings=False)
     config["experiment"]["models"] = ["tiny-bert"]
     config["search"]["top_k"] = 20
+    config["corpora"]["emoji"] = tiny_emoji_corpus()  # 3 train and 2 test images
+    config["image_towers"]["efficientnet-lite0"].update(image_size=32, batch_size=4)
+    image_text = config["image_text"]
+    image_text.update(text_model="tiny-bert", max_length=16, train_languages=["en", "ru"])
+    image_text["batching"].update(batch_size=2, steps=4)
+    image_text["training"]["trainable_text_layers"] = 1
+    image_text["evaluation"].update(languages=["en", "ru"], images=None)
+    image_text["strategies"] = {name: image_text["strategies"][name] for name in IMAGE_STRATEGIES}
     return config
 
 
@@ -93,6 +112,7 @@ def test_every_artifact_has_its_schema(workdir):
 def test_tables_have_the_paper_shape(workdir):
     summary = pd.read_csv(workdir / "results/tables/summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
+    summary = summary[summary.corpus == "cldr-locales"]  # the text track
     assert set(summary.setting) == {"mono", "cross", "multi"}
     assert {"map", "recall@1", "recall@10", "ndcg@10", "mrr@10", "language_bias"} <= set(summary.metric)
     bounded = summary.metric != "language_bias"
@@ -108,6 +128,7 @@ def test_tables_have_the_paper_shape(workdir):
     per_language = pd.read_csv(workdir / "results/tables/per_language_cldr-locales.csv", header=[0, 1], index_col=0)
     assert per_language.shape == (5 + 1, 4 * (1 + len(STRATEGIES)))  # languages + average; 4 columns a run
     tests = pd.read_csv(workdir / "results/tables/significance.csv")
+    tests = tests[tests.family == "text"]
     n_runs = 1 + len(STRATEGIES)
     assert len(tests) == n_runs * (n_runs - 1) // 2 * 4  # pairs x (3 settings of mAP + bias)
     assert tests.p_holm.between(0, 1).all() and (tests.p_holm >= tests.p_value).all()
@@ -124,10 +145,11 @@ def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir):
     config["evaluation"]["recall_at"] = [1, 5, 10, 50]
     write_config(workdir, config)
     try:
-        assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
+        both = {"evaluate": 1 + len(STRATEGIES), "evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
+        assert planned_jobs(workdir) == both  # recall_at is both tracks' knob
         config["significance"]["permutations"] = 500
         write_config(workdir, config)
-        assert planned_jobs(workdir) == {"evaluate": 1 + len(STRATEGIES), "tables": 1, "all": 1}
+        assert planned_jobs(workdir) == both
         snakemake(workdir)
         summary = pd.read_csv(workdir / "results/tables/summary.csv")
         assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
@@ -144,6 +166,44 @@ def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir)
         assert planned_jobs(workdir) == {
             "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
         }
+    finally:
+        write_config(workdir, tiny_config())
+
+
+def test_image_text_track_runs_end_to_end_from_real_image_bytes(workdir):
+    results = workdir / "results"
+    features = pq.read_table(results / "features/efficientnet-lite0/emoji/train.parquet")
+    assert features.num_rows == 3
+    for strategy in IMAGE_STRATEGIES:
+        stats = json.loads((results / f"image_text/batches/emoji/{strategy}/s0/stats.json").read_text())
+        assert stats["batches"] == 4 and sum(stats["batch_types"].values()) == 4
+        model = results / f"image_text/models/emoji/{strategy}.s0"
+        assert {"model.json", "image_projection.safetensors", "training_log.csv"} <= {p.name for p in model.iterdir()}
+    stats = json.loads((results / "image_text/batches/emoji/mixed/s0/stats.json").read_text())
+    assert stats["batch_types"]["image-caption-mixed"] == 4
+    summary = pd.read_csv(results / "tables/summary.csv")
+    image = summary[summary.corpus == "emoji"]
+    assert set(image.strategy) == set(IMAGE_STRATEGIES) and set(image.model) == {"tiny-bert+efficientnet-lite0"}
+    assert set(image.setting) == {f"{t}/{p}" for t in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")}
+    assert set(image[image.metric == "language_bias"].setting) == {"i2t-multi/first", "i2t-multi/all"}
+    table = pd.read_csv(results / "tables/image_text.csv", header=[0, 1, 2], index_col=[0, 1])
+    assert len(table) == len(IMAGE_STRATEGIES) and ("first", "t2i", "recall@1") in table.columns
+    tests = pd.read_csv(results / "tables/significance.csv")
+    image_tests = tests[tests.family == "image-text"]
+    assert len(image_tests) == 1 * (4 + 2 + 2) and (image_tests["items"] == 2).all()  # pairs x settings; 2 test images
+    assert (results / "plots/image_text_by_language.png").stat().st_size > 0
+
+
+def test_image_text_knobs_rebuild_only_what_they_affect(workdir):
+    config = tiny_config()
+    config["image_text"]["evaluation"]["protocols"] = ["first"]
+    write_config(workdir, config)
+    try:
+        assert planned_jobs(workdir) == {"evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
+        config = tiny_config()
+        config["image_text"]["strategies"]["hybrid"]["weights"]["caption-caption"] = 0.25
+        write_config(workdir, config)
+        assert planned_jobs(workdir) == {"image_text_batches": 1, "train_lit": 1, "evaluate_image_text": 1, "tables": 1, "all": 1}
     finally:
         write_config(workdir, tiny_config())
 

@@ -26,10 +26,13 @@ STAGES = {
     "base-model": ("model_sources", "build_base_model", ["corpus", "out"]),
     "train": ("training", "train", ["base", "batches", "out"]),
     "image-features": ("image_towers", "image_features", ["corpus", "raw", "out"]),
+    "image-text-batches": ("image_text_batches", "build_image_text_batches", ["corpus", "out"]),
+    "train-lit": ("lit", "train_lit", ["base", "features", "batches", "out"]),
+    "evaluate-image-text": ("image_text_evaluation", "evaluate_image_text", ["model", "features", "corpus", "out"]),
     "embed": ("indexing", "embed_and_index", ["model", "corpus", "out"]),
     "search": ("evaluation", "search", ["embeddings", "corpus", "out"]),
     "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out"]),
-    "tables": ("tables", "make_tables", ["metrics", "tables", "plots", "record"]),
+    "tables": ("tables", "make_tables", ["metrics", "image_text_metrics", "tables", "plots", "record"]),
 }
 
 
@@ -57,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
-            optional = name == "base-model" and path == "corpus"
-            command.add_argument(f"--{path}", required=not optional, nargs="+" if path == "metrics" else None)
+            optional = (name, path) in (("base-model", "corpus"), ("tables", "image_text_metrics"))
+            nargs = {"metrics": "+", "image_text_metrics": "*"}.get(path)
+            command.add_argument(f"--{path.replace('_', '-')}", dest=path, required=not optional, nargs=nargs,
+                                 default=[] if nargs == "*" else None)
     command = commands.add_parser("check-config", help="checks that need the stages' libraries (Babel, FAISS)")
     command.add_argument("--params", required=True, help="the whole config, as JSON")
     command = commands.add_parser("audit", help="re-hash every artifact against its manifest")

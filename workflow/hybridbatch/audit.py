@@ -83,17 +83,20 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
 
     for artifact in artifacts.values():
         stage, params = artifact.manifest.get("stage"), artifact.manifest.get("params", {})
-        if artifact.problems or stage not in ("evaluate", "tables"):
+        if artifact.problems or stage not in ("evaluate", "evaluate-image-text", "tables"):
             continue
         with tempfile.TemporaryDirectory() as scratch:
             scratch = Path(scratch)
-            if stage == "evaluate":
+            if stage != "tables":
                 names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
                 by_language = pd.read_parquet(artifact.path / "by_language.parquet")
                 summary_rows(by_language, names, params["descriptor"]).to_csv(scratch / "summary.csv", index=False)
                 derived = ["summary.csv"]
             else:
-                write_tables(params, load_runs([p for p in artifact.inputs if p in artifacts]), scratch)
+                inputs = [p for p in artifact.inputs if p in artifacts]
+                by_stage = {kind: [p for p in inputs if artifacts[p].manifest.get("stage") == kind]
+                            for kind in ("evaluate", "evaluate-image-text")}
+                write_tables(params, load_runs(by_stage["evaluate"]), scratch, load_runs(by_stage["evaluate-image-text"]))
                 derived = sorted(p.name for p in scratch.iterdir())
             for name in derived:
                 if not (artifact.path / name).is_file() or not filecmp.cmp(scratch / name, artifact.path / name, shallow=False):

@@ -1,7 +1,9 @@
 """Batches stage: X-X-mono, X-Y and hybrid batches built up front as Parquet shards.
 
-A hybrid batch is X-X-mono with probability alpha, else X-Y (alpha=1 is X-X-mono,
-alpha=0 is X-Y). Relevance decides what may share a batch: two items conflict when a
+A strategy is a set of weights over batch types, one type per batch, drawn per batch
+(`draw_batch_types`, shared with the image-text batches). The text track spells its
+strategies with alpha: a hybrid batch is X-X-mono with probability alpha, else X-Y
+(alpha=1 is X-X-mono, alpha=0 is X-Y). Relevance decides what may share a batch: two items conflict when a
 query of one is relevant (qrels, in any language) to a positive or hard negative of
 the other's pairs, and no batch holds two conflicting items or one item twice, so no
 candidate in a batch is relevant to another example's query. An item that would
@@ -50,6 +52,33 @@ class BatchPlan:
     @classmethod
     def from_params(cls, params: dict) -> "BatchPlan":
         return cls(**{key: params[key] for key in cls.__dataclass_fields__})
+
+
+def batch_type_weights(strategy: dict, types: tuple[str, ...] = (MONO, CROSS)) -> dict[str, float]:
+    """A strategy's weights over batch types: `{alpha: a}` is mono a, the second type
+    1 - a; `{weights: {type: w}}` names them (normalised to sum 1)."""
+    weights = strategy.get("weights") or {types[0]: strategy["alpha"], types[1]: 1 - strategy["alpha"]}
+    unknown = sorted(set(weights) - set(types))
+    if unknown:
+        raise ValueError(f"batch types {unknown} are not among {list(types)}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"batch type weights {weights} sum to {total}")
+    return {kind: weights.get(kind, 0) / total for kind in types}
+
+
+def draw_batch_types(weights: dict[str, float], n: int, rng: np.random.Generator, stratified: bool = False) -> list[str]:
+    """One batch type per batch: a uniform draw against the cumulative weights, in the
+    order of `weights` (for two types, draw < w0 is the first type); or, `stratified`,
+    each type's count fixed at n x weight (largest remainders round) in shuffled order."""
+    kinds = list(weights)
+    if stratified:
+        exact = np.array([weights[kind] * n for kind in kinds])
+        counts = np.floor(exact).astype(int)
+        counts[np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]] += 1
+        return [kinds[i] for i in rng.permutation(np.repeat(np.arange(len(kinds)), counts))]
+    edges = np.cumsum([weights[kind] for kind in kinds])
+    return [kinds[min(int(np.searchsorted(edges, rng.random(), side="right")), len(kinds) - 1)] for _ in range(n)]
 
 
 class ConflictGraph:
@@ -262,8 +291,9 @@ def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int) -> list[tuple[str,
     full, rest = divmod(index.n_items, plan.batch_size)
     sizes_per_batch = [plan.batch_size] * full + ([] if plan.drop_last or rest == 0 else [rest])
     batches = []
+    type_weights = batch_type_weights({"alpha": plan.alpha})
     for size in sizes_per_batch:
-        if type_rng.random() < plan.alpha:
+        if draw_batch_types(type_weights, 1, type_rng)[0] == MONO:
             lang = languages[mono_rng.choice(len(languages), p=weights)]
             batches.append((MONO, index.mono_row[lang, mono_queues[lang].take(size)]))
         else:

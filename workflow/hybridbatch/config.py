@@ -50,11 +50,59 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
         if config["corpora"][name]["source"] in IMAGE_SOURCES:
             raise ConfigError(f"config key experiment.eval_corpora: {name} is an image-text corpus (its candidates are "
                               f"images); the text models of experiment.models cannot embed images")
+    check_image_text(config)
     for name, model in config["models"].items():
         source = model["source"]
         if source["kind"] == "random" and source["hidden_size"] % source["heads"]:
             raise ConfigError(f"config key models.{name}.source.hidden_size: {source['hidden_size']} is not a multiple "
                               f"of heads ({source['heads']})")
+
+
+def check_image_text(config: dict) -> None:
+    """The image-text experiment names an image corpus, a text model and an image tower
+    that exist, and languages its corpus has."""
+    if not config.get("image_text"):
+        return
+    section = config["image_text"]
+    for key, section_name in (("corpus", "corpora"), ("text_model", "models"), ("image_tower", "image_towers")):
+        if section[key] not in config.get(section_name, {}):
+            raise ConfigError(f"config key image_text.{key}: {section[key]!r} not defined under {section_name} "
+                              f"(has {sorted(config.get(section_name, {}))})")
+    corpus = config["corpora"][section["corpus"]]
+    if corpus["source"] not in IMAGE_SOURCES:
+        raise ConfigError(f"config key image_text.corpus: {section['corpus']} is not an image-text corpus "
+                          f"(source {corpus['source']!r}; image sources: {sorted(IMAGE_SOURCES)})")
+    if not 0 < corpus["test_fraction"] < 1:
+        raise ConfigError(f"config key corpora.{section['corpus']}.test_fraction: the image-text experiment needs "
+                          f"train and test images (0 < test_fraction < 1)")
+    for key in ("train_languages", "evaluation.languages"):
+        languages = section[key] if key == "train_languages" else section["evaluation"]["languages"]
+        outside = sorted(set(languages) - set(corpus["languages"]))
+        if outside:
+            raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {section['corpus']}")
+    evaluated = section["evaluation"]
+    outside = sorted(set(evaluated.get("t2t_languages", [])) - set(evaluated["languages"]))
+    if outside:
+        raise ConfigError(f"config key image_text.evaluation.t2t_languages: {outside} not in image_text.evaluation.languages")
+    if 1 not in config["evaluation"]["recall_at"]:
+        raise ConfigError("config key evaluation.recall_at: the image-text tables report R@1; include 1")
+    for name, strategy in section["strategies"].items():
+        key = f"config key image_text.strategies.{name}"
+        if name == ZERO_SHOT:
+            raise ConfigError(f"{key}: {ZERO_SHOT!r} names the untrained model; choose another name")
+        if sum(strategy["weights"].values()) <= 0:
+            raise ConfigError(f"{key}.weights: they sum to 0")
+        if strategy["weights"].get("caption-caption", 0) > 0 and len(section["train_languages"]) < 2:
+            raise ConfigError(f"{key}.weights: caption-caption batches need two image_text.train_languages")
+
+
+def image_text_descriptor(config: dict, strategy: str, seed: int) -> dict:
+    """The summary contract's identifying columns for an image-text run: the model is
+    text model + image tower, alpha the share of image-caption-mono batches."""
+    section = config["image_text"]
+    weights = section["strategies"][strategy]["weights"]
+    return {"corpus": section["corpus"], "model": f"{section['text_model']}+{section['image_tower']}",
+            "strategy": strategy, "alpha": weights.get("image-caption-mono", 0) / sum(weights.values()), "seed": seed}
 
 
 def _number_hint(value) -> str:

@@ -208,17 +208,23 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     return summary
 
 
+def is_multi(setting: str) -> bool:
+    """A pooled-candidates setting (text `multi`, image-text `i2t-multi/<protocol>`): it has a language bias."""
+    return setting.split("/")[0].endswith("multi")
+
+
 SUMMARY_COLUMNS = ["corpus", "model", "strategy", "alpha", "seed", "setting", "metric", "value"]
 
 
 def summary_rows(by_language: pd.DataFrame, names: list[str], descriptor: dict) -> pd.DataFrame:
-    """Macro averages: over languages (mono, multi) or language pairs (cross).
-    language_bias is the multilingual rank distance, macro-averaged over query languages."""
+    """Macro averages over the blocks of a setting: languages (mono, multi, t2i, i2t) or
+    language pairs (cross, t2t-cross). language_bias is the rank distance of a pooled
+    setting, macro-averaged over its blocks."""
     rows = []
     for setting, table in by_language.groupby("setting", sort=False):
         for name in names:
             rows.append((setting, name, table[name].mean()))
-        if setting == "multi":
+        if is_multi(setting):
             rows.append((setting, "language_bias", table["rank_distance"].mean()))
     frame = pd.DataFrame(rows, columns=["setting", "metric", "value"])
     for column in ("corpus", "model", "strategy", "alpha", "seed"):

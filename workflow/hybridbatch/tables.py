@@ -14,8 +14,13 @@ from .evaluation import SETTINGS, SUMMARY_COLUMNS
 from .significance import UNIT, block_weights, bootstrap_interval, holm, randomization_test
 
 RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
-# (metric, settings, whether larger is better, digits)
+# per track: metric -> (per-query column, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
+IMAGE_TEXT_HEADLINES = {
+    "recall@1": ("recall@1", tuple(f"{s}/{p}" for p in ("first", "all") for s in ("t2i", "i2t")), True, 3),
+    "map": ("map", ("i2t-multi/first", "i2t-multi/all"), True, 3),
+    "language_bias": ("rank_distance", ("i2t-multi/first", "i2t-multi/all"), False, 1),
+}
 
 
 class Run:
@@ -37,12 +42,12 @@ class Run:
 
     def values(self, setting: str, column: str) -> pd.DataFrame:
         rows = self.per_query[self.per_query.setting == setting]
-        block = rows.query_lang if setting != "cross" else rows.query_lang + ">" + rows.candidate_lang
+        block = rows.query_lang + ">" + rows.candidate_lang  # a language or a language pair
         return pd.DataFrame({"qid": rows.qid, "candidate_lang": rows.candidate_lang, "block": block,
                              "item_id": rows.item_id, "value": rows[column]})
 
 
-def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
+def comparisons(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> pd.DataFrame:
     """Every pair of strategies of the same corpus, model and seed (the zero-shot model
     joins every seed), per headline metric and setting, Holm-corrected over all."""
     rows = []
@@ -54,7 +59,7 @@ def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
             groups.setdefault((corpus, model, s), []).append(run)
     for (corpus, model, seed), members in sorted(groups.items(), key=str):
         for a, b in combinations(members, 2):
-            for metric, (column, settings, _, _) in HEADLINES.items():
+            for metric, (column, settings, _, _) in headlines.items():
                 for setting in settings:
                     paired = a.values(setting, column).merge(
                         b.values(setting, column), on=["qid", "candidate_lang", "block", "item_id"]
@@ -77,10 +82,10 @@ def comparisons(runs: list[Run], params: dict) -> pd.DataFrame:
     return frame
 
 
-def confidence(runs: list[Run], params: dict) -> pd.DataFrame:
+def confidence(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> pd.DataFrame:
     rows = []
     for run in runs:
-        for metric, (column, settings, _, _) in HEADLINES.items():
+        for metric, (column, settings, _, _) in headlines.items():
             for setting in settings:
                 values = run.values(setting, column)
                 if values.empty:
@@ -92,10 +97,12 @@ def confidence(runs: list[Run], params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high", "unit"])
 
 
-def headline_table(runs: list[Run], tests: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def headline_table(
+    runs: list[Run], tests: pd.DataFrame, metric: str, headlines: dict = HEADLINES
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Values (rows model x strategy, mean over seeds; columns corpus x setting) and, per
     cell, the letters of the rows it beats significantly in every seed."""
-    _, settings, larger_is_better, _ = HEADLINES[metric]
+    _, settings, larger_is_better, _ = headlines[metric]
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
     chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)]
     table = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="mean")
@@ -248,29 +255,102 @@ def load_runs(metrics_dirs: list[str | Path]) -> list[Run]:
     return sorted(runs, key=lambda r: (r.key[0], r.key[1], r.key[2] != ZERO_SHOT, r.key[2], -1 if pd.isna(r.key[4]) else r.key[4]))
 
 
-def write_tables(params: dict, runs: list[Run], tables_dir: Path) -> pd.DataFrame:
-    """Every table (csv, md, tex) of `runs` under `tables_dir`; returns the summary."""
+def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_runs: list[Run] = ()) -> pd.DataFrame:
+    """Every table (csv, md, tex) of `runs` (text track) and `image_text_runs` under
+    `tables_dir`; returns the summary of both."""
     tables_dir.mkdir(parents=True, exist_ok=True)
-    summary = pd.concat([run.summary for run in runs], ignore_index=True).sort_values(SUMMARY_COLUMNS[:7], ignore_index=True)
+    every = list(runs) + list(image_text_runs)
+    summary = pd.concat([run.summary for run in every], ignore_index=True).sort_values(SUMMARY_COLUMNS[:7], ignore_index=True)
     summary.to_csv(tables_dir / "summary.csv", index=False)
     tests = comparisons(runs, params)
-    tests.to_csv(tables_dir / "significance.csv", index=False)
-    confidence(runs, params).to_csv(tables_dir / "confidence.csv", index=False)
+    image_tests = comparisons(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)
+    pd.concat([tests.assign(family="text"), image_tests.assign(family="image-text")], ignore_index=True).to_csv(
+        tables_dir / "significance.csv", index=False)
+    pd.concat([confidence(runs, params), confidence(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)],
+              ignore_index=True).to_csv(tables_dir / "confidence.csv", index=False)
     note = (f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
             f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
-            f"sign flips), Holm-corrected, p < {params['alpha']}, in every seed (tests pair runs of the same seed). "
-            f"Means over seeds.")
-    note += "".join(f" {line}" for line in skipped_notes(runs))
+            f"sign flips), Holm-corrected over the track's tests (the family column of significance.csv), "
+            f"p < {params['alpha']}, in every seed (tests pair runs of the same seed). Means over seeds.")
+    text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, (_, _, _, digits) in HEADLINES.items():
         table, markers = headline_table(runs, tests, metric)
-        write_table(table, markers, digits, tables_dir / metric, note)
-    for corpus in summary.corpus.unique():
+        write_table(table, markers, digits, tables_dir / metric, text_note)
+    for corpus in dict.fromkeys(run.key[0] for run in runs):
         write_table(per_language_table(runs, corpus), None, 3, tables_dir / f"per_language_{corpus}")
+    if image_text_runs:
+        image_note = note.replace(f"the {UNIT} as", "the image as").replace(f"per {UNIT} ", "per image ")
+        for metric, (_, _, _, digits) in IMAGE_TEXT_HEADLINES.items():
+            table, markers = headline_table(list(image_text_runs), image_tests, metric, IMAGE_TEXT_HEADLINES)
+            write_table(table, markers, digits, tables_dir / f"image_text_{metric.replace('@', '_at_')}", image_note)
+        write_table(image_text_table(image_text_runs), None, 3, tables_dir / "image_text",
+                    "Recall@k: 1 when any relevant candidate is in the top k (CLIP_benchmark). Macro averages over "
+                    "caption languages; bias: rank distance in i2t-multi.")
+        for corpus in dict.fromkeys(run.key[0] for run in image_text_runs):
+            write_table(image_text_per_language(image_text_runs, corpus), None, 3,
+                        tables_dir / f"per_language_image_text_{corpus}")
     return summary
 
 
-def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | Path, plots_dir: str | Path,
-                record: str | Path) -> pd.DataFrame:
+IMAGE_TEXT_COLUMNS = [("t2i", "recall@1"), ("t2i", "recall@5"), ("t2i", "recall@10"), ("i2t", "recall@1"),
+                      ("i2t", "recall@5"), ("i2t", "recall@10"), ("i2t-multi", "map"), ("i2t-multi", "language_bias")]
+
+
+def image_text_table(runs: list[Run]) -> pd.DataFrame:
+    """The image-text Table 1: rows model x strategy (mean over seeds); columns protocol x
+    (T->I and I->T R@1/5/10, pooled I->T mAP, language bias)."""
+    summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
+    summary[["task", "protocol"]] = summary.setting.str.split("/", expand=True)
+    wanted = summary.set_index(["task", "metric"]).index.isin(IMAGE_TEXT_COLUMNS)
+    table = summary[wanted].pivot_table(index=["model", "label"], columns=["protocol", "task", "metric"], values="value")
+    order = [(p, t, m) for p in ("first", "all") for t, m in IMAGE_TEXT_COLUMNS if (p, t, m) in table.columns]
+    table = table[order]
+    table.index.names = ["model", "strategy"]
+    return table
+
+
+def main_protocol(runs: list[Run]) -> str:
+    """`first` where it was evaluated, else `all`: the protocol of per-language views."""
+    return "first" if any((run.summary.setting == "t2i/first").any() for run in runs) else "all"
+
+
+def image_text_per_language(runs: list[Run], corpus: str) -> pd.DataFrame:
+    """Rows: caption language. Columns: run x (T->I R@1, I->T R@1, T->T cross R@1 as the
+    query language), protocol `first` (or `all` where `first` was not evaluated)."""
+    columns, protocol = {}, main_protocol(runs)
+    for run in (r for r in runs if r.key[0] == corpus):
+        frame, name = run.by_language, f"{run.label}"
+        columns[(name, "T->I R@1")] = frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")["recall@1"]
+        columns[(name, "I->T R@1")] = frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")["recall@1"]
+        columns[(name, "T->T R@1")] = frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")["recall@1"].mean()
+    table = pd.DataFrame(columns)
+    table.index.name = "language"
+    table.loc["average"] = table.mean()
+    return table
+
+
+def plot_image_text(runs: list[Run], path: Path) -> None:
+    """Per-language T->I and I->T R@1 bars per strategy, and the language bias per strategy."""
+    plt = _pyplot()
+    protocol = main_protocol(runs)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 3, 1.4]})
+    for axis, setting, side in ((axes[0], f"t2i/{protocol}", "query_lang"), (axes[1], f"i2t/{protocol}", "candidate_lang")):
+        bars = pd.DataFrame({run.label: run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"]
+                             for run in runs})
+        bars.plot.bar(ax=axis, rot=0, width=0.8)
+        axis.set(ylabel="R@1", xlabel="caption language", title=f"{setting.split('/')[0].upper().replace('2', '→')} R@1 ({protocol})")
+        axis.legend(fontsize=7)
+    bias = pd.Series({run.label: run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
+                      for run in runs})
+    bias.plot.bar(ax=axes[2], rot=30, color="grey")
+    axes[2].set(ylabel="mean rank distance", title="language bias (i2t-multi, lower is better)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def make_tables(params: dict, metrics_dirs: list[str | Path], image_text_metrics: list[str | Path],
+                tables_dir: str | Path, plots_dir: str | Path, record: str | Path) -> pd.DataFrame:
     """Write every table under `tables_dir`, every plot under `plots_dir`, and the workflow
     record (every artifact behind them) at `record`."""
     from .manifest import write_record
@@ -281,14 +361,17 @@ def make_tables(params: dict, metrics_dirs: list[str | Path], tables_dir: str | 
             if stale.is_file():
                 stale.unlink()
     plots_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(metrics_dirs)
-    summary = write_tables(params, runs, tables_dir)
-    for corpus in summary.corpus.unique():
-        plot_alpha(summary, corpus, plots_dir / f"alpha_{corpus}.png")
+    runs, image_text_runs = load_runs(metrics_dirs), load_runs(image_text_metrics or [])
+    summary = write_tables(params, runs, tables_dir, image_text_runs)
+    text_summary = summary[summary.corpus.isin({run.key[0] for run in runs})]
+    for corpus in text_summary.corpus.unique():
+        plot_alpha(text_summary, corpus, plots_dir / f"alpha_{corpus}.png")
     for run in runs:
         plot_heatmap(run, plots_dir / heatmap_name(run.key))
-    plot_settings(summary, plots_dir / "map_by_setting.png")
-    write_record(record, [tables_dir], metrics_dirs)
+    plot_settings(text_summary, plots_dir / "map_by_setting.png")
+    if image_text_runs:
+        plot_image_text(image_text_runs, plots_dir / "image_text_by_language.png")
+    write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
 
 

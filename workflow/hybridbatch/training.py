@@ -14,6 +14,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .batching import RELEVANCE, iter_batches
 from .encoders import Encoder
+from .objectives import info_nce
 
 
 def false_negatives(
@@ -37,25 +38,6 @@ def read_relevance(path: Path) -> set[tuple[str, str]]:
     qrels = schema.read_table(path, schema.QRELS).to_pandas()
     qrels = qrels[qrels.relevance > 0]
     return set(zip(qrels.qid, qrels.pid))
-
-
-def info_nce(
-    queries: torch.Tensor,
-    candidates: torch.Tensor,
-    false_negative_mask: torch.Tensor,
-    temperature: float,
-    symmetric: bool = False,
-) -> torch.Tensor:
-    """Query i's positive is candidate i; every other candidate is a negative, except
-    those masked as false negatives."""
-    n = queries.shape[0]
-    scores = queries @ candidates.T / temperature
-    scores = scores.masked_fill(false_negative_mask.to(scores.device), float("-inf"))
-    labels = torch.arange(n, device=scores.device)
-    loss = torch.nn.functional.cross_entropy(scores, labels)
-    if symmetric:
-        loss = (loss + torch.nn.functional.cross_entropy(scores[:, :n].T, labels)) / 2
-    return loss
 
 
 def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
@@ -90,16 +72,26 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
             config["temperature"],
             config["symmetric"],
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{batch_dir}: loss is {loss.item()} at batch {batch_id} (step {step})")
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimisation_step(loss, optimizer, scheduler, batch_dir, batch_id, step)
         log.append((step, batch_id, batch_type, loss.item(), scheduler.get_last_lr()[0], int(conflicts.sum()),
                     int(duplicates.sum()), time.perf_counter() - started))
     encoder.save(out_dir)
-    columns = ["step", "batch_id", "batch_type", "loss", "learning_rate", "masked_conflicts", "masked_duplicates", "seconds"]
+    return write_training_log(log, ["step", "batch_id", "batch_type", "loss", "learning_rate", "masked_conflicts",
+                                    "masked_duplicates", "seconds"], out_dir)
+
+
+def optimisation_step(loss: torch.Tensor, optimizer, scheduler, batch_dir: Path, batch_id: int, step: int) -> None:
+    """Backward, step and schedule, refusing a loss that is not finite (naming the batch)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{batch_dir}: loss is {loss.item()} at batch {batch_id} (step {step})")
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def write_training_log(log: list[tuple], columns: list[str], out_dir: Path) -> pd.DataFrame:
+    """training_log.csv; a warning when the loss had to mask relevant candidates."""
     frame = pd.DataFrame(log, columns=columns)
     if frame.masked_conflicts.any():
         logging.warning("%d relevant candidates were masked in the loss (the batches should hold none)",

@@ -25,3 +25,36 @@ rule batches:
         ENV
     shell:
         "python -m hybridbatch batches --params {params.plan:q} --pairs {params.pairs_dir} --out {output} > {log} 2>&1"
+
+
+rule image_text_batches:
+    output:
+        report(
+            directory("results/image_text/batches/{corpus}/{strategy}/s{seed}"),
+            patterns=["batch_types.{ext}"],
+            caption="../report/batches.rst",
+            category="Batch statistics",
+            subcategory="image-text {corpus}",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
+    input:
+        package("image_text_batches"),
+        split=image_text_inputs("train", ["queries", "images", "qrels"]),
+    params:
+        plan=lambda w: as_json(
+            {
+                **IMAGE_TEXT["batching"],
+                "languages": sorted(IMAGE_TEXT["train_languages"]),
+                "strategy": normalised_weights(IMAGE_TEXT["strategies"][w.strategy]),
+                "seed": int(w.seed),
+            }
+        ),
+        corpus=lambda w, input: parent_dir(input.split[0]),
+    log:
+        "results/logs/image_text_batches/{corpus}/{strategy}/s{seed}.log",
+    benchmark:
+        "results/benchmarks/image_text_batches/{corpus}/{strategy}/s{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m hybridbatch image-text-batches --params {params.plan:q} --corpus {params.corpus} --out {output} > {log} 2>&1"

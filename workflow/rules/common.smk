@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
-from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, validate_config, variants
+from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, image_text_descriptor, validate_config, variants
 from hybridbatch.corpora.prepare import SPLITS
 from hybridbatch.evaluation import SETTINGS
 from hybridbatch.manifest import THREAD_VARIABLES
@@ -83,6 +83,46 @@ def heatmaps():
         os.path.join("results", "plots", heatmap_name(tuple(descriptor(config, corpus, model, variant)[k] for k in RUN_KEYS)))
         for model, variant, corpus in evaluated_runs()
     ]
+
+
+IMAGE_TEXT = config.get("image_text")
+
+
+def image_text_metrics_dirs():
+    """The evaluated image-text runs (none without an image_text section)."""
+    if not IMAGE_TEXT:
+        return []
+    return [
+        f"results/image_text/metrics/{IMAGE_TEXT['corpus']}/{strategy}.s{seed}"
+        for strategy in IMAGE_TEXT["strategies"]
+        for seed in IMAGE_TEXT["seeds"]
+    ]
+
+
+def image_text_model_params():
+    """The text model's config entry with the experiment's caption length."""
+    return {**config["models"][IMAGE_TEXT["text_model"]], "max_length": IMAGE_TEXT["max_length"]}
+
+
+def normalised_weights(strategy):
+    """Weights that sum to 1, so that {1, 1} and {0.5, 0.5} are one strategy (one set of batches)."""
+    total = sum(strategy["weights"].values())
+    return {"weights": {kind: weight / total for kind, weight in sorted(strategy["weights"].items())}}
+
+
+def image_text_tables():
+    """The image-text tables and plot the tables stage writes (none without the experiment)."""
+    if not IMAGE_TEXT:
+        return []
+    stems = ["image_text", "image_text_recall_at_1", "image_text_map", "image_text_language_bias",
+             f"per_language_image_text_{IMAGE_TEXT['corpus']}"]
+    return expand("results/tables/{stem}.{ext}", stem=stems, ext=["md", "csv", "tex"]) + [
+        "results/plots/image_text_by_language.png"
+    ]
+
+
+def image_text_inputs(split, names):
+    return expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=split, name=names)
 
 
 def trainset_corpus(wildcards):

@@ -47,3 +47,37 @@ rule evaluate:
     shell:
         "python -m hybridbatch evaluate --params {params.evaluation:q}"
         " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+
+
+rule evaluate_image_text:
+    output:
+        expand(
+            "results/image_text/metrics/{{corpus}}/{{strategy}}.s{{seed}}/{name}",
+            name=["per_query.parquet", "by_language.parquet", "summary.csv"],
+        ),
+    input:
+        package("image_text_evaluation"),
+        model="results/image_text/models/{corpus}/{strategy}.s{seed}",
+        features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
+        split=image_text_inputs("test", ["queries", "images", "qrels"]),
+    params:
+        evaluation=lambda w: as_json(
+            {
+                **config["evaluation"],
+                **IMAGE_TEXT["evaluation"],
+                "text_model": image_text_model_params(),
+                "descriptor": image_text_descriptor(config, w.strategy, int(w.seed)),
+            }
+        ),
+        corpus=lambda w, input: parent_dir(input.split[0]),
+        out=lambda w, output: parent_dir(output[0]),
+    threads: config["compute"]["threads"]
+    log:
+        "results/logs/evaluate_image_text/{corpus}/{strategy}.s{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_image_text/{corpus}/{strategy}.s{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m hybridbatch evaluate-image-text --params {params.evaluation:q} --model {input.model}"
+        " --features {input.features} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

@@ -26,13 +26,18 @@ rule tables:
             category="Plots",
         ),
         heatmaps=report(heatmaps(), caption="../report/heatmap.rst", category="Cross-lingual heatmaps"),
+        image_text=report(image_text_tables(), caption="../report/image_text.rst", category="Image-text"),
         record="results/workflow.json",
     input:
         package("tables"),
         metrics=[f"{d}/{name}" for d in metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")],
+        image_text_metrics=[
+            f"{d}/{name}" for d in image_text_metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")
+        ],
     params:
         significance=as_json(config["significance"]),
         metrics=metrics_dirs(),
+        image_text_metrics=lambda w: " ".join(image_text_metrics_dirs()),
         tables=lambda w, output: parent_dir(output.summary),
         plots=lambda w, output: parent_dir(output.plots[0]),
     log:
@@ -43,4 +48,5 @@ rule tables:
         ENV
     shell:
         "python -m hybridbatch tables --params {params.significance:q} --metrics {params.metrics}"
+        " --image-text-metrics {params.image_text_metrics}"
         " --tables {params.tables} --plots {params.plots} --record {output.record} > {log} 2>&1"

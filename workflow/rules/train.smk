@@ -41,3 +41,35 @@ rule train:
     shell:
         "python -m hybridbatch train --params {params.training:q} --base {input.base}"
         " --batches {input.batches} --out {output} > {log} 2>&1"
+
+
+rule train_lit:
+    output:
+        directory("results/image_text/models/{corpus}/{strategy}.s{seed}"),
+    input:
+        package("lit"),
+        base=lambda w: f"results/models/{IMAGE_TEXT['text_model']}/zero-shot",
+        features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
+        batches="results/image_text/batches/{corpus}/{strategy}/s{seed}",
+    params:
+        training=lambda w: as_json(
+            {
+                "lit": IMAGE_TEXT["training"],
+                "seed": int(w.seed),
+                "text_model": image_text_model_params(),
+                "text_model_name": IMAGE_TEXT["text_model"],
+                "image_tower": IMAGE_TEXT["image_tower"],
+            }
+        ),
+    threads: config["compute"]["threads"]
+    resources:
+        gpu=0,
+    log:
+        "results/logs/train_lit/{corpus}/{strategy}.s{seed}.log",
+    benchmark:
+        "results/benchmarks/train_lit/{corpus}/{strategy}.s{seed}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m hybridbatch train-lit --params {params.training:q} --base {input.base}"
+        " --features {input.features} --batches {input.batches} --out {output} > {log} 2>&1"

@@ -1,0 +1,282 @@
+"""The image-text track: batch types, the symmetric loss, CLIP_benchmark's recall rule,
+and LiT training + evaluation end to end on a small generated corpus."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from hybridbatch import schema
+from hybridbatch.batching import CROSS, MONO, batch_type_weights, draw_batch_types
+from hybridbatch.image_text_batches import BATCH_TYPES, CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
+from hybridbatch.metrics import rank_metrics, ranks_of_relevant
+from hybridbatch.objectives import OBJECTIVES, symmetric_info_nce
+from hybridbatch.vectors import embeddings_table
+
+LANGS = ["en", "de", "ru", "zh"]
+WORDS = {"en": "red blue green small big round", "de": "rot blau grün klein groß rund",
+         "ru": "красный синий зелёный малый большой круглый", "zh": "红 蓝 绿 小 大 圆"}  # fmt: skip
+
+
+def write_image_corpus(root, n_images: int, seed: int = 0, conflict: tuple[str, str] | None = None) -> None:
+    """Canonical image-text splits: captions (two per image and language, a few words
+    that depend on the image) and images; `conflict` makes the first caption of one
+    image relevant to another image too."""
+    rng = np.random.default_rng(seed)
+    for split, offset in (("train", 0), ("test", 10_000)):
+        captions, images = [], []
+        for i in range(n_images):
+            item = f"{offset + i:05d}"
+            images.append((f"image:{item}", item, f"img/{item}.png", "0" * 64))
+            for lang in LANGS:
+                words = WORDS[lang].split()
+                for caption in range(2):
+                    text = " ".join(words[j] for j in rng.permutation(len(words))[: 2 + caption]) + f" {i}"
+                    captions.append((f"{lang}:{item}:{caption}", lang, item, text, caption))
+        queries = pd.DataFrame(captions, columns=schema.CAPTIONS.names)
+        qrels = pd.DataFrame({"qid": queries.qid, "pid": "image:" + queries.item_id, "relevance": 1})
+        if conflict and split == "train":
+            extra = {"qid": f"en:{conflict[0]}:0", "pid": f"image:{conflict[1]}", "relevance": 1}
+            qrels = pd.concat([qrels, pd.DataFrame([extra])], ignore_index=True)
+        schema.write_parquet(queries, root / split / "queries.parquet", schema.CAPTIONS)
+        schema.write_parquet(pd.DataFrame(images, columns=schema.IMAGES.names), root / split / "images.parquet", schema.IMAGES)
+        schema.write_parquet(qrels, root / split / "qrels.parquet", schema.QRELS)
+
+
+def plan(strategy: dict, steps: int = 200, captions: str = "all", seed: int = 0, type_draws: str = "per-batch") -> dict:
+    return {"strategy": strategy, "languages": LANGS[:3], "batch_size": 8, "steps": steps, "captions": captions,
+            "seed": seed, "type_draws": type_draws}
+
+
+def read_batches(out) -> pd.DataFrame:
+    return pd.concat([pq.read_table(p).to_pandas() for p in sorted(out.glob("shard-*.parquet"))], ignore_index=True)
+
+
+def test_text_strategies_are_two_batch_types_drawn_as_before():
+    assert batch_type_weights({"alpha": 0.3}) == {MONO: 0.3, CROSS: pytest.approx(0.7)}
+    for alpha in (0.0, 0.3, 1.0):
+        drawn = draw_batch_types(batch_type_weights({"alpha": alpha}), 500, np.random.default_rng(4))
+        old = [MONO if u < alpha else CROSS for u in np.random.default_rng(4).random(500)]  # the former rule
+        assert drawn == old
+    with pytest.raises(ValueError, match="not among"):
+        batch_type_weights({"weights": {"caption-caption": 1}})
+
+
+@pytest.mark.parametrize("weights", [{IMAGE_MIXED: 1}, {IMAGE_MONO: 1}, {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5},
+                                     {IMAGE_MONO: 0.25, IMAGE_MIXED: 0.25, CAPTION_CAPTION: 0.5}])  # fmt: skip
+def test_image_text_batches_obey_their_type(tmp_path, weights):
+    write_image_corpus(tmp_path / "corpus", 30, conflict=("00003", "00007"))
+    stats = build_image_text_batches(plan({"weights": weights}), tmp_path / "corpus/train", tmp_path / "out")
+    batches = read_batches(tmp_path / "out")
+    captions = schema.read_parquet(tmp_path / "corpus/train/queries.parquet", schema.CAPTIONS).set_index("qid")
+    assert batches.batch_id.nunique() == 200 and (batches.groupby("batch_id").size() == 8).all()
+    for _, batch in batches.groupby("batch_id"):
+        kind = batch.batch_type.iloc[0]
+        assert batch.item_id.is_unique  # an image at most once per batch
+        assert not {"00003", "00007"} <= set(batch.item_id)  # a caption of one is relevant to the other
+        assert set(batch.query_lang) <= set(LANGS[:3])
+        assert (captions.loc[batch.qid, "item_id"].to_numpy() == batch.item_id.to_numpy()).all()
+        if kind == CAPTION_CAPTION:
+            targets = captions.loc[batch.pid]
+            assert (targets.item_id.to_numpy() == batch.item_id.to_numpy()).all()  # the same image's caption
+            assert (targets.lang.to_numpy() != batch.query_lang.to_numpy()).all()  # in another language
+            assert (targets.text.to_numpy() == batch.positive.to_numpy()).all()
+        else:
+            assert (batch.passage_lang == "image").all() and (batch.pid == "image:" + batch.item_id).all()
+        if kind == IMAGE_MONO:
+            assert batch.query_lang.nunique() == 1
+    assert set(batches.query_lang) == set(LANGS[:3])  # every training language is drawn
+    realised = json.loads((tmp_path / "out/stats.json").read_text())["realised_weights"]
+    for kind in BATCH_TYPES:
+        assert realised[kind] == pytest.approx(batch_type_weights({"weights": weights}, BATCH_TYPES)[kind], abs=0.1)
+    assert sum(stats.values()) == 200
+    if weights == {IMAGE_MIXED: 1}:  # mixed batches do mix languages
+        assert (batches.groupby("batch_id").query_lang.nunique() > 1).mean() > 0.9
+
+
+def test_stratified_draws_fix_each_type_count(tmp_path):
+    write_image_corpus(tmp_path / "corpus", 20)
+    weights = {IMAGE_MONO: 0.25, IMAGE_MIXED: 0.35, CAPTION_CAPTION: 0.4}
+    types = build_image_text_batches(plan({"weights": weights}, 41, type_draws="stratified"), tmp_path / "corpus/train", tmp_path / "out")
+    assert types == {IMAGE_MONO: 10, IMAGE_MIXED: 14, CAPTION_CAPTION: 17}  # 10.25, 14.35, 16.4: the largest remainder
+    kinds = read_batches(tmp_path / "out").groupby("batch_id").batch_type.first().tolist()
+    assert kinds != sorted(kinds)  # shuffled, not in blocks
+
+
+def test_strategies_of_one_seed_see_the_same_images_in_the_same_order(tmp_path):
+    write_image_corpus(tmp_path / "corpus", 20)
+    for name, weights in (("mixed", {IMAGE_MIXED: 1}), ("hybrid", {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5})):
+        build_image_text_batches(plan({"weights": weights}, 30), tmp_path / "corpus/train", tmp_path / name)
+    assert read_batches(tmp_path / "mixed").item_id.tolist() == read_batches(tmp_path / "hybrid").item_id.tolist()
+
+
+def test_image_text_batches_are_deterministic_and_first_protocol_uses_caption_zero(tmp_path):
+    write_image_corpus(tmp_path / "corpus", 20)
+    strategy = {"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}
+    for out in ("a", "b"):
+        build_image_text_batches(plan(strategy, 40, "first"), tmp_path / "corpus/train", tmp_path / out)
+    assert read_batches(tmp_path / "a").equals(read_batches(tmp_path / "b"))
+    batches = read_batches(tmp_path / "a")
+    assert batches.qid.str.endswith(":0").all()
+    other = plan(strategy, 40, "first", seed=1)
+    build_image_text_batches(other, tmp_path / "corpus/train", tmp_path / "c")
+    assert not read_batches(tmp_path / "c").equals(batches)
+
+
+def test_symmetric_info_nce_and_its_gradient_equal_a_direct_implementation():
+    generator = torch.Generator().manual_seed(0)
+    texts = torch.nn.functional.normalize(torch.randn(6, 5, generator=generator, dtype=torch.float64), dim=-1)
+    images = torch.nn.functional.normalize(torch.randn(6, 5, generator=generator, dtype=torch.float64), dim=-1)
+    mask = torch.zeros(6, 6, dtype=torch.bool)
+
+    def direct(t, i):
+        logits = t @ i.T / 0.07
+        text_to_image = -torch.diagonal(logits - torch.logsumexp(logits, dim=1, keepdim=True)).mean()
+        image_to_text = -torch.diagonal(logits - torch.logsumexp(logits, dim=0, keepdim=True)).mean()
+        return (text_to_image + image_to_text) / 2
+
+    ours_t, ours_i = texts.clone().requires_grad_(), images.clone().requires_grad_()
+    theirs_t, theirs_i = texts.clone().requires_grad_(), images.clone().requires_grad_()
+    ours, theirs = symmetric_info_nce(ours_t, ours_i, mask, 0.07), direct(theirs_t, theirs_i)
+    ours.backward()
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-12)
+    torch.testing.assert_close(ours_t.grad, theirs_t.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours_i.grad, theirs_i.grad, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t, i: symmetric_info_nce(t, i, mask, 0.07), (ours_t.detach().requires_grad_(), ours_i.detach().requires_grad_()))
+    assert OBJECTIVES.lookup("symmetric-info-nce", "lit.objective") is symmetric_info_nce
+    mask[1, 3] = mask[4, 0] = True  # never a negative, in either direction
+    masked = texts @ images.T / 0.07
+    masked = masked.masked_fill(mask, float("-inf"))
+    expected = (torch.nn.functional.cross_entropy(masked, torch.arange(6))
+                + torch.nn.functional.cross_entropy(masked.T, torch.arange(6))) / 2
+    assert symmetric_info_nce(texts, images, mask, 0.07).item() == pytest.approx(expected.item(), abs=1e-12)
+    assert symmetric_info_nce(texts, images, mask, 0.07).item() != pytest.approx(ours.item(), abs=1e-6)
+
+
+def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
+    from hybridbatch.lit import caption_false_negatives
+
+    relevant_to = {"a": {"image:1"}, "b": {"image:2"}, "c": {"image:3"}, "x": {"image:1"}, "y": {"image:2"}, "z": {"image:1"}}
+    rows = {"qid": ["a", "b", "c"], "pid": ["x", "y", "z"], "query": ["red", "blue", "red"], "positive": ["rot", "blau", "rot"]}
+    relevant, duplicate = caption_false_negatives(rows, False, relevant_to)
+    assert relevant.tolist() == [[False, False, True], [False, False, False], [False, False, False]]  # z shares a's image
+    assert duplicate.tolist() == [[False, False, False], [False, False, False], [True, False, False]]  # same target text
+    images = {"qid": ["a", "b", "c"], "pid": ["image:1", "image:2", "image:1"], "query": ["red", "blue", "red"]}
+    relevant, duplicate = caption_false_negatives(images, True, relevant_to)
+    assert relevant.tolist() == [[False, False, True], [False, False, False], [False, False, False]]
+    assert duplicate.tolist() == [[False, False, False], [False, False, False], [True, False, False]]  # a's text again
+
+
+def clip_benchmark_recall_at_k(scores: torch.Tensor, positive_pairs: torch.Tensor, k: int) -> torch.Tensor:
+    """Transcribed from clip_benchmark 1.6.2, metrics/zeroshot_retrieval.py (`recall_at_k`);
+    its evaluate() reports (recall_at_k(...) > 0).float().mean()."""
+    nb_texts, nb_images = scores.shape
+    topk_indices = torch.topk(scores, k, dim=1)[1]
+    nb_positive = positive_pairs.sum(dim=1)
+    topk_indices_onehot = torch.nn.functional.one_hot(topk_indices, num_classes=nb_images)
+    positive_pairs_reshaped = positive_pairs.view(nb_texts, 1, nb_images)
+    nb_true_positive = (topk_indices_onehot * positive_pairs_reshaped).sum(dim=(1, 2))
+    return nb_true_positive / nb_positive
+
+
+def test_recall_follows_clip_benchmark_on_random_embeddings():
+    rng = np.random.default_rng(0)
+    n_images, per_image = 50, 5
+    images = rng.normal(size=(n_images, 16)).astype(np.float32)
+    texts = (np.repeat(images, per_image, axis=0) + 1.5 * rng.normal(size=(n_images * per_image, 16))).astype(np.float32)
+    owner = np.repeat(np.arange(n_images), per_image)
+    positive = torch.from_numpy(owner[:, None] == np.arange(n_images)[None, :]).long()  # texts x images
+    scores = torch.from_numpy(texts @ images.T)
+    for queries, candidates, pairs, matrix in ((texts, images, positive, scores), (images, texts, positive.T, scores.T)):
+        gold_rows, gold_columns = np.nonzero(pairs.numpy())
+        ranks = ranks_of_relevant(queries, candidates, gold_rows, gold_columns, budget=997)
+        ours = rank_metrics(gold_rows, ranks, [1, 5, 10], 10, 10, recall_rule="any").sort_index()
+        for k in (1, 5, 10):
+            reference = (clip_benchmark_recall_at_k(matrix, pairs, k) > 0).double().numpy()
+            assert np.abs(ours[f"recall@{k}"].to_numpy() - reference).max() < 1e-9
+            assert abs(ours[f"recall@{k}"].mean() - reference.mean()) < 1e-9
+        assert 0 < ours["recall@1"].mean() < 1  # neither trivial nor hopeless
+
+
+def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
+    from hybridbatch.image_text_evaluation import relevant_pairs, score_settings
+
+    write_image_corpus(tmp_path, 12)
+    captions = schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS)
+    images = schema.read_parquet(tmp_path / "test/images.parquet", schema.IMAGES)
+    qrels = schema.read_parquet(tmp_path / "test/qrels.parquet", schema.QRELS)
+    rng = np.random.default_rng(3)
+    image_vectors = rng.normal(size=(len(images), 8))
+    owner = pd.Series(np.arange(len(images)), index=images.item_id)[captions.item_id].to_numpy()
+    vectors = {"image": image_vectors, "caption": image_vectors[owner] + 1.5 * rng.normal(size=(len(captions), 8))}
+    params = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"]}
+    per_query, _ = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors, params)
+    per_query = per_query.set_index(["setting", "qid", "candidate_lang"])
+
+    def ranks(query: np.ndarray, candidates: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+        order = np.argsort(-(candidates @ query), kind="stable")  # ties: the earlier candidate first
+        return np.flatnonzero(relevant[order]) + 1
+
+    for protocol in ("first", "all"):
+        chosen = captions[(captions.caption == 0) | (protocol == "all")]
+        for image in range(len(images)):
+            pooled = ranks(image_vectors[image], vectors["caption"][chosen.index], owner[chosen.index] == image)
+            row = per_query.loc[(f"i2t-multi/{protocol}", images.pid[image], "all")]
+            assert row["map"] == pytest.approx(np.mean(np.arange(1, len(pooled) + 1) / pooled))
+            langs = chosen.lang.to_numpy()[owner[chosen.index] == image][np.argsort(
+                -(vectors["caption"][chosen.index][owner[chosen.index] == image] @ image_vectors[image]), kind="stable")]
+            best = pd.Series(pooled).groupby(langs).min()
+            assert row["rank_distance"] == best.max() - best.min()  # across languages, best caption of each
+            for lang in LANGS:
+                in_lang = chosen[chosen.lang == lang]
+                found = ranks(image_vectors[image], vectors["caption"][in_lang.index], owner[in_lang.index] == image)
+                assert per_query.loc[(f"i2t/{protocol}", images.pid[image], lang), "recall@1"] == float(found[0] == 1)
+        for caption in chosen.index[::7]:
+            found = ranks(vectors["caption"][caption], image_vectors, np.arange(len(images)) == owner[caption])
+            key = (f"t2i/{protocol}", captions.qid[caption], "image")
+            assert per_query.loc[key, "mrr@10"] == pytest.approx(1 / found[0] if found[0] <= 10 else 0)
+
+
+def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
+    from hybridbatch.image_text_evaluation import evaluate_image_text
+    from hybridbatch.lit import ImageTextModel, train_lit
+
+    write_image_corpus(tmp_path / "corpus", 24)
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        pids = schema.read_parquet(tmp_path / "corpus" / split / "images.parquet", schema.IMAGES).pid.tolist()
+        schema.write_table(embeddings_table(pids, ["image"] * len(pids), rng.normal(size=(len(pids), 12))),
+                           tmp_path / "features" / f"{split}.parquet")
+    build_image_text_batches(plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6), tmp_path / "corpus/train", tmp_path / "batches")
+    training = {"objective": "symmetric-info-nce", "trainable_text_layers": 1, "learning_rate": 1e-3,
+                "projection_learning_rate": 1e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": 0.1,
+                "learnable_temperature": True}  # fmt: skip
+    params = {"lit": training, "seed": 0, "text_model": TINY_MODEL, "text_model_name": "tiny", "image_tower": "random"}
+    log = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", tmp_path / "model")
+    assert len(log) == 6 and set(log.batch_type) <= {IMAGE_MONO, CAPTION_CAPTION} and log.loss.notna().all()
+    assert log.temperature.iloc[-1] != pytest.approx(0.1)  # learnable
+    model = ImageTextModel.load(tmp_path / "model", TINY_MODEL)
+    assert model.image_projection.weight.shape[1] == 12
+    descriptor = {"corpus": "gen", "model": "tiny+random", "strategy": "hybrid", "alpha": 0.5, "seed": 0}
+    evaluation = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": 10,
+                  "subset_seed": 0, "protocols": ["first", "all"], "batch_size": 16, "text_model": TINY_MODEL,
+                  "descriptor": descriptor}  # fmt: skip
+    summary = evaluate_image_text(evaluation, tmp_path / "model", tmp_path / "features", tmp_path / "corpus/test", tmp_path / "metrics")
+    settings = {f"{s}/{p}" for s in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")}
+    assert set(summary.setting) == settings
+    assert set(summary[summary.metric == "language_bias"].setting) == {"i2t-multi/first", "i2t-multi/all"}
+    per_query = pd.read_parquet(tmp_path / "metrics/per_query.parquet")
+    assert per_query.item_id.nunique() == 10  # 10 test images drawn; captions carry their image as the item
+    t2i = per_query[per_query.setting == "t2i/first"]
+    assert len(t2i) == 10 * len(LANGS) and (t2i.n_relevant == 1).all()
+    i2t_all = per_query[per_query.setting == "i2t/all"]
+    assert (i2t_all.n_relevant == 2).all() and set(i2t_all.candidate_lang) == set(LANGS)
+    multi = per_query[per_query.setting == "i2t-multi/first"]
+    assert (multi.n_relevant == len(LANGS)).all() and multi.rank_distance.notna().all()
+    value = summary.set_index(["setting", "metric"]).value
+    assert 0 <= value[("t2i/first", "recall@1")] <= value[("t2i/first", "recall@10")] <= 1
