@@ -280,3 +280,18 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     assert (multi.n_relevant == len(LANGS)).all() and multi.rank_distance.notna().all()
     value = summary.set_index(["setting", "metric"]).value
     assert 0 <= value[("t2i/first", "recall@1")] <= value[("t2i/first", "recall@10")] <= 1
+
+
+@pytest.mark.parametrize("rounded", [False, True])
+def test_ranks_of_many_relevant_candidates_equal_direct_comparison(rounded):
+    from hybridbatch.metrics import exact_ranks
+
+    rng = np.random.default_rng(5)
+    queries, candidates = rng.normal(size=(30, 6)), rng.normal(size=(400, 6))
+    if rounded:  # many tied scores, some at gold scores
+        queries, candidates = np.round(queries), np.round(candidates)
+    rows = np.repeat(np.arange(30), 25)
+    columns = np.concatenate([rng.choice(400, 25, replace=False) for _ in range(30)])
+    expected = exact_ranks(queries @ candidates.T, columns, rows)
+    assert (ranks_of_relevant(queries, candidates, rows, columns) == expected).all()  # counted (25 a query)
+    assert (ranks_of_relevant(queries, candidates, rows, columns, budget=400 * 7) == expected).all()

@@ -275,6 +275,10 @@ def test_runs_table_comes_from_the_manifests(workdir):
     result = hybridbatch(workdir, "runs", "results", "--csv", "runs.csv")
     assert result.returncode == 0, result.stderr
     runs = pd.read_csv(workdir / "runs.csv")
+    image = runs[runs.corpus == "emoji"].set_index("strategy")
+    assert sorted(image.index) == sorted(IMAGE_STRATEGIES) and image.loc["mixed", "realised image-caption-mixed"] == 1.0
+    assert image.loc["hybrid", "training.objective"] == "symmetric-info-nce"
+    runs = runs[runs.corpus == "cldr-locales"]
     assert sorted(runs.strategy) == sorted(STRATEGIES + ["zero-shot"])
     assert {"alpha", "seed", "training.learning_rate", "realised_alpha", "multi map", "multi language_bias"} <= set(runs.columns)
     trained = runs.set_index("strategy").drop("zero-shot")

@@ -215,27 +215,37 @@ def _describes(artifact: Artifact, record: pd.Series) -> bool:
     )
 
 
+# evaluate stage -> (its train stage, the key of that stage's training params, its batches stage)
+TRACKS = {"evaluate": ("train", "training", "batches"), "evaluate-image-text": ("train-lit", "lit", "image-text-batches")}
+
+
 def runs_table(results: str | Path = "results") -> pd.DataFrame:
-    """One row per evaluated run, from the manifests: model, strategy, alpha, seed, trainset
-    and training params, with headline metrics (mAP mono / cross / multi, language bias)."""
+    """One row per evaluated run of either track, from the manifests: model, strategy,
+    alpha, seed and training params, with headline metrics (mAP and language bias per
+    setting) and the realised batch mixture."""
     artifacts = load_artifacts(results)
     rows = []
     for path, artifact in sorted(artifacts.items()):
-        if artifact.manifest["stage"] != "evaluate":
+        if artifact.manifest["stage"] not in TRACKS:
             continue
+        train_stage, training_key, batches_stage = TRACKS[artifact.manifest["stage"]]
         descriptor = artifact.manifest["params"]["descriptor"]
         summary = pd.read_csv(path / "summary.csv")
         headline = {f"{s} {m}": v for s, m, v in summary[["setting", "metric", "value"]].itertuples(index=False)
                     if m in ("map", "language_bias")}
-        training = _upstream_of_stage(artifacts, path, "train")
-        batches = _upstream_of_stage(artifacts, path, "batches")
+        training = _upstream_of_stage(artifacts, path, train_stage)
+        batches = _upstream_of_stage(artifacts, path, batches_stage)
         extra = {}
         if training:
-            extra.update({f"training.{k}": v for k, v in training.manifest["params"]["training"].items() if k != "seed"})
+            params = training.manifest["params"][training_key]
+            extra.update({f"training.{k}": v for k, v in params.items() if k != "seed"})
         if batches:
             stats = json.loads((batches.path / "stats.json").read_text())
-            extra.update({"batch_size": stats["batch_size"], "epochs": stats["epochs"], "batches": stats["batches"],
-                          "realised_alpha": stats["realised_alpha"], "batch_set": str(batches.path)})
+            mixture = stats.get("realised_weights", {})
+            extra.update({"batch_size": stats["batch_size"], "epochs": stats.get("epochs"), "batches": stats["batches"],
+                          "realised_alpha": stats.get("realised_alpha", mixture.get("image-caption-mono")),
+                          **{f"realised {kind}": share for kind, share in mixture.items()},
+                          "batch_set": str(batches.path)})
         rows.append({**descriptor, **extra, **headline, "artifact": str(path)})
     return pd.DataFrame(rows).convert_dtypes()
 

@@ -68,7 +68,9 @@ def ranks_of_relevant(
 ) -> np.ndarray:
     """Exact rank of candidate gold_columns[i] for query gold_rows[i] under dot-product
     scores (ties: the earlier candidate first), holding at most about `budget` scores
-    or comparisons at a time."""
+    or comparisons at a time. A query with many relevant candidates (pooled settings)
+    is ranked by counting, one pass over its scores, how many candidates beat each of
+    its gold scores; others by direct comparison."""
     ranks = np.empty(len(gold_rows), dtype=np.int64)
     order = np.argsort(gold_rows, kind="stable")
     sorted_rows = gold_rows[order]
@@ -78,7 +80,35 @@ def ranks_of_relevant(
         if hi == lo:
             continue
         scores = queries[start : start + chunk] @ candidates.T
+        if (hi - lo) > MANY_RELEVANT * min(chunk, len(queries) - start):
+            bounds = np.searchsorted(sorted_rows[lo:hi], np.arange(start, start + len(scores) + 1)) + lo
+            for row, (first, last) in enumerate(zip(bounds[:-1], bounds[1:])):
+                if last > first:
+                    chosen = order[first:last]
+                    ranks[chosen] = _ranks_by_counting(scores[row], gold_columns[chosen])
+            continue
         for part in range(lo, hi, chunk):
             chosen = order[part : min(part + chunk, hi)]
             ranks[chosen] = exact_ranks(scores, gold_columns[chosen], gold_rows[chosen] - start)
+    return ranks
+
+
+MANY_RELEVANT = 8  # relevant candidates per query above which ranks are counted, not compared
+
+
+def _ranks_by_counting(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Ranks of the candidates `columns` in one row of scores: 1 + how many score higher,
+    from a histogram of where every score falls among the sorted gold scores; a row with
+    a tie at a gold score falls back to direct comparison."""
+    gold = scores[columns]
+    order = np.argsort(gold, kind="stable")
+    ascending = gold[order]
+    below = np.searchsorted(ascending, scores, side="left")  # gold scores strictly below each candidate's
+    if (np.searchsorted(ascending, scores, side="right") - below).sum() != len(np.unique(columns)) or len(
+        np.unique(ascending)
+    ) != len(ascending):
+        return exact_ranks(scores[None, :], columns, np.zeros(len(columns), dtype=np.int64))
+    above = np.cumsum(np.bincount(below, minlength=len(ascending) + 1)[::-1])[::-1][1:]
+    ranks = np.empty(len(columns), dtype=np.int64)
+    ranks[order] = above + 1
     return ranks
