@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import schema
 from .batching import RELEVANCE, ConflictGraph, ItemQueue, batch_type_weights, draw_batch_types
@@ -167,7 +167,7 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
             "deferred_for_a_conflict": index.graph.deferrals,
         },
     }
-    pq.write_table(pq.read_table(split_dir / "qrels.parquet"), out_dir / RELEVANCE)
+    shutil.copyfile(split_dir / "qrels.parquet", out_dir / RELEVANCE)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     plot_batch_types(stats, out_dir / "batch_types.png")
     return types

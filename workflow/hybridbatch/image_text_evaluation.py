@@ -119,15 +119,14 @@ def score_settings(
         ):
             name = setting_name(setting, protocol)
             ranks = ranks_of_relevant(vectors[q_side][q_rows], vectors[c_side][c_rows], g_q, g_c)
-            scores = rank_metrics(ids[q_side][q_rows][g_q], ranks, params["recall_at"], params["ndcg_at"], params["mrr_at"], "any")
+            pooled = setting.endswith("multi")  # language bias: best rank per caption language first
+            languages = captions.lang.to_numpy()[c_rows][g_c] if pooled else None
+            scores = rank_metrics(ids[q_side][q_rows][g_q], ranks, params["recall_at"], params["ndcg_at"],
+                                  params["mrr_at"], "any", languages)
             scores = scores.rename_axis("qid").reset_index()
             scores.insert(0, "item_id", pd.Series(items[q_side][q_rows], index=ids[q_side][q_rows]).reindex(scores.qid).to_numpy())
             scores = scores.assign(query_lang=query_lang, candidate_lang=candidate_lang, setting=name)
-            if setting.endswith("multi"):  # best rank per language first: `all` has several captions per language
-                best = pd.DataFrame({"qid": ids[q_side][q_rows][g_q], "lang": captions.lang.to_numpy()[c_rows][g_c],
-                                     "rank": ranks}).groupby(["qid", "lang"])["rank"].min().groupby("qid")
-                scores["rank_distance"] = (best.max() - best.min()).reindex(scores.qid).to_numpy()
-            else:
+            if not pooled:
                 scores["rank_distance"] = np.nan
             per_query.append(scores)
             block = scores[names + ["rank_distance"]].mean().to_frame().T

@@ -19,7 +19,13 @@ RECALL_RULES = ("fraction", "any")  # share of relevant candidates in the top k 
 
 
 def rank_metrics(
-    query: np.ndarray, rank: np.ndarray, recall_at: list[int], ndcg_at: int, mrr_at: int, recall_rule: str = "fraction"
+    query: np.ndarray,
+    rank: np.ndarray,
+    recall_at: list[int],
+    ndcg_at: int,
+    mrr_at: int,
+    recall_rule: str = "fraction",
+    language: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-query metrics from the ranks of every relevant candidate.
 
@@ -29,7 +35,8 @@ def rank_metrics(
     Returns one row per query (indexed by query) with mAP, Recall@k, nDCG@k,
     MRR@k, the number of relevant candidates and the rank distance (worst rank minus
     best rank among the relevant candidates: the language bias of Huang et al. 2023
-    when there is one relevant candidate per language).
+    when there is one relevant candidate per language; given each relevant candidate's
+    `language`, the spread over languages of each language's best rank).
     """
     frame = pd.DataFrame({"query": query, "rank": rank.astype(np.int64)}).sort_values(["query", "rank"])
     codes, queries = pd.factorize(frame["query"], sort=False)
@@ -49,7 +56,12 @@ def rank_metrics(
     discounts = np.cumsum(1.0 / np.log2(np.arange(2, ndcg_at + 2)))
     out[f"ndcg@{ndcg_at}"] = np.add.reduceat(gains, starts) / discounts[np.minimum(n_relevant, ndcg_at) - 1]
     out[f"mrr@{mrr_at}"] = np.where(best <= mrr_at, 1.0 / best, 0.0)
-    out["rank_distance"] = np.maximum.reduceat(ranks, starts) - best
+    if language is None:
+        out["rank_distance"] = np.maximum.reduceat(ranks, starts) - best
+    else:
+        best_per_language = pd.DataFrame({"query": codes, "language": language[frame.index.to_numpy()], "rank": ranks})
+        spread = best_per_language.groupby(["query", "language"])["rank"].min().groupby("query")
+        out["rank_distance"] = (spread.max() - spread.min()).to_numpy()
     return pd.DataFrame(out, index=pd.Index(queries, name="query"))
 
 

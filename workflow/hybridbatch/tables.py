@@ -333,16 +333,17 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
     """Per-language T->I and I->T R@1 bars per strategy, and the language bias per strategy."""
     plt = _pyplot()
     protocol = main_protocol(runs)
-    figure, axes = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 3, 1.4]})
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 3, 1.4]})
     for axis, setting, side in ((axes[0], f"t2i/{protocol}", "query_lang"), (axes[1], f"i2t/{protocol}", "candidate_lang")):
         bars = pd.DataFrame({run.label: run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"]
                              for run in runs})
         bars.plot.bar(ax=axis, rot=0, width=0.8)
         axis.set(ylabel="R@1", xlabel="caption language", title=f"{setting.split('/')[0].upper().replace('2', '→')} R@1 ({protocol})")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     bias = pd.Series({run.label: run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
                       for run in runs})
-    bias.plot.bar(ax=axes[2], rot=30, color="grey")
+    bias.plot.bar(ax=axes[2], rot=35, color="grey")
+    axes[2].tick_params(axis="x", labelsize=7)
     axes[2].set(ylabel="mean rank distance", title="language bias (i2t-multi, lower is better)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
