@@ -113,6 +113,23 @@ def test_shards_are_byte_identical_for_a_seed_and_differ_across_seeds(tmp_path):
     assert hashes[0] == hashes[1] != hashes[2]
 
 
+def test_validation_items_are_held_out_of_training_and_the_same_for_every_strategy(tmp_path):
+    write_pairs(synthetic_pairs(120, 4), tmp_path)
+    held_out, trained = [], []
+    for alpha in (0.0, 1.0):
+        out = tmp_path / f"a{alpha}"
+        stats = build_batches(plan(alpha=alpha, validation_fraction=0.2, validation_seed=3), tmp_path, out)
+        validation, training = shards(out / "validation"), shards(out)
+        assert stats["validation"] == {"items": 24, "batches": 3, "seed": 3}
+        assert not set(validation.item_id) & set(training.item_id)
+        assert set(validation.batch_type) == ({CROSS} if alpha == 0.0 else {MONO})
+        assert stats["batches_per_epoch"] == 96 // 8
+        held_out.append(set(validation.item_id))
+        trained.append(set(training.item_id))
+    assert len(held_out[0] | held_out[1]) <= 24  # both strategies draw from the same 24 held-out items
+    assert not (held_out[0] | held_out[1]) & (trained[0] | trained[1])
+
+
 def test_epochs_are_reshuffled(tmp_path):
     write_pairs(synthetic_pairs(40, 2), tmp_path)
     build_batches(plan(alpha=1.0, epochs=2), tmp_path, tmp_path / "out")

@@ -47,9 +47,10 @@ def write_image_corpus(root, n_images: int, seed: int = 0, conflict: tuple[str, 
         schema.write_parquet(qrels, root / split / "qrels.parquet", schema.QRELS)
 
 
-def plan(strategy: dict, steps: int = 200, captions: str = "all", seed: int = 0, type_draws: str = "per-batch") -> dict:
+def plan(strategy: dict, steps: int = 200, captions: str = "all", seed: int = 0, type_draws: str = "per-batch",
+         validation_fraction: float = 0.0) -> dict:
     return {"strategy": strategy, "languages": LANGS[:3], "batch_size": 8, "steps": steps, "captions": captions,
-            "seed": seed, "type_draws": type_draws}
+            "seed": seed, "type_draws": type_draws, "validation_fraction": validation_fraction, "validation_seed": 0}
 
 
 def read_batches(out) -> pd.DataFrame:
@@ -252,14 +253,22 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         pids = schema.read_parquet(tmp_path / "corpus" / split / "images.parquet", schema.IMAGES).pid.tolist()
         schema.write_table(embeddings_table(pids, ["image"] * len(pids), rng.normal(size=(len(pids), 12))),
                            tmp_path / "features" / f"{split}.parquet")
-    build_image_text_batches(plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6), tmp_path / "corpus/train", tmp_path / "batches")
+    build_image_text_batches(plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6, validation_fraction=0.4),
+                             tmp_path / "corpus/train", tmp_path / "batches")
     training = {"objective": "symmetric-info-nce", "trainable_text_layers": 1, "learning_rate": 1e-3,
                 "projection_learning_rate": 1e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": 0.1,
                 "learnable_temperature": True}  # fmt: skip
-    params = {"lit": training, "seed": 0, "text_model": TINY_MODEL, "text_model_name": "tiny", "image_tower": "random"}
-    log = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", tmp_path / "model")
+    params = {"lit": training, "seed": 0, "text_model": TINY_MODEL, "text_model_name": "tiny", "image_tower": "random",
+              "trainer": {"validation_every": 2}}
+    summary = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", tmp_path / "model")
+    log = pd.read_csv(tmp_path / "model/training_log.csv")
     assert len(log) == 6 and set(log.batch_type) <= {IMAGE_MONO, CAPTION_CAPTION} and log.loss.notna().all()
     assert log.temperature.iloc[-1] != pytest.approx(0.1)  # learnable
+    validation = pd.read_csv(tmp_path / "model/validation_log.csv")  # held-out images, never trained on
+    held_out = set(read_batches(tmp_path / "batches/validation").item_id)
+    assert held_out and not held_out & set(read_batches(tmp_path / "batches").item_id)
+    assert validation.step.tolist() == [2, 4, 6]
+    assert summary["saved_step"] == summary["best_step"] == int(validation.step[validation.validation_loss.idxmin()])
     model = ImageTextModel.load(tmp_path / "model", TINY_MODEL)
     assert model.image_projection.weight.shape[1] == 12
     descriptor = {"corpus": "gen", "model": "tiny+random", "strategy": "hybrid", "alpha": 0.5, "seed": 0}

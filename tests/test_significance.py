@@ -1,6 +1,7 @@
 from itertools import product
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -89,3 +90,15 @@ def test_cluster_bootstrap_resamples_items_not_rows():
     assert high - low == pytest.approx(2 * 1.96 * item_means.std() / np.sqrt(200), rel=0.15)
     row_low, row_high = bootstrap_interval(values, blocks, np.arange(len(values)), 2000, seed=0)
     assert row_high - row_low < 0.5 * (high - low)  # rows as the unit would claim a far narrower interval
+
+
+def test_tables_give_the_standard_deviation_over_seeds_beside_the_mean():
+    from hybridbatch.tables import render
+
+    columns = pd.MultiIndex.from_tuples([("c", "mono")], names=["corpus", "setting"])
+    index = pd.MultiIndex.from_tuples([("m", "(a) zero-shot"), ("m", "(b) hybrid")], names=["model", "strategy"])
+    table = pd.DataFrame([[0.5], [0.75]], index=index, columns=columns)
+    table.attrs["std"] = pd.DataFrame([[float("nan")], [0.125]], index=index, columns=columns)  # one seed, two seeds
+    markdown = render(table, None, 3, latex=False)
+    assert "| m | (a) zero-shot | 0.500 |" in markdown and "| m | (b) hybrid | 0.750 ± 0.125 |" in markdown
+    assert r"0.750 $\pm$ 0.125" in render(table, None, 3, latex=True)

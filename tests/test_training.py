@@ -18,7 +18,8 @@ TRAINING = {
     "freeze_embeddings": False,
     "seed": 0,
 }
-PLAN = {"alpha": 0.5, "batch_size": 16, "epochs": 6, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True}
+PLAN = {"alpha": 0.5, "batch_size": 16, "epochs": 6, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True,
+        "validation_fraction": 0.0, "validation_seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def trained(pairs_dir, tiny_model_dir, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Encoder, "embed", recording)
-        log = training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, root / "batches", root / "model")
-    return root, log, embedded
+        training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, root / "batches", root / "model")
+    return root, pd.read_csv(root / "model" / "training_log.csv"), embedded
 
 
 def test_info_nce_masks_relevant_candidates_and_copies_of_the_positive():
@@ -88,6 +89,6 @@ def test_saved_model_loads_in_sentence_transformers_with_the_same_embeddings(tra
 def test_nan_loss_stops_training_naming_the_batch(pairs_dir, tiny_model_dir, tmp_path, monkeypatch):
     build_batches({**PLAN, "epochs": 1}, pairs_dir, tmp_path / "batches")
     monkeypatch.setattr(training, "info_nce", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
-    with pytest.raises(FloatingPointError, match=r"loss is nan at batch 0"):
+    with pytest.raises(FloatingPointError, match=r"batches: batch 0 \(step 0\): loss is nan"):
         training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m")
-    assert not (tmp_path / "m").exists()
+    assert not (tmp_path / "m" / "model.safetensors").exists()

@@ -49,7 +49,7 @@ def tiny_config() -> dict:
     image_text.update(text_model="tiny-bert", max_length=16, train_languages=["en", "ru"])
     image_text["batching"].update(batch_size=2, steps=4)
     image_text["training"]["trainable_text_layers"] = 1
-    image_text["evaluation"].update(languages=["en", "ru"], images=None)
+    image_text["evaluation"].update(languages=["en", "ru"], images=None, protocols=["first", "all"])
     image_text["strategies"] = {name: image_text["strategies"][name] for name in IMAGE_STRATEGIES}
     return config
 

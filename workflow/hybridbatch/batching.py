@@ -38,6 +38,8 @@ ROW_GROUP_ROWS = 8192
 UNUSABLE_FOR_XY = "X-Y: item exists in one language only"
 CONFLICT_RULE = "a query of one item is relevant (qrels, any language) to a positive or hard negative of the other"
 RELEVANCE = "qrels.parquet"  # the judgments shards are checked against, copied beside them
+VALIDATION = "validation"  # subfolder of fixed validation batches, from items held out of training
+VALIDATION_EPOCH = 1 << 20  # seeds the validation batches apart from every training epoch
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,20 @@ class BatchPlan:
     seed: int
     mono_language_sampling: str = "uniform"
     drop_last: bool = True
+    validation_fraction: float = 0.0
+    validation_seed: int = 0
 
     @classmethod
     def from_params(cls, params: dict) -> "BatchPlan":
-        return cls(**{key: params[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: params[key] for key in cls.__dataclass_fields__ if key in params})
+
+
+def validation_items(n_items: int, fraction: float, seed: int) -> np.ndarray:
+    """Mask of the items held out for validation: drawn from `seed` alone, so every
+    strategy and run seed validates on the same items."""
+    held_out = np.zeros(n_items, dtype=bool)
+    held_out[np.random.default_rng(seed).permutation(n_items)[: round(fraction * n_items)]] = True
+    return held_out
 
 
 def batch_type_weights(strategy: dict, types: tuple[str, ...] = (MONO, CROSS)) -> dict[str, float]:
@@ -274,21 +286,24 @@ def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | P
     return np.stack([key // n_items, key % n_items], axis=1)
 
 
-def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int) -> list[tuple[str, np.ndarray]]:
-    """The batches of one epoch as (batch type, pair rows), reproducible from (seed, epoch)."""
+def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int, allowed: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
+    """The batches of one epoch as (batch type, pair rows), reproducible from (seed, epoch),
+    over the items where `allowed` (default: all)."""
+    allowed = np.ones(index.n_items, dtype=bool) if allowed is None else allowed
     type_rng, mono_rng, cross_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([plan.seed, epoch]).spawn(3)
     )
     languages = sorted(index.mono_items)
     mono_queues = {
-        lang: ItemQueue(index.mono_items[lang], mono_rng, index.graph, f"{MONO} batches in {index.lang_names[lang]}")
+        lang: ItemQueue(index.mono_items[lang][allowed[index.mono_items[lang]]], mono_rng, index.graph,
+                        f"{MONO} batches in {index.lang_names[lang]}")
         for lang in languages
     }
-    sizes = np.array([len(index.mono_items[lang]) for lang in languages], dtype=float)
+    sizes = np.array([allowed[index.mono_items[lang]].sum() for lang in languages], dtype=float)
     weights = sizes / sizes.sum() if plan.mono_language_sampling == "proportional" else None
-    cross_items = np.flatnonzero(index.cross_count > 0)
+    cross_items = np.flatnonzero((index.cross_count > 0) & allowed)
     cross_queue = ItemQueue(cross_items, cross_rng, index.graph, f"{CROSS} batches") if len(cross_items) else None
-    full, rest = divmod(index.n_items, plan.batch_size)
+    full, rest = divmod(int(allowed.sum()), plan.batch_size)
     sizes_per_batch = [plan.batch_size] * full + ([] if plan.drop_last or rest == 0 else [rest])
     batches = []
     type_weights = batch_type_weights({"alpha": plan.alpha})
@@ -376,30 +391,42 @@ def build_batches(params: dict, pairs_dir: str | Path, out_dir: str | Path) -> d
         raise schema.SchemaError(f"{pairs_path}: no pairs")
     logging.info("%d items, %d conflicting item pairs (%s)", index.n_items, index.graph.n_edges, CONFLICT_RULE)
     statistics = Statistics(index)
+    held_out = validation_items(index.n_items, plan.validation_fraction, plan.validation_seed)
     first_id = 0
     for epoch in range(plan.epochs):
-        batches = plan_epoch(index, plan, epoch)
-        rows = np.concatenate([batch for _, batch in batches])
-        lengths = [len(batch) for _, batch in batches]
-        head = {
-            "batch_id": pa.array(np.repeat(np.arange(first_id, first_id + len(batches)), lengths)),
-            "epoch": pa.array(np.full(len(rows), epoch, dtype=np.int32)),
-            "batch_type": pa.array(np.repeat([kind for kind, _ in batches], lengths).tolist(), pa.string()),
-        }
-        body = gather_rows(pairs_path, rows)
-        shard = pa.Table.from_arrays(list(head.values()) + body.columns, schema=schema.BATCHES)
-        group_rows = max(1, ROW_GROUP_ROWS // plan.batch_size) * plan.batch_size
-        tmp = out_dir / f".shard-{epoch:04d}.parquet.tmp"
-        pq.write_table(shard, tmp, row_group_size=group_rows)
-        tmp.replace(out_dir / f"shard-{epoch:04d}.parquet")
+        batches = plan_epoch(index, plan, epoch, ~held_out)
+        write_shard(pairs_path, batches, first_id, epoch, plan.batch_size, out_dir / f"shard-{epoch:04d}.parquet")
         statistics.add(batches)
         first_id += len(batches)
     stats = statistics.as_dict(plan)
+    if held_out.any():
+        batches = plan_epoch(index, plan, VALIDATION_EPOCH, held_out)
+        if not batches:
+            raise ValueError(f"config key batching.validation_fraction: {plan.validation_fraction} holds out "
+                             f"{int(held_out.sum())} items, fewer than one batch of {plan.batch_size}")
+        write_shard(pairs_path, batches, 0, 0, plan.batch_size, out_dir / VALIDATION / "shard-0000.parquet")
+    stats["validation"] = {"items": int(held_out.sum()), "batches": len(batches) if held_out.any() else 0,
+                           "seed": plan.validation_seed}
     logging.info("%d items deferred to a later batch to avoid a conflict", stats["conflicts"]["deferred_for_a_conflict"])
     shutil.copyfile(pairs_dir / RELEVANCE, out_dir / RELEVANCE)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     plot_language_pairs(stats, out_dir / "language_pairs.png")
     return stats
+
+
+def write_shard(pairs_path: Path, batches: list[tuple[str, np.ndarray]], first_id: int, epoch: int, batch_size: int,
+                path: Path) -> None:
+    """One shard of consecutive batches (ids from `first_id`), written atomically."""
+    rows = np.concatenate([batch for _, batch in batches])
+    lengths = [len(batch) for _, batch in batches]
+    head = {
+        "batch_id": pa.array(np.repeat(np.arange(first_id, first_id + len(batches)), lengths)),
+        "epoch": pa.array(np.full(len(rows), epoch, dtype=np.int32)),
+        "batch_type": pa.array(np.repeat([kind for kind, _ in batches], lengths).tolist(), pa.string()),
+    }
+    body = gather_rows(pairs_path, rows)
+    shard = pa.Table.from_arrays(list(head.values()) + body.columns, schema=schema.BATCHES)
+    schema.write_table(shard, path, row_group_size=max(1, ROW_GROUP_ROWS // batch_size) * batch_size)
 
 
 def plot_language_pairs(stats: dict, path: Path) -> None:

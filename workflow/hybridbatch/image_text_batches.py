@@ -27,7 +27,8 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema
-from .batching import RELEVANCE, ConflictGraph, ItemQueue, batch_type_weights, draw_batch_types
+from .batching import (RELEVANCE, VALIDATION, VALIDATION_EPOCH, ConflictGraph, ItemQueue, batch_type_weights,
+                       draw_batch_types, validation_items)
 from .image_towers import IMAGE_LANG
 
 IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION = "image-caption-mono", "image-caption-mixed", "caption-caption"
@@ -75,10 +76,12 @@ class CaptionIndex:
         return self.start[cell] + (rng.random(len(cell)) * self.count[cell]).astype(np.int64)
 
 
-def plan_batches(index: CaptionIndex, weights: dict[str, float], batch_size: int, steps: int, seed: int, stratified: bool):
-    """(batch type, caption rows, target rows or None for the images) per batch."""
+def plan_batches(index: CaptionIndex, weights: dict[str, float], batch_size: int, steps: int, seed: int | list[int],
+                 stratified: bool, items: np.ndarray):
+    """(batch type, caption rows, target rows or None for the images) per batch, over the
+    images `items`."""
     type_rng, item_rng, lang_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
-    queue = ItemQueue(np.arange(len(index.images)), item_rng, index.graph, "image-text batches")
+    queue = ItemQueue(items, item_rng, index.graph, "image-text batches")
     n_langs = len(index.languages)
     if weights[CAPTION_CAPTION] > 0 and n_langs < 2:
         raise ValueError("caption-caption batches need at least two training languages")
@@ -130,12 +133,14 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
     weights = batch_type_weights(params["strategy"], BATCH_TYPES)
     index = CaptionIndex(split_dir, params["languages"], params["captions"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_epoch = max(1, len(index.images) // params["batch_size"])
+    held_out = validation_items(len(index.images), params["validation_fraction"], params["validation_seed"])
+    per_epoch = max(1, int((~held_out).sum()) // params["batch_size"])
     types = {kind: 0 for kind in BATCH_TYPES}
     langs = {"caption": {lang: 0 for lang in index.languages}, "target": {lang: 0 for lang in [IMAGE_LANG] + index.languages}}
     shard: list[pa.Table] = []
     stratified = params["type_draws"] == "stratified"
-    plan = plan_batches(index, weights, params["batch_size"], params["steps"], params["seed"], stratified)
+    plan = plan_batches(index, weights, params["batch_size"], params["steps"], params["seed"], stratified,
+                        np.flatnonzero(~held_out))
     for batch_id, (kind, items, captions, target) in enumerate(plan):
         table = batch_table(index, batch_id, batch_id // per_epoch, kind, items, captions, target)
         types[kind] += 1
@@ -147,6 +152,15 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
         if len(shard) == SHARD_BATCHES or batch_id == params["steps"] - 1:
             schema.write_table(pa.concat_tables(shard), out_dir / f"shard-{batch_id // SHARD_BATCHES:04d}.parquet")
             shard = []
+    validation_batches = int(held_out.sum()) // params["batch_size"]
+    if held_out.any():
+        if not validation_batches:
+            raise ValueError(f"config key image_text.batching.validation_fraction: {params['validation_fraction']} "
+                             f"holds out {int(held_out.sum())} images, fewer than one batch of {params['batch_size']}")
+        plan = plan_batches(index, weights, params["batch_size"], validation_batches, [params["seed"], VALIDATION_EPOCH],
+                            stratified, np.flatnonzero(held_out))
+        tables = [batch_table(index, batch_id, 0, *batch) for batch_id, batch in enumerate(plan)]
+        schema.write_table(pa.concat_tables(tables), out_dir / VALIDATION / "shard-0000.parquet")
     stats = {
         "strategy": params["strategy"],
         "type_draws": params["type_draws"],
@@ -159,7 +173,8 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
         "batch_types": types,
         "realised_weights": {kind: n / params["steps"] for kind, n in types.items()},
         "languages": langs,
-        "items": len(index.images),
+        "items": int((~held_out).sum()),
+        "validation": {"items": int(held_out.sum()), "batches": validation_batches, "seed": params["validation_seed"]},
         "conflicts": {
             "rule": CONFLICT_RULE,
             "item_pairs": index.graph.n_edges,

@@ -4,21 +4,17 @@ top N layers), the image projection and, if learnable, the temperature train."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
-import pandas as pd
 import torch
-from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from .batching import RELEVANCE, iter_batches
 from .encoders import Encoder
 from .image_text_batches import CAPTION_CAPTION
 from .image_text_model import ImageTextModel, read_features
 from .objectives import OBJECTIVES
-from .training import optimisation_step, read_relevance, write_training_log
+from .trainer import Step, Trainer, TrainerSettings, parameter_groups
+from .training import batch_shards, read_relevance, run_fingerprint, validation_shards, warn_masked_conflicts
 
 LAYERS_KEY = "image_text.training.trainable_text_layers"
 
@@ -66,49 +62,52 @@ def relevance_by_caption(pairs: set[tuple[str, str]]) -> dict[str, set[str]]:
     return out
 
 
-def train_lit(params: dict, base: str | Path, features: str | Path, batches: str | Path, out: str | Path) -> pd.DataFrame:
+def train_lit(params: dict, base: str | Path, features: str | Path, batches: str | Path, out: str | Path) -> dict:
     """Train the text tower and image projection on the batch shards in `batches`, the
     image features in `features/train.parquet`, from the text model in `base`."""
     config, batch_dir, out_dir = params["lit"], Path(batches), Path(out)
-    shards = sorted(batch_dir.glob("shard-*.parquet"))
-    total = json.loads((batch_dir / "stats.json").read_text())["batches"]
-    if not shards or total == 0:
-        raise ValueError(f"{batch_dir}: no batch shards to train on")
+    settings = TrainerSettings.from_params(params.get("trainer"))
+    shards, total = batch_shards(batch_dir)
     row_of, image_features = read_features(Path(features) / "train.parquet")
     relevant_to = relevance_by_caption(read_relevance(batch_dir / RELEVANCE))
-    torch.manual_seed(params["seed"])  # same initialisation for every strategy of a seed
-    model = ImageTextModel(Encoder(base, params["text_model"]), image_features.shape[1], config["temperature"],
-                           config["learnable_temperature"])
+    device = settings.resolve_device()
+    torch.manual_seed(params["seed"] if settings.init_seed is None else settings.init_seed)  # same start for every strategy
+    model = ImageTextModel(Encoder(base, params["text_model"], device=device), image_features.shape[1],
+                           config["temperature"], config["learnable_temperature"])
     unfreeze_top_layers(model.text, config["trainable_text_layers"])
-    text_parameters = [p for p in model.text.model.parameters() if p.requires_grad]
-    head = config["projection_learning_rate"]
-    optimizer = torch.optim.AdamW(
-        [{"params": text_parameters, "lr": config["learning_rate"]},
-         {"params": [model.image_projection.weight], "lr": head},
-         {"params": [model.image_projection.bias, model.log_scale], "lr": head, "weight_decay": 0.0}],
-        weight_decay=config["weight_decay"],
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_fraction"] * total), total)
+    named = {f"text.{name}": p for name, p in model.text.model.named_parameters() if p.requires_grad}
+    named |= {name: p for name, p in model.named_parameters() if p.requires_grad}
+    rates = lambda name: config["learning_rate"] if name.startswith("text.") else config["projection_learning_rate"]  # noqa: E731
+    trainer = Trainer(settings, named, parameter_groups(named, rates, config["weight_decay"]), config["warmup_fraction"],
+                      total, [model.text.model], device)
     objective = OBJECTIVES.lookup(config["objective"], "lit.objective")
-    model.text.model.train()
-    log, started = [], time.perf_counter()
-    for step, (batch_id, batch_type, batch) in enumerate(tqdm(iter_batches(shards), total=total, desc="train", mininterval=5)):
+    text_to_text = OBJECTIVES.lookup("info-nce", "lit")
+
+    def make_step(batch_type: str, batch) -> Step:
         rows = batch.to_pydict()
-        captions = model.embed_texts(rows["query"])
-        if batch_type == CAPTION_CAPTION:
-            targets, loss_of = model.embed_texts(rows["positive"]), OBJECTIVES.lookup("info-nce", "lit")
-        else:
+        image_batch = batch_type != CAPTION_CAPTION
+        conflicts, duplicates = caption_false_negatives(rows, image_batch, relevant_to)
+        mask = conflicts | duplicates
+        if image_batch:
             missing = [pid for pid in rows["pid"] if pid not in row_of]
             if missing:
                 raise KeyError(f"{features}/train.parquet: no features for images {missing[:3]}")
-            targets = model.embed_images(image_features[[row_of[pid] for pid in rows["pid"]]])
-            loss_of = objective
-        conflicts, duplicates = caption_false_negatives(rows, batch_type != CAPTION_CAPTION, relevant_to)
-        loss = loss_of(captions, targets, conflicts | duplicates, model.temperature)
-        optimisation_step(loss, optimizer, scheduler, batch_dir, batch_id, step)
-        log.append((step, batch_id, batch_type, loss.item(), scheduler.get_last_lr()[0], float(model.temperature.detach()),
-                    int(conflicts.sum()), int(duplicates.sum()), time.perf_counter() - started))
+            targets = (lambda rows_: model.embed_images(image_features[rows_]), [row_of[pid] for pid in rows["pid"]])
+        else:
+            targets = (model.embed_texts, rows["positive"])
+        loss_of = objective if image_batch else text_to_text
+        return Step(
+            sides=[(model.embed_texts, rows["query"]), targets],
+            loss=lambda e: loss_of(e[0], e[1], mask, model.temperature),
+            examples=len(rows["qid"]),
+            notes=(float(model.temperature.detach()), int(conflicts.sum()), int(duplicates.sum())),
+        )
+
+    validation = [make_step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
+    summary = trainer.fit(lambda: iter_batches(shards), make_step, validation, out_dir,
+                          run_fingerprint(params, base, batch_dir) | {"features": str(features)},
+                          ["temperature", "masked_conflicts", "masked_duplicates"], str(batch_dir))
     model.save(out_dir, {"image_tower": params["image_tower"], "text_model": params["text_model_name"],
                          "image_dim": image_features.shape[1], "objective": config["objective"]})
-    return write_training_log(log, ["step", "batch_id", "batch_type", "loss", "learning_rate", "temperature",
-                                    "masked_conflicts", "masked_duplicates", "seconds"], out_dir)
+    warn_masked_conflicts(out_dir)
+    return summary

@@ -61,11 +61,12 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schem
     write_table(table, path)
 
 
-def write_table(table: pa.Table, path: str | os.PathLike) -> None:
+def write_table(table: pa.Table, path: str | os.PathLike, **options) -> None:
+    """Write atomically (a temporary file renamed into place); options go to pq.write_table."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, **options)
     os.replace(tmp, path)
 
 

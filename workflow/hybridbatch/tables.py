@@ -100,14 +100,17 @@ def confidence(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> pd
 def headline_table(
     runs: list[Run], tests: pd.DataFrame, metric: str, headlines: dict = HEADLINES
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Values (rows model x strategy, mean over seeds; columns corpus x setting) and, per
-    cell, the letters of the rows it beats significantly in every seed."""
+    """Values (rows model x strategy, mean over seeds; columns corpus x setting; the
+    standard deviation over seeds in `table.attrs["std"]`) and, per cell, the letters of
+    the rows it beats significantly in every seed."""
     _, settings, larger_is_better, _ = headlines[metric]
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
     chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)]
     table = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="mean")
     rows = sorted(table.index, key=lambda key: (key[0], key[1] != ZERO_SHOT, key[1]))
     columns = [(c, s) for c in table.columns.get_level_values(0).unique() for s in settings if (c, s) in table.columns]
+    spread = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="std")
+    spread = spread.reindex(index=rows, columns=columns)
     table = table.loc[rows, columns]
     table.index.names = ["model", "strategy"]
     letters = {key: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, key in enumerate(rows)}
@@ -125,19 +128,25 @@ def headline_table(
                 beaten.append(letters[other])
         markers.loc[(model, label), (corpus, setting)] = ",".join(beaten)
     table.index = pd.MultiIndex.from_tuples([(m, f"({letters[(m, s)]}) {s}") for m, s in rows], names=table.index.names)
-    markers.index = table.index
+    markers.index = spread.index = table.index
+    table.attrs["std"] = spread
     return table, markers
 
 
 def render(table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, latex: bool) -> str:
-    """Markdown or LaTeX (booktabs) text of `table`; markers become superscripts."""
+    """Markdown or LaTeX (booktabs) text of `table`; markers become superscripts, and a
+    standard deviation over seeds (`table.attrs["std"]`, where defined) follows the mean."""
     headers = list(table.index.names) + [" ".join(map(str, column)) for column in table.columns]
+    spread = table.attrs.get("std")
     lines = []
     for position, (key, values) in enumerate(table.iterrows()):
         cells = []
         for column, value in zip(table.columns, values):
             mark = markers.iloc[position][column] if markers is not None else ""
             text = "–" if pd.isna(value) else f"{value:.{digits}f}"
+            deviation = spread.iloc[position][column] if spread is not None else float("nan")
+            if not pd.isna(deviation):
+                text += (r" $\pm$ " if latex else " ± ") + f"{deviation:.{digits}f}"
             cells.append(text + ((f"$^{{{mark}}}$" if latex else f" ^{mark}") if mark else ""))
         lines.append(list(key if isinstance(key, tuple) else (key,)) + cells)
     if latex:

@@ -1,20 +1,20 @@
-"""Train stage: InfoNCE with in-batch (and hard) negatives over the audited batch shards."""
+"""Train stage: InfoNCE with in-batch (and hard) negatives over the audited batch shards
+(the loop, checkpoints, validation and GradCache: trainer.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
-from transformers import get_linear_schedule_with_warmup
 
-from .batching import RELEVANCE, iter_batches
+from .batching import RELEVANCE, VALIDATION, iter_batches
 from .encoders import Encoder
 from .objectives import info_nce
+from .trainer import Step, Trainer, TrainerSettings, file_sha256, parameter_groups
 
 
 def false_negatives(
@@ -40,61 +40,64 @@ def read_relevance(path: Path) -> set[tuple[str, str]]:
     return set(zip(qrels.qid, qrels.pid))
 
 
-def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order."""
+def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> dict:
+    """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order
+    (validated on `batch_dir/validation` when the batch stage held items out)."""
     config, model_params = params["training"], params["model"]
-    torch.manual_seed(config["seed"])
+    settings = TrainerSettings.from_params(params.get("trainer"))
     batch_dir, out_dir = Path(batch_dir), Path(out_dir)
-    shards = sorted(batch_dir.glob("shard-*.parquet"))
-    total = json.loads((batch_dir / "stats.json").read_text())["batches"]
-    if not shards or total == 0:
-        raise ValueError(f"{batch_dir}: no batch shards to train on")
+    shards, total = batch_shards(batch_dir)
     relevant = read_relevance(batch_dir / RELEVANCE)
-    encoder = Encoder(base_dir, model_params)
+    device = settings.resolve_device()
+    torch.manual_seed(config["seed"] if settings.init_seed is None else settings.init_seed)
+    encoder = Encoder(base_dir, model_params, device=device)
     if config["freeze_embeddings"]:
         encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
-    trainable = [p for p in encoder.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config["learning_rate"], weight_decay=config["weight_decay"])
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config["warmup_fraction"] * total), total)
-    encoder.model.train()
-    log = []
-    started = time.perf_counter()
-    for step, (batch_id, batch_type, batch) in enumerate(tqdm(iter_batches(shards), total=total, desc="train")):
+    named = {name: p for name, p in encoder.model.named_parameters() if p.requires_grad}
+    groups = parameter_groups(named, lambda _: config["learning_rate"], config["weight_decay"])
+    trainer = Trainer(settings, named, groups, config["warmup_fraction"], total, [encoder.model], device)
+
+    def make_step(batch_type: str, batch) -> Step:
         rows = batch.to_pydict()
         hard = [i for i, negative in enumerate(rows["negative_pid"]) if negative is not None]
         candidates = rows["positive"] + [rows["negative"][i] for i in hard]
         candidate_pids = rows["pid"] + [rows["negative_pid"][i] for i in hard]
         conflicts, duplicates = false_negatives(rows["qid"], candidate_pids, candidates, relevant)
-        loss = info_nce(
-            encoder.embed(rows["query"], "query"),
-            encoder.embed(candidates, "passage"),
-            conflicts | duplicates,
-            config["temperature"],
-            config["symmetric"],
+        mask = conflicts | duplicates
+        return Step(
+            sides=[(partial(encoder.embed, kind="query"), rows["query"]), (partial(encoder.embed, kind="passage"), candidates)],
+            loss=lambda e: info_nce(e[0], e[1], mask, config["temperature"], config["symmetric"]),
+            examples=len(rows["qid"]),
+            notes=(int(conflicts.sum()), int(duplicates.sum())),
         )
-        optimisation_step(loss, optimizer, scheduler, batch_dir, batch_id, step)
-        log.append((step, batch_id, batch_type, loss.item(), scheduler.get_last_lr()[0], int(conflicts.sum()),
-                    int(duplicates.sum()), time.perf_counter() - started))
+
+    validation = [make_step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
+    summary = trainer.fit(lambda: iter_batches(shards), make_step, validation, out_dir,
+                          run_fingerprint(params, base_dir, batch_dir), ["masked_conflicts", "masked_duplicates"], str(batch_dir))
     encoder.save(out_dir)
-    return write_training_log(log, ["step", "batch_id", "batch_type", "loss", "learning_rate", "masked_conflicts",
-                                    "masked_duplicates", "seconds"], out_dir)
+    warn_masked_conflicts(out_dir)
+    return summary
 
 
-def optimisation_step(loss: torch.Tensor, optimizer, scheduler, batch_dir: Path, batch_id: int, step: int) -> None:
-    """Backward, step and schedule, refusing a loss that is not finite (naming the batch)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"{batch_dir}: loss is {loss.item()} at batch {batch_id} (step {step})")
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+def batch_shards(batch_dir: Path) -> tuple[list[Path], int]:
+    """The training shards of a batch directory and their number of batches."""
+    shards = sorted(batch_dir.glob("shard-*.parquet"))
+    total = json.loads((batch_dir / "stats.json").read_text())["batches"]
+    if not shards or total == 0:
+        raise ValueError(f"{batch_dir}: no batch shards to train on")
+    return shards, total
 
 
-def write_training_log(log: list[tuple], columns: list[str], out_dir: Path) -> pd.DataFrame:
-    """training_log.csv; a warning when the loss had to mask relevant candidates."""
-    frame = pd.DataFrame(log, columns=columns)
-    if frame.masked_conflicts.any():
-        logging.warning("%d relevant candidates were masked in the loss (the batches should hold none)",
-                        int(frame.masked_conflicts.sum()))
-    frame.to_csv(out_dir / "training_log.csv", index=False)
-    return frame
+def validation_shards(batch_dir: Path) -> list[Path]:
+    return sorted((batch_dir / VALIDATION).glob("shard-*.parquet"))
+
+
+def run_fingerprint(params: dict, base: str | Path, batch_dir: Path) -> dict:
+    """What a checkpoint must match to be resumed: the params and the exact inputs."""
+    return {"params": params, "base": str(base), "batches": file_sha256(batch_dir / "stats.json")}
+
+
+def warn_masked_conflicts(out_dir: Path) -> None:
+    masked = pd.read_csv(out_dir / "training_log.csv").masked_conflicts.sum()
+    if masked:
+        logging.warning("%d relevant candidates were masked in the loss (the batches should hold none)", int(masked))

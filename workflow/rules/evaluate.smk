@@ -72,6 +72,8 @@ rule evaluate_image_text:
         corpus=lambda w, input: parent_dir(input.split[0]),
         out=lambda w, output: parent_dir(output[0]),
     threads: config["compute"]["threads"]
+    resources:
+        gpu=config["compute"]["gpus"],
     log:
         "results/logs/evaluate_image_text/{corpus}/{strategy}.s{seed}.log",
     benchmark:

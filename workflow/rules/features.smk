@@ -9,6 +9,8 @@ rule image_features:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
         corpus=lambda w, input: parent_dir(input.images[0], 2),
     threads: config["compute"]["threads"]
+    resources:
+        gpu=config["compute"]["gpus"],
     log:
         "results/logs/image_features/{tower}/{corpus}.log",
     benchmark:

@@ -11,6 +11,8 @@ rule embed:
         ),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: config["compute"]["threads"]
+    resources:
+        gpu=config["compute"]["gpus"],
     log:
         "results/logs/embed/{model}/{variant}/{corpus}.log",
     benchmark:

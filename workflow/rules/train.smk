@@ -27,11 +27,15 @@ rule train:
         batches="results/batches/{trainset}/{strategy}/s{seed}",
     params:
         training=lambda w: as_json(
-            {"training": {**config["training"], "seed": int(w.seed)}, "model": config["models"][w.model]}
+            {
+                "training": {**config["training"], "seed": int(w.seed)},
+                "trainer": config["trainer"],
+                "model": config["models"][w.model],
+            }
         ),
     threads: config["compute"]["threads"]
     resources:
-        gpu=0,
+        gpu=config["compute"]["gpus"],
     log:
         "results/logs/train/{model}/{trainset}.{strategy}.s{seed}.log",
     benchmark:
@@ -55,6 +59,7 @@ rule train_lit:
         training=lambda w: as_json(
             {
                 "lit": IMAGE_TEXT["training"],
+                "trainer": config["trainer"],
                 "seed": int(w.seed),
                 "text_model": image_text_model_params(),
                 "text_model_name": IMAGE_TEXT["text_model"],
@@ -63,7 +68,7 @@ rule train_lit:
         ),
     threads: config["compute"]["threads"]
     resources:
-        gpu=0,
+        gpu=config["compute"]["gpus"],
     log:
         "results/logs/train_lit/{corpus}/{strategy}.s{seed}.log",
     benchmark:

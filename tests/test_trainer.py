@@ -1,0 +1,195 @@
+"""The shared training loop: GradCache gradients, checkpoints and bit-identical resume
+after SIGKILL, corrupt checkpoints, early stopping, weight decay groups, CUDA paths."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, TINY_MODEL
+from hybridbatch.batching import build_batches
+from hybridbatch.encoders import Encoder
+from hybridbatch.objectives import info_nce, symmetric_info_nce
+from hybridbatch.trainer import Checkpoints, RunState, Step, Trainer, TrainerSettings, checkpoint_dir, parameter_groups
+
+TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
+            "warmup_fraction": 0.1, "freeze_embeddings": False, "seed": 0}  # fmt: skip
+PLAN = {"alpha": 0.5, "batch_size": 8, "epochs": 2, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True,
+        "validation_fraction": 0.2, "validation_seed": 0}  # fmt: skip
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def tiny_trainer(model_dir, device: str, **settings) -> tuple[Encoder, Trainer]:
+    torch.manual_seed(0)
+    encoder = Encoder(model_dir, TINY_MODEL, device=device)
+    encoder.model.eval()  # no dropout: cached and uncached passes see the same network
+    named = dict(encoder.model.named_parameters())
+    trainer = Trainer(TrainerSettings(**settings), named, parameter_groups(named, lambda _: 1e-3, 0.01), 0.0, 10,
+                      [encoder.model], device)
+    return encoder, trainer
+
+
+def text_step(encoder: Encoder, n: int) -> Step:
+    queries = [f"question {i} about {'ab' * (i % 5)}" for i in range(n)]
+    candidates = [f"answer {i} in {'xyz ' * (i % 7)}" for i in range(2 * n)]  # positives, then hard negatives
+    mask = torch.zeros(n, 2 * n, dtype=torch.bool)
+    mask[0, n + 1] = True
+    return Step([(partial(encoder.embed, kind="query"), queries), (partial(encoder.embed, kind="passage"), candidates)],
+                lambda e: info_nce(e[0], e[1], mask, 0.05), n)
+
+
+def image_text_step(encoder: Encoder, n: int) -> Step:
+    projection = torch.nn.Linear(12, encoder.model.get_embedding_dimension()).to(encoder.device)
+    features = torch.randn(n, 12, generator=torch.Generator().manual_seed(1)).to(encoder.device)
+    embed_images = lambda rows: torch.nn.functional.normalize(projection(features[rows]), dim=-1)  # noqa: E731
+    captions = [f"caption {i} {'word ' * (i % 4)}" for i in range(n)]
+    return Step([(partial(encoder.embed, kind="query"), captions), (embed_images, list(range(n)))],
+                lambda e: symmetric_info_nce(e[0], e[1], torch.zeros(n, n, dtype=torch.bool), 0.07), n)
+
+
+def gradients(trainer: Trainer, step: Step) -> tuple[float, dict[str, torch.Tensor]]:
+    loss = trainer.backward(step, "test")
+    grads = {name: p.grad.detach().clone() for name, p in trainer.named.items() if p.grad is not None}
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return loss.item(), grads
+
+
+@pytest.mark.parametrize("make_step", [text_step, image_text_step])
+def test_gradcache_gives_the_gradients_of_the_whole_batch(tiny_model_dir, make_step):
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        encoder, whole = tiny_trainer(tiny_model_dir, device, precision="fp32")
+        step = make_step(encoder, 12)
+        expected_loss, expected = gradients(whole, step)
+        cached = Trainer(TrainerSettings(mini_batch=5, precision="fp32"), whole.named, whole.optimizer.param_groups, 0.0, 10,
+                         whole.modules, device)
+        loss, found = gradients(cached, step)
+        assert loss == pytest.approx(expected_loss, abs=1e-5)
+        assert found.keys() == expected.keys() and len(found) > 4
+        for name in expected:
+            assert torch.allclose(found[name], expected[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_weight_decay_only_on_matrices(tiny_model_dir):
+    encoder = Encoder(tiny_model_dir, TINY_MODEL, device="cpu")
+    named = dict(encoder.model.named_parameters())
+    groups = parameter_groups(named, lambda name: 0.1 if "pooler" in name else 0.2, 0.01)
+    decay = {id(p) for group in groups if group["weight_decay"] for p in group["params"]}
+    for name, parameter in named.items():
+        assert (id(parameter) in decay) == (parameter.ndim == 2), name  # biases and LayerNorm never decay
+    assert sum(len(group["params"]) for group in groups) == len(named)
+
+
+def test_early_stopping_keeps_the_best_validated_weights():
+    weight = torch.nn.Parameter(torch.zeros(2))
+    state = RunState()
+    for step, loss in [(2, 3.0), (4, 2.0), (6, 2.5), (8, 2.6)]:
+        with torch.no_grad():
+            weight.fill_(step)
+        state.validated(step, loss, {"w": weight})
+        if state.should_stop(patience=2):
+            break
+    assert step == 8 and state.best_step == 4
+    summary = state.finish({"w": weight}, 8, "test")
+    assert summary["saved_step"] == 4 and weight.tolist() == [4.0, 4.0]
+
+
+# ---- checkpoints and resume --------------------------------------------------------------
+TRAIN = """
+import json, logging, sys, time
+from hybridbatch import trainer, training
+optimise = trainer.Trainer.optimise
+def slowly(self, *args):
+    time.sleep(0.1)  # time to kill it mid-way; the numbers are untouched
+    return optimise(self, *args)
+if sys.argv[1] == "slow":
+    trainer.Trainer.optimise = slowly
+logging.basicConfig(level=logging.INFO)
+training.train(json.loads(sys.argv[2]), *sys.argv[3:])
+"""
+
+
+def train_command(params: dict, base, batches, out, slow: bool = False) -> list[str]:
+    return [sys.executable, "-c", TRAIN, "slow" if slow else "fast", json.dumps(params), str(base), str(batches), str(out)]
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def deterministic_log(out) -> pd.DataFrame:
+    return pd.read_csv(out / "training_log.csv").drop(columns="examples_per_second")  # a timing
+
+
+@pytest.fixture(scope="module")
+def batches_with_validation(pairs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("batches") / "b"
+    build_batches(PLAN, pairs_dir, out)
+    return out
+
+
+def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_model_dir, batches_with_validation, tmp_path):
+    from hybridbatch import manifest
+
+    params = {"training": TRAINING, "model": TINY_MODEL, "trainer": {"device": "cpu", "checkpoint_every": 3,
+              "keep_checkpoints": 2, "validation_every": 4, "gradient_clipping": 1.0}}  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(train_command(params, tiny_model_dir, batches_with_validation, tmp_path / "whole"), env=env, check=True,
+                   capture_output=True)
+    out = tmp_path / "killed"
+    process = subprocess.Popen(train_command(params, tiny_model_dir, batches_with_validation, out, slow=True), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = checkpoint_dir(out)
+    deadline = time.time() + 120
+    while len(list(checkpoints.glob("step-*[0-9]"))) < 2 or len(pd.read_csv(out / "training_log.csv")) < 8:
+        assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.safetensors").exists()
+    newest, older = sorted(checkpoints.glob("step-*[0-9]"), reverse=True)
+    data = bytearray((newest / "state.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # a flipped byte: the hash no longer matches
+    (newest / "state.safetensors").write_bytes(data)
+
+    resumed = subprocess.run(train_command(params, tiny_model_dir, batches_with_validation, out), env=env, check=True,
+                             capture_output=True, text=True)
+    assert f"checkpoint {newest} skipped: state.safetensors does not match its hash" in resumed.stderr
+    assert f"resuming from {older}" in resumed.stderr
+    assert sha256(out / "model.safetensors") == sha256(tmp_path / "whole" / "model.safetensors")
+    pd.testing.assert_frame_equal(deterministic_log(out), deterministic_log(tmp_path / "whole"))
+    assert (out / "validation_log.csv").read_text() == (tmp_path / "whole" / "validation_log.csv").read_text()
+    assert not checkpoints.exists()  # cleared once the run completed
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["validated"] and summary["saved_step"] == summary["best_step"]
+    assert manifest.describe_file(out / "training.json")
+
+
+def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
+    root = tmp_path / ".checkpoints" / "run"
+    weight = torch.nn.Parameter(torch.ones(3))
+    trainer = Trainer(TrainerSettings(), {"w": weight}, [{"params": [weight], "lr": 0.1}], 0.0, 10, [], "cpu")
+    Checkpoints(root, {"lr": 1}, keep=2).save(trainer, RunState(step=3))
+    assert Checkpoints(root, {"lr": 1}, keep=2).resume(trainer).step == 3
+    assert Checkpoints(root, {"lr": 2}, keep=2).resume(trainer).step == 0
+    assert not root.exists()
+
+
+@needs_cuda
+def test_cuda_training_with_autocast_gradcache_and_clipping(tiny_model_dir):
+    encoder, trainer = tiny_trainer(tiny_model_dir, "cuda", precision="auto", mini_batch=4, gradient_clipping=0.5)
+    assert trainer.dtype in (torch.bfloat16, torch.float16)
+    before = {name: p.detach().clone() for name, p in trainer.named.items()}
+    for _ in range(3):
+        loss, norm = trainer.optimise(text_step(encoder, 10), "cuda test")
+        assert torch.isfinite(torch.tensor([loss, norm])).all()
+    assert any(not torch.equal(before[name], p) for name, p in trainer.named.items())
+    assert all(p.device.type == "cuda" for p in trainer.named.values())
