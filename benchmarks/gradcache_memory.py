@@ -5,9 +5,10 @@ example) against batch size, with and without GradCache (`trainer.mini_batch`).
 
 The encoder is a random BERT (4 layers, hidden 256, texts of 64 tokens) built like the
 tests' tiny model from a small CLDR corpus. Each configuration runs in its own process
-on CPU (peak RSS above the process's RSS before the step); on CUDA,
+(on CPU: peak RSS above the process's RSS before its only step); on CUDA,
 torch.cuda.max_memory_allocated above the allocation before the step. Prints one row per
-configuration and the ratio of the largest to the smallest batch's peak.
+configuration and the ratio of the largest to the smallest batch's peak. On CPU the
+optimizer state (allocated in the measured step) is included: a constant across sizes.
 """
 
 from __future__ import annotations
@@ -59,15 +60,15 @@ def one_step(model_dir: str, batch: int, mini_batch: int | None, device: str) ->
     step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
                  (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],
                 lambda e: info_nce(e[0], e[1], mask, 0.05), batch)
-    trainer.optimise(step, "warm-up")  # optimizer state allocated before measuring
     if device == "cuda":
+        trainer.optimise(step, "warm-up")  # optimizer state and kernels allocated before measuring
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         trainer.optimise(step, "measured")
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = current_rss_mb()
+    base = current_rss_mb()  # a fresh process: ru_maxrss has seen no step yet (the Adam state counts in)
     trainer.optimise(step, "measured")
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
 

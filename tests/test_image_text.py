@@ -267,8 +267,10 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     validation = pd.read_csv(tmp_path / "model/validation_log.csv")  # held-out images, never trained on
     held_out = set(read_batches(tmp_path / "batches/validation").item_id)
     assert held_out and not held_out & set(read_batches(tmp_path / "batches").item_id)
-    assert validation.step.tolist() == [2, 4, 6]
-    assert summary["saved_step"] == summary["best_step"] == int(validation.step[validation.validation_loss.idxmin()])
+    assert validation.steps_trained.tolist() == [2, 4, 6]
+    best = int(validation.steps_trained[validation.validation_loss.idxmin()])
+    assert summary["saved_step"] == summary["best_step"] == best
+    assert (tmp_path / "model/training_curves.png").stat().st_size > 0
     model = ImageTextModel.load(tmp_path / "model", TINY_MODEL)
     assert model.image_projection.weight.shape[1] == 12
     descriptor = {"corpus": "gen", "model": "tiny+random", "strategy": "hybrid", "alpha": 0.5, "seed": 0}

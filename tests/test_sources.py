@@ -293,3 +293,43 @@ def test_registries_refuse_a_second_entry_and_name_the_key_of_an_unknown_one():
         SOURCES.register("cldr")(SOURCES.entries["cldr"])
     with pytest.raises(ValueError, match=r"config key corpora\.c\.source: unknown corpus source 'csv' \(known: \['cldr'"):
         SOURCES.lookup("csv", "corpora.c.source")
+
+
+def test_a_failed_download_resumes_from_the_bytes_kept_outside_the_output(tmp_path):
+    """Snakemake deletes a failed job's output directory: the partial file lives in
+    `.partial/` beside it and the next attempt asks only for the rest (HTTP Range)."""
+    import http.server
+    import threading
+
+    from hybridbatch.download import fetch_url, partial_path
+
+    payload = bytes(range(256)) * 64
+    ranges = []
+
+    class Ranged(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers["Range"] else 0
+            ranges.append(self.headers["Range"])
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(payload) - start))
+            self.end_headers()
+            self.wfile.write(payload[start:])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ranged)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out_dir = tmp_path / "corpora/x/raw"
+    part = partial_path(out_dir, "data.bin")
+    assert out_dir not in part.parents
+    part.parent.mkdir(parents=True)
+    part.write_bytes(payload[:5000])  # what a killed attempt left behind
+    out_dir.mkdir(parents=True)
+    try:
+        fetch_url(f"http://127.0.0.1:{server.server_port}/data.bin", out_dir / "data.bin", part)
+    finally:
+        server.shutdown()
+    assert ranges == ["bytes=5000-"]
+    assert (out_dir / "data.bin").read_bytes() == payload
+    assert not part.exists() and not (tmp_path / "corpora/x/.partial").exists()

@@ -248,6 +248,28 @@ def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(work
     assert "results/tables <- results/metrics/tiny-bert/cldr-locales.hybrid.s0/cldr-locales <- " in result.stdout
 
 
+def test_quick_audit_hashes_only_files_modified_after_their_manifest(workdir, monkeypatch):
+    from hybridbatch import audit, manifest
+
+    hashed = []
+    original_hash = manifest.sha256_file
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: hashed.append(Path(path)) or original_hash(path))
+    monkeypatch.chdir(workdir)
+    shard = Path("results/batches/cldr-locales/X-Y/s0/shard-0001.parquet")
+    original = shard.read_bytes()
+    shard.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])  # same size, new mtime
+    try:
+        assert audit.audit("results/batches", quick=True) == 1
+        batches = [path for path in hashed if Path("results/batches") in path.parents]  # (tables are re-derived)
+        assert shard in batches and len(batches) <= 3  # the edited shard (and other tests' restored ones)
+    finally:
+        shard.write_bytes(original)
+    hashed.clear()
+    assert audit.audit("results/batches", quick=True) == 0
+    assert audit.audit("results/batches") == 0
+    assert len([path for path in hashed if Path("results/batches") in path.parents]) > 10  # the default: every file
+
+
 def test_audit_reports_a_deleted_model_file_as_missing(workdir):
     weights = workdir / "results/models/tiny-bert/cldr-locales.X-Y.s0/model.safetensors"
     kept = weights.with_name("kept")
@@ -322,6 +344,70 @@ def test_paper_config_plans_the_full_grid(tmp_path):
     # 4 corpora (XQuAD-R, MLQA-R, MIRACL, mMARCO); 2 models x 3 strategies; 2 x 4 variants x 3 corpora
     assert jobs == {"download": 4, "prepare": 4, "pairs": 1, "batches": 3, "base_model": 2, "train": 6,
                     "embed": 24, "search": 24, "evaluate": 24, "tables": 1, "all": 1}  # fmt: skip
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """Each job of a dry run's listing: its rule and resources (name -> value text)."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        resources = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        if rule and resources:
+            pairs = (item.split("=", 1) for item in resources.group(1).split(", "))
+            jobs.append({"rule": rule.group(1), **{key: value for key, value in pairs}})
+    return jobs
+
+
+def test_slurm_profile_hands_each_job_the_resources_of_its_rule(tmp_path):
+    """config/paper.yaml with profiles/slurm (the executor plugin installed, no SLURM needed
+    for a dry run): every job gets the mem_mb, runtime and gpu its rule has in config."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--profile", str(REPO / "profiles/slurm"),
+                     "--configfile", str(REPO / "config/paper.yaml"), "-n"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    jobs = dry_run_jobs(result.stdout)
+    assert {job["rule"] for job in jobs} >= {"download", "train", "embed", "search", "evaluate", "tables"}
+    for job in (job for job in jobs if job["rule"] != "all"):  # the target rule runs nothing
+        expected = {**paper["resources"]["default"], **paper["resources"].get(job["rule"], {})}
+        assert int(job["mem_mb"]) == expected["mem_mb"] and int(job["runtime"]) == expected["runtime"], job
+        if job["rule"] in ("train", "embed"):
+            assert job["gpu"] == "1", job  # compute.gpus: `--resources gpu=N` runs N at once
+
+
+def test_the_driver_needs_neither_torch_nor_faiss_nor_pandas(tmp_path):
+    """Parsing and planning the workflow (a dry run) with the stages' libraries made
+    unimportable from this checkout's code (Snakefile, rules, package): a login node or an
+    --sdm conda driver needs snakemake and PyYAML only. (Installed Snakemake plugins may
+    import what they like.)"""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] not in {sorted(HEAVY)!r}:\n"
+        "            return None\n"
+        "        frame = sys._getframe(1)\n"
+        "        while frame is not None:\n"
+        f"            if frame.f_code.co_filename.startswith({str(REPO / 'workflow')!r}) or "
+        f"frame.f_code.co_filename == {str(REPO / 'Snakefile')!r}:\n"
+        "                raise ImportError(f'{name} is blocked: the driver must not import it')\n"
+        "            frame = frame.f_back\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from snakemake.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", blocker, "-s", str(REPO / "Snakefile"), "--cores", "2",
+                             "--directory", str(tmp_path), "-n"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Job stats:" in result.stdout
+
+
+HEAVY = {"torch", "faiss", "pandas", "pyarrow", "numpy", "babel", "transformers", "sentence_transformers", "matplotlib",
+         "scipy"}
 
 
 # --- artifacts that cannot be fooled ------------------------------------------------------

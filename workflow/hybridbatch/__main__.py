@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--params", required=True, help="the whole config, as JSON")
     command = commands.add_parser("audit", help="re-hash every artifact against its manifest")
     command.add_argument("results", nargs="?", default="results")
+    command.add_argument("--quick", action="store_true",
+                         help="check sizes; hash only files modified after their manifest was written")
     command = commands.add_parser("lineage", help="the chain of artifacts behind a table")
     command.add_argument("table")
     command.add_argument("--row", type=int, default=None, help="0-based data row of a summary-style CSV")
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import audit
 
         if args.command == "audit":
-            return audit.audit(args.results)
+            return audit.audit(args.results, args.quick)
         if args.command == "lineage":
             try:
                 print("\n".join(audit.lineage(args.table, args.row)))
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.threads:  # the workflow sets these from config `compute.threads` for every stage
-        from .manifest import THREAD_VARIABLES
+        from .layout import THREAD_VARIABLES
 
         os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ CONFLICT_RULE = "a query of one item is relevant (qrels, any language) to a posi
 RELEVANCE = "qrels.parquet"  # the judgments shards are checked against, copied beside them
 VALIDATION = "validation"  # subfolder of fixed validation batches, from items held out of training
 VALIDATION_EPOCH = 1 << 20  # seeds the validation batches apart from every training epoch
+VALIDATION_ALPHA = 0.5  # validation batches: half X-X-mono, half X-Y, whatever the strategy
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,9 @@ class BatchPlan:
 
 
 def validation_items(n_items: int, fraction: float, seed: int) -> np.ndarray:
-    """Mask of the items held out for validation: drawn from `seed` alone, so every
-    strategy and run seed validates on the same items."""
+    """Mask of the items held out for validation: drawn from `seed` alone. The validation
+    batches are then built from that seed and a fixed mixture too, so every strategy and
+    run seed is validated on the very same batches."""
     held_out = np.zeros(n_items, dtype=bool)
     held_out[np.random.default_rng(seed).permutation(n_items)[: round(fraction * n_items)]] = True
     return held_out
@@ -400,13 +402,15 @@ def build_batches(params: dict, pairs_dir: str | Path, out_dir: str | Path) -> d
         first_id += len(batches)
     stats = statistics.as_dict(plan)
     if held_out.any():
-        batches = plan_epoch(index, plan, VALIDATION_EPOCH, held_out)
+        neutral = replace(plan, alpha=VALIDATION_ALPHA, seed=plan.validation_seed)
+        batches = plan_epoch(index, neutral, VALIDATION_EPOCH, held_out)
         if not batches:
             raise ValueError(f"config key batching.validation_fraction: {plan.validation_fraction} holds out "
                              f"{int(held_out.sum())} items, fewer than one batch of {plan.batch_size}")
         write_shard(pairs_path, batches, 0, 0, plan.batch_size, out_dir / VALIDATION / "shard-0000.parquet")
+    stats["items"] = int((~held_out).sum())
     stats["validation"] = {"items": int(held_out.sum()), "batches": len(batches) if held_out.any() else 0,
-                           "seed": plan.validation_seed}
+                           "seed": plan.validation_seed, "alpha": VALIDATION_ALPHA}
     logging.info("%d items deferred to a later batch to avoid a conflict", stats["conflicts"]["deferred_for_a_conflict"])
     shutil.copyfile(pairs_dir / RELEVANCE, out_dir / RELEVANCE)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))

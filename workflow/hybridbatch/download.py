@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -83,9 +84,16 @@ class DownloadError(OSError):
     """A file could be neither copied from the mirror nor fetched."""
 
 
-def fetch_url(url: str, target: Path, timeout: float = 60.0) -> None:
-    """Fetch `url` into `target` through `target.part`, resuming a partial download."""
-    part = target.with_name(f".{target.name}.part")
+def partial_path(out_dir: Path, name: str) -> Path:
+    """Where a download into `out_dir` grows: beside that directory, in `.partial/`, since
+    Snakemake deletes a failed job's output directory and the bytes fetched so far with it.
+    The next attempt resumes from there (an HTTP Range request)."""
+    return out_dir.parent / ".partial" / out_dir.name / f"{name}.part"
+
+
+def fetch_url(url: str, target: Path, part: Path, timeout: float = 60.0) -> None:
+    """Fetch `url` into `target` through `part`, resuming what an earlier attempt left there."""
+    part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -93,7 +101,10 @@ def fetch_url(url: str, target: Path, timeout: float = 60.0) -> None:
         with open(part, mode) as handle:
             while chunk := response.read(1 << 20):
                 handle.write(chunk)
-    os.replace(part, target)
+    shutil.move(part, target)
+    for empty in (part.parent, part.parent.parent):  # .partial/<name>/ and .partial/, once unused
+        with contextlib.suppress(OSError):
+            empty.rmdir()
 
 
 GITHUB_ARCHIVE = "https://codeload.github.com/{repository}/tar.gz/{commit}"
@@ -105,7 +116,7 @@ def url_fetcher(urls: dict[str, str]) -> tuple[str, Callable[[list[str], Path], 
     def fetch(names: list[str], out_dir: Path) -> None:
         for name in names:
             (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            fetch_url(urls[name], out_dir / name)
+            fetch_url(urls[name], out_dir / name, partial_path(out_dir, name))
 
     first = min(urls.values())
     return (first if len(urls) == 1 else f"{first} (and {len(urls) - 1} more URLs)"), fetch
@@ -118,7 +129,7 @@ def git_fetcher(git: dict) -> tuple[str, Callable[[list[str], Path], None]]:
 
     def fetch(names: list[str], out_dir: Path) -> None:
         archive = out_dir / f".{git['commit']}.tar.gz"
-        fetch_url(archive_url, archive)
+        fetch_url(archive_url, archive, partial_path(out_dir, archive.name))
         staging = out_dir / ".extract"
         shutil.rmtree(staging, ignore_errors=True)
         safe_extract(archive, staging, strip_components=1, under=git["path"])

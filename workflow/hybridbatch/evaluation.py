@@ -29,10 +29,10 @@ import pandas as pd
 import pyarrow as pa
 
 from . import schema
+from .layout import SETTINGS, SUMMARY_COLUMNS
 from .vectors import POOLED, candidate_rows, read_embeddings
 from .metrics import exact_ranks, metric_names, rank_metrics
 
-SETTINGS = ("mono", "cross", "multi")
 QUERY_CHUNK = 128
 
 
@@ -213,7 +213,6 @@ def is_multi(setting: str) -> bool:
     return setting.split("/")[0].endswith("multi")
 
 
-SUMMARY_COLUMNS = ["corpus", "model", "strategy", "alpha", "seed", "setting", "metric", "value"]
 
 
 def summary_rows(by_language: pd.DataFrame, names: list[str], descriptor: dict) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from .image_towers import IMAGE_LANG
 IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION = "image-caption-mono", "image-caption-mixed", "caption-caption"
 BATCH_TYPES = (IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION)
 SHARD_BATCHES = 1000
+VALIDATION_WEIGHTS = {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5, CAPTION_CAPTION: 0.0}  # the same for every strategy
 CONFLICT_RULE = "a caption of one image is relevant (qrels) to the other image"
 
 
@@ -157,8 +158,8 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
         if not validation_batches:
             raise ValueError(f"config key image_text.batching.validation_fraction: {params['validation_fraction']} "
                              f"holds out {int(held_out.sum())} images, fewer than one batch of {params['batch_size']}")
-        plan = plan_batches(index, weights, params["batch_size"], validation_batches, [params["seed"], VALIDATION_EPOCH],
-                            stratified, np.flatnonzero(held_out))
+        plan = plan_batches(index, VALIDATION_WEIGHTS, params["batch_size"], validation_batches,
+                            [params["validation_seed"], VALIDATION_EPOCH], True, np.flatnonzero(held_out))
         tables = [batch_table(index, batch_id, 0, *batch) for batch_id, batch in enumerate(plan)]
         schema.write_table(pa.concat_tables(tables), out_dir / VALIDATION / "shard-0000.parquet")
     stats = {
@@ -174,7 +175,8 @@ def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) 
         "realised_weights": {kind: n / params["steps"] for kind, n in types.items()},
         "languages": langs,
         "items": int((~held_out).sum()),
-        "validation": {"items": int(held_out.sum()), "batches": validation_batches, "seed": params["validation_seed"]},
+        "validation": {"items": int(held_out.sum()), "batches": validation_batches, "seed": params["validation_seed"],
+                       "weights": VALIDATION_WEIGHTS},
         "conflicts": {
             "rule": CONFLICT_RULE,
             "item_pairs": index.graph.n_edges,

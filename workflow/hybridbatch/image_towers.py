@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import schema
-from .corpora.prepare import SPLITS
+from .layout import SPLITS
 from .download import sha256_file
 from .registry import Registry
 from .vectors import embeddings_table

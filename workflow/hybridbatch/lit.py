@@ -106,8 +106,8 @@ def train_lit(params: dict, base: str | Path, features: str | Path, batches: str
     validation = [make_step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
     summary = trainer.fit(lambda: iter_batches(shards), make_step, validation, out_dir,
                           run_fingerprint(params, base, batch_dir) | {"features": str(features)},
-                          ["temperature", "masked_conflicts", "masked_duplicates"], str(batch_dir))
-    model.save(out_dir, {"image_tower": params["image_tower"], "text_model": params["text_model_name"],
-                         "image_dim": image_features.shape[1], "objective": config["objective"]})
+                          ["temperature", "masked_conflicts", "masked_duplicates"], str(batch_dir), save=lambda: model.save(
+                              out_dir, {"image_tower": params["image_tower"], "text_model": params["text_model_name"],
+                                        "image_dim": image_features.shape[1], "objective": config["objective"]}))
     warn_masked_conflicts(out_dir)
     return summary

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .download import sha256_file
+from .layout import THREAD_VARIABLES
 from .sources import PACKAGE_DIR, source_files
 
 MANIFEST = "manifest.json"
@@ -70,8 +71,9 @@ def unlisted_and_missing(root: Path, manifest: dict) -> tuple[list[str], list[st
     return sorted(present - listed), sorted(name for name in listed if not (root / name).is_file())
 
 
-def verify_artifact(root: Path, manifest: dict, hash_up_to: int) -> list[str]:
-    """Problems of one artifact: unlisted, missing, resized or (up to `hash_up_to` bytes) changed files."""
+def verify_artifact(root: Path, manifest: dict, hash_up_to: float, written_after_ns: int | None = None) -> list[str]:
+    """Problems of one artifact: unlisted, missing, resized or (up to `hash_up_to` bytes) changed
+    files. With `written_after_ns` (quick), only files modified after that time are hashed."""
     unlisted, missing = unlisted_and_missing(root, manifest)
     problems = [f"unlisted file {os.path.normpath(root / name)}" for name in unlisted]
     problems += [f"missing file {os.path.normpath(root / name)}" for name in missing]
@@ -79,7 +81,9 @@ def verify_artifact(root: Path, manifest: dict, hash_up_to: int) -> list[str]:
         path = root / name
         if name in missing or not path.is_file():
             continue
-        if path.stat().st_size != record["bytes"] or (record["bytes"] <= hash_up_to and sha256_file(path) != record["sha256"]):
+        stat = path.stat()
+        rehash = record["bytes"] <= hash_up_to and (written_after_ns is None or stat.st_mtime_ns > written_after_ns)
+        if stat.st_size != record["bytes"] or (rehash and sha256_file(path) != record["sha256"]):
             problems.append(f"changed file {os.path.normpath(path)}")
     return problems
 
@@ -152,7 +156,6 @@ def package_versions() -> dict:
     return versions
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def thread_settings() -> dict:

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ZERO_SHOT
-from .evaluation import SETTINGS, SUMMARY_COLUMNS
+from .layout import RUN_KEYS, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
 from .significance import UNIT, block_weights, bootstrap_interval, holm, randomization_test
 
-RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
 # per track: metric -> (per-query column, settings, whether larger is better, digits)
 HEADLINES = {"map": ("map", SETTINGS, True, 3), "language_bias": ("rank_distance", ("multi",), False, 1)}
 IMAGE_TEXT_HEADLINES = {
@@ -251,12 +249,6 @@ def _pyplot():
     return plt
 
 
-def heatmap_name(run_key: tuple) -> str:
-    corpus, model, strategy, _, seed = run_key
-    suffix = "" if strategy == ZERO_SHOT else f"-s{seed}"
-    return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
-
-
 def load_runs(metrics_dirs: list[str | Path]) -> list[Run]:
     """The evaluated runs in a fixed order (corpus, model, zero-shot first, strategy, seed),
     so tables do not depend on the order the metrics directories are given in."""
@@ -280,7 +272,8 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
     note = (f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
             f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
             f"sign flips), Holm-corrected over the track's tests (the family column of significance.csv), "
-            f"p < {params['alpha']}, in every seed (tests pair runs of the same seed). Means over seeds.")
+            f"p < {params['alpha']}, in every seed (tests pair runs of the same seed). Means over seeds; ± the standard deviation "
+            "over seeds where a run has several.")
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, (_, _, _, digits) in HEADLINES.items():
         table, markers = headline_table(runs, tests, metric)

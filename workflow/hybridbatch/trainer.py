@@ -121,9 +121,15 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=self.dtype)
 
     def embeddings_and_loss(self, step: Step, grad: bool) -> torch.Tensor:
+        """The loss of a step; without gradients, embedded in mini-batches when GradCache is on."""
+        size = None if grad else self.settings.mini_batch
         with torch.set_grad_enabled(grad):
             with self.autocast():
-                embeddings = [embed(inputs).float() for embed, inputs in step.sides]
+                embeddings = [
+                    torch.cat([embed(inputs[i : i + size]).float() for i in range(0, len(inputs), size)])
+                    if size else embed(inputs).float()
+                    for embed, inputs in step.sides
+                ]
             return step.loss(embeddings)
 
     def cached_loss(self, step: Step, where: str) -> torch.Tensor:
@@ -164,9 +170,13 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         limit = self.settings.gradient_clipping or math.inf
         norm = torch.nn.utils.clip_grad_norm_(list(self.named.values()), limit)
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
+        if self.scaler.get_scale() < scale:  # fp16 overflow: the optimizer step was skipped
+            logging.warning("%s: gradients overflowed in fp16; step skipped, loss scale now %g", where, self.scaler.get_scale())
+        else:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item(), float(norm)
 
@@ -174,19 +184,26 @@ class Trainer:
     def validation_loss(self, steps: list[Step]) -> float:
         for module in self.modules:
             module.eval()
-        losses = [self.embeddings_and_loss(step, grad=False).item() for step in steps]
+        losses = []
+        for number, step in enumerate(steps):
+            losses.append(self.embeddings_and_loss(step, grad=False))
+            check_finite(losses[-1], f"validation batch {number}")
+        losses = [loss.item() for loss in losses]
         for module in self.modules:
             module.train()
         return float(np.mean(losses))
 
     # ---- the run --------------------------------------------------------------------------
     def fit(self, batches: Callable[[], Iterator[tuple[int, str, object]]], make_step: Callable[[str, object], Step],
-            validation: list[Step], out_dir: Path, fingerprint: dict, log_columns: list[str], where: str) -> dict:
+            validation: list[Step], out_dir: Path, fingerprint: dict, log_columns: list[str], where: str,
+            save: Callable[[], None]) -> dict:
         """Train over `batches()` (a fresh iterator of (batch_id, batch_type, rows)), log to
-        out_dir/training_log.csv as it goes, and leave the best (or last) weights in place.
-        Returns the run's summary (also written as out_dir/training.json)."""
+        out_dir/training_log.csv as it goes, put the best (or last) weights in place and
+        `save()` them; the checkpoints go only then. Returns the run's summary (also
+        written as out_dir/training.json)."""
         settings = self.settings
-        checkpoints = Checkpoints(checkpoint_dir(out_dir), fingerprint, settings.keep_checkpoints)
+        resolved = {"device": self.device, "dtype": str(self.dtype), "threads": torch.get_num_threads()}
+        checkpoints = Checkpoints(checkpoint_dir(out_dir), fingerprint | resolved, settings.keep_checkpoints)
         state = checkpoints.resume(self)
         out_dir.mkdir(parents=True, exist_ok=True)
         columns = ["step", "batch_id", "batch_type", "loss", "learning_rate", "gradient_norm", *log_columns,
@@ -198,6 +215,8 @@ class Trainer:
         for _ in range(state.step):  # the data position: batches already trained on
             next(iterator)
         progress = tqdm(iterator, total=self.total, initial=state.step, desc="train", mininterval=5)
+        if state.should_stop(settings.patience):  # resumed from the checkpoint of the step it stopped at
+            progress = []
         for step, (batch_id, batch_type, rows) in enumerate(progress, start=state.step):
             started = time.perf_counter()
             batch = make_step(batch_type, rows)
@@ -216,14 +235,40 @@ class Trainer:
         summary = state.finish(self.named, len(log.rows), where)
         (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
         state.write_validation_log(out_dir)
+        plot_curves(log.rows, state.validation, summary["saved_step"], out_dir / "training_curves.png")
+        save()
         checkpoints.clear()
         return summary
+
+
+def plot_curves(log: list[list], validation: list[list], saved_step: int, path: Path) -> None:
+    """Training loss per step (and its running mean over 10), validation loss, the saved step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([row[0] + 1 for row in log])  # steps trained after each row
+    losses = np.array([row[3] for row in log], dtype=float)
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot(steps, losses, color="0.75", linewidth=0.8, label="training loss")
+    if len(losses) >= 10:
+        axis.plot(steps[9:], np.convolve(losses, np.ones(10) / 10, mode="valid"), label="running mean (10 steps)")
+    if validation:
+        axis.plot(*zip(*validation), marker="o", label="validation loss")
+    axis.axvline(saved_step, color="k", linestyle=":", label=f"saved (step {saved_step})")
+    axis.set_xlabel("steps trained")
+    axis.set_ylabel("loss")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
     if precision == "fp32" or device != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -290,7 +335,7 @@ class RunState:
         if self.validation:
             with open(out_dir / "validation_log.csv", "w", newline="") as file:
                 writer = csv.writer(file)
-                writer.writerow(["step", "validation_loss"])
+                writer.writerow(["steps_trained", "validation_loss"])
                 writer.writerows(self.validation)
 
 
@@ -354,6 +399,7 @@ class Checkpoints:
             problem = self.problem(path)
             if problem:
                 logging.warning("checkpoint %s skipped: %s", path, problem)
+                shutil.rmtree(path, ignore_errors=True)
                 continue
             meta = json.loads((path / STATE_JSON).read_text())
             if meta["fingerprint"] != self.fingerprint:

@@ -73,8 +73,8 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
 
     validation = [make_step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
     summary = trainer.fit(lambda: iter_batches(shards), make_step, validation, out_dir,
-                          run_fingerprint(params, base_dir, batch_dir), ["masked_conflicts", "masked_duplicates"], str(batch_dir))
-    encoder.save(out_dir)
+                          run_fingerprint(params, base_dir, batch_dir), ["masked_conflicts", "masked_duplicates"], str(batch_dir),
+                          save=lambda: encoder.save(out_dir))
     warn_masked_conflicts(out_dir)
     return summary
 

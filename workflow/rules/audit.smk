@@ -5,6 +5,8 @@ rule audit:
     input:
         package("audit"),
         tables=rules.tables.output.summary,
+    resources:
+        **job_resources("audit"),
     log:
         "results/logs/audit/audit.log",
     benchmark:

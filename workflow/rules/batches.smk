@@ -17,6 +17,8 @@ rule batches:
             {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
         ),
         pairs_dir=lambda w, input: parent_dir(input.pairs),
+    resources:
+        **job_resources("batches"),
     log:
         "results/logs/batches/{trainset}/{strategy}/s{seed}.log",
     benchmark:
@@ -50,6 +52,8 @@ rule image_text_batches:
             }
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
+    resources:
+        **job_resources("image_text_batches"),
     log:
         "results/logs/image_text_batches/{corpus}/{strategy}/s{seed}.log",
     benchmark:

@@ -6,12 +6,11 @@ import sys
 
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
+# the driver imports only these two light modules (standard library, PyYAML, jsonschema):
+# parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
 from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, image_text_descriptor, validate_config, variants
-from hybridbatch.corpora.prepare import SPLITS
-from hybridbatch.evaluation import SETTINGS
-from hybridbatch.manifest import THREAD_VARIABLES
+from hybridbatch.layout import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
 from hybridbatch.sources import source_files
-from hybridbatch.tables import RUN_KEYS, heatmap_name
 
 validate_config(config)
 
@@ -53,6 +52,11 @@ wildcard_constraints:
 def one_of(names):
     """A wildcard constraint matching exactly these names (nothing when there are none)."""
     return "|".join(map(re.escape, names)) or "(?!)"
+
+
+def job_resources(rule):
+    """mem_mb and runtime (minutes) of a rule's jobs: config `resources`, its default first."""
+    return {**config["resources"]["default"], **config["resources"].get(rule, {})}
 
 
 def package(module):

@@ -5,6 +5,8 @@ rule download:
         package("corpora"),
     params:
         corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
+    resources:
+        **job_resources("download"),
     log:
         "results/logs/download/{corpus}.log",
     benchmark:
@@ -26,6 +28,8 @@ rule prepare:
     params:
         corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
         out=lambda w, output: parent_dir(output[0], 2),
+    resources:
+        **job_resources("prepare"),
     log:
         "results/logs/prepare/{corpus}.log",
     benchmark:

@@ -9,6 +9,8 @@ rule search:
         search=as_json(config["search"]),
         corpus=lambda w, input: parent_dir(input.qrels),
         out=lambda w, output: parent_dir(output[0]),
+    resources:
+        **job_resources("search"),
     log:
         "results/logs/search/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -38,6 +40,8 @@ rule evaluate:
         run=lambda w, input: parent_dir(input.runs[0]),
         corpus=lambda w, input: parent_dir(input.qrels),
         out=lambda w, output: parent_dir(output[0]),
+    resources:
+        **job_resources("evaluate"),
     log:
         "results/logs/evaluate/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -73,6 +77,7 @@ rule evaluate_image_text:
         out=lambda w, output: parent_dir(output[0]),
     threads: config["compute"]["threads"]
     resources:
+        **job_resources("evaluate_image_text"),
         gpu=config["compute"]["gpus"],
     log:
         "results/logs/evaluate_image_text/{corpus}/{strategy}.s{seed}.log",

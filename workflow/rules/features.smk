@@ -10,6 +10,7 @@ rule image_features:
         corpus=lambda w, input: parent_dir(input.images[0], 2),
     threads: config["compute"]["threads"]
     resources:
+        **job_resources("image_features"),
         gpu=config["compute"]["gpus"],
     log:
         "results/logs/image_features/{tower}/{corpus}.log",

@@ -12,6 +12,7 @@ rule embed:
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: config["compute"]["threads"]
     resources:
+        **job_resources("embed"),
         gpu=config["compute"]["gpus"],
     log:
         "results/logs/embed/{model}/{variant}/{corpus}.log",

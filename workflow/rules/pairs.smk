@@ -9,6 +9,8 @@ rule pairs:
         trainset=lambda w: as_json(config["trainsets"][w.trainset]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output.pairs),
+    resources:
+        **job_resources("pairs"),
     log:
         "results/logs/pairs/{trainset}.log",
     benchmark:

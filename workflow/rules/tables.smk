@@ -40,6 +40,8 @@ rule tables:
         image_text_metrics=lambda w: " ".join(image_text_metrics_dirs()),
         tables=lambda w, output: parent_dir(output.summary),
         plots=lambda w, output: parent_dir(output.plots[0]),
+    resources:
+        **job_resources("tables"),
     log:
         "results/logs/tables/tables.log",
     benchmark:

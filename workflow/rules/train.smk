@@ -8,6 +8,8 @@ rule base_model:
     params:
         model=lambda w: as_json({**config["models"][w.model], "name": w.model}),
         corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",
+    resources:
+        **job_resources("base_model"),
     log:
         "results/logs/base_model/{model}.log",
     benchmark:
@@ -35,6 +37,7 @@ rule train:
         ),
     threads: config["compute"]["threads"]
     resources:
+        **job_resources("train"),
         gpu=config["compute"]["gpus"],
     log:
         "results/logs/train/{model}/{trainset}.{strategy}.s{seed}.log",
@@ -68,6 +71,7 @@ rule train_lit:
         ),
     threads: config["compute"]["threads"]
     resources:
+        **job_resources("train_lit"),
         gpu=config["compute"]["gpus"],
     log:
         "results/logs/train_lit/{corpus}/{strategy}.s{seed}.log",

@@ -10,9 +10,9 @@ import pyarrow as pa
 from .. import schema
 from ..download import verify_checksums
 from ..config import IMAGE_SOURCES
+from ..layout import SPLITS
 from .source import SOURCES, candidate_table, write_split
 
-SPLITS = ("train", "test")
 
 
 def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
