@@ -29,7 +29,7 @@ MODEL = {"source": {"kind": "random", "corpus": "c", "vocab_size": 2000, "hidden
          "max_length": 64}  # fmt: skip
 
 
-def build_model(root: Path) -> Path:
+def build_model(root: Path, params: dict = MODEL) -> Path:
     from hybridbatch import corpora
     from hybridbatch.corpora import prepare
     from hybridbatch.model_sources import build_base_model
@@ -37,7 +37,7 @@ def build_model(root: Path) -> Path:
     corpus = {"source": "cldr", "languages": ["en", "de", "ru", "zh"], "test_fraction": 0.3, "split_seed": 1}
     corpora.download(corpus, root / "raw")
     prepare.prepare(corpus, root / "raw", root / "corpus")
-    build_base_model(MODEL, root / "corpus" / "train", root / "model")
+    build_base_model(params, root / "corpus" / "train", root / "model")
     return root / "model"
 
 

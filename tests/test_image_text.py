@@ -289,6 +289,11 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     assert (i2t_all.n_relevant == 2).all() and set(i2t_all.candidate_lang) == set(LANGS)
     multi = per_query[per_query.setting == "i2t-multi/first"]
     assert (multi.n_relevant == len(LANGS)).all() and multi.rank_distance.notna().all()
+    first_only = evaluate_image_text({**evaluation, "protocols": ["first"]}, tmp_path / "model", tmp_path / "features",
+                                     tmp_path / "corpus/test", tmp_path / "first")  # encodes caption 0 only
+    keys = ["setting", "metric"]
+    both = summary[summary.setting.str.endswith("/first")].sort_values(keys, ignore_index=True)
+    pd.testing.assert_frame_equal(first_only.sort_values(keys, ignore_index=True), both, rtol=1e-6)
     value = summary.set_index(["setting", "metric"]).value
     assert 0 <= value[("t2i/first", "recall@1")] <= value[("t2i/first", "recall@10")] <= 1
 

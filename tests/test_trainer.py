@@ -184,9 +184,11 @@ def test_checkpoints_of_another_configuration_are_not_resumed(tmp_path):
 
 
 @needs_cuda
-def test_cuda_training_with_autocast_gradcache_and_clipping(tiny_model_dir):
-    encoder, trainer = tiny_trainer(tiny_model_dir, "cuda", precision="auto", mini_batch=4, gradient_clipping=0.5)
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp16"])
+def test_cuda_training_with_autocast_gradcache_and_clipping(tiny_model_dir, precision):
+    encoder, trainer = tiny_trainer(tiny_model_dir, "cuda", precision=precision, mini_batch=4, gradient_clipping=0.5)
     assert trainer.dtype in (torch.bfloat16, torch.float16)
+    assert trainer.scaler.is_enabled() == (trainer.dtype == torch.float16)
     before = {name: p.detach().clone() for name, p in trainer.named.items()}
     for _ in range(3):
         loss, norm = trainer.optimise(text_step(encoder, 10), "cuda test")

@@ -144,6 +144,8 @@ def evaluate_image_text(params: dict, model: str | Path, features: str | Path, c
         schema.read_parquet(corpus_dir / "images.parquet", schema.IMAGES),
         params["languages"], params["images"], params["subset_seed"],
     )
+    if "all" not in params["protocols"]:  # `first` ranks each image's caption 0 alone: encode no other
+        captions = captions[captions.caption == 0].reset_index(drop=True)
     relevant = relevant_pairs(captions, images, schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS))
     image_text_model = ImageTextModel.load(model, params["text_model"])
     row_of, image_features = read_features(Path(features) / "test.parquet")

@@ -52,7 +52,7 @@ class TrainerSettings:
     """The config's `trainer` section (shared by the text and image-text tracks)."""
 
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU) | fp32
+    precision: str = "auto"  # auto (bf16, else fp16, autocast on CUDA; fp32 on CPU) | bf16 | fp16 | fp32
     mini_batch: int | None = None  # GradCache chunk size; None embeds the whole batch at once
     gradient_clipping: float | None = None
     checkpoint_every: int = 0
@@ -266,9 +266,12 @@ def plot_curves(log: list[list], validation: list[list], saved_step: int, path: 
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
+    """The CUDA autocast type (None: fp32); fp16 comes with a loss scaler."""
     if precision == "fp32" or device != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

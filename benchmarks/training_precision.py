@@ -1,0 +1,72 @@
+"""Training throughput on CUDA by precision (trainer.precision fp32 / bf16 / fp16) and
+with GradCache, for a BERT-base-sized random encoder (12 layers, hidden 768, 64-token
+texts; text InfoNCE with a hard negative per example).
+
+    python benchmarks/training_precision.py [--batch 128] [--steps 10]
+
+Times `Trainer.optimise` only (after two warm-up steps), synchronised; prints examples/s
+per setting and the ratio to fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gradcache_memory import build_model, MODEL  # noqa: E402
+
+BASE = {**MODEL, "source": {**MODEL["source"], "hidden_size": 768, "layers": 12, "heads": 12}}
+
+
+def throughput(model_dir: Path, batch: int, steps: int, precision: str, mini_batch: int | None) -> float:
+    from hybridbatch.encoders import Encoder
+    from hybridbatch.objectives import info_nce
+    from hybridbatch.trainer import Step, Trainer, TrainerSettings, parameter_groups
+
+    torch.manual_seed(0)
+    encoder = Encoder(model_dir, BASE, device="cuda")
+    named = {n: p for n, p in encoder.model.named_parameters() if p.requires_grad}
+    trainer = Trainer(TrainerSettings(precision=precision, mini_batch=mini_batch, gradient_clipping=1.0), named,
+                      parameter_groups(named, lambda _: 1e-5, 0.01), 0.0, steps + 2, [encoder.model], "cuda")
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(80))  # noqa: E731
+    mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
+    step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
+                 (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],
+                lambda e: info_nce(e[0], e[1], mask, 0.05), batch)
+    for _ in range(2):
+        trainer.optimise(step, "warm-up")
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.optimise(step, "timed")
+    torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model(Path(tmp), BASE)
+        print(f"{torch.cuda.get_device_name()}, batch {args.batch} (x3 texts of 64 tokens), {args.steps} timed steps")
+        reference = None
+        for precision, mini in (("fp32", None), ("bf16", None), ("fp16", None), ("bf16", 32)):
+            rate = throughput(model_dir, args.batch, args.steps, precision, mini)
+            reference = reference or rate
+            label = precision + (f" + GradCache {mini}" if mini else "")
+            print(f"{label:>20}: {rate:8.0f} examples/s  ({rate / reference:.2f}x fp32)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
