@@ -41,8 +41,9 @@ def build_model(root: Path, params: dict = MODEL) -> Path:
     return root / "model"
 
 
-def one_step(model_dir: str, batch: int, mini_batch: int | None, device: str) -> float:
-    """MB above the baseline that one optimisation step needs."""
+def trainer_and_step(model_dir: str | Path, params: dict, batch: int, device: str, **settings):
+    """A Trainer over the encoder in `model_dir` and one text InfoNCE step of `batch`
+    queries, each with a positive and a hard negative of 64 tokens."""
     import torch
 
     from hybridbatch.encoders import Encoder
@@ -50,16 +51,24 @@ def one_step(model_dir: str, batch: int, mini_batch: int | None, device: str) ->
     from hybridbatch.trainer import Step, Trainer, TrainerSettings, parameter_groups
 
     torch.manual_seed(0)
-    encoder = Encoder(model_dir, MODEL, device=device)
+    encoder = Encoder(model_dir, params, device=device)
     named = {n: p for n, p in encoder.model.named_parameters() if p.requires_grad}
-    trainer = Trainer(TrainerSettings(mini_batch=mini_batch, precision="fp32"), named,
-                      parameter_groups(named, lambda _: 1e-4, 0.01), 0.0, 10, [encoder.model], device)
+    trainer = Trainer(TrainerSettings(**settings), named, parameter_groups(named, lambda _: 1e-4, 0.01), 0.0, 100,
+                      [encoder.model], device)
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
     text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(80))  # noqa: E731  (truncated to 64 tokens)
     mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
     step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
                  (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],
                 lambda e: info_nce(e[0], e[1], mask, 0.05), batch)
+    return trainer, step
+
+
+def one_step(model_dir: str, batch: int, mini_batch: int | None, device: str) -> float:
+    """MB above the baseline that one optimisation step needs."""
+    import torch
+
+    trainer, step = trainer_and_step(model_dir, MODEL, batch, device, mini_batch=mini_batch, precision="fp32")
     if device == "cuda":
         trainer.optimise(step, "warm-up")  # optimizer state and kernels allocated before measuring
         torch.cuda.synchronize()

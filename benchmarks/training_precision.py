@@ -14,34 +14,20 @@ import argparse
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gradcache_memory import build_model, MODEL  # noqa: E402
+from gradcache_memory import MODEL, build_model, trainer_and_step  # noqa: E402
 
 BASE = {**MODEL, "source": {**MODEL["source"], "hidden_size": 768, "layers": 12, "heads": 12}}
 
 
 def throughput(model_dir: Path, batch: int, steps: int, precision: str, mini_batch: int | None) -> float:
-    from hybridbatch.encoders import Encoder
-    from hybridbatch.objectives import info_nce
-    from hybridbatch.trainer import Step, Trainer, TrainerSettings, parameter_groups
-
-    torch.manual_seed(0)
-    encoder = Encoder(model_dir, BASE, device="cuda")
-    named = {n: p for n, p in encoder.model.named_parameters() if p.requires_grad}
-    trainer = Trainer(TrainerSettings(precision=precision, mini_batch=mini_batch, gradient_clipping=1.0), named,
-                      parameter_groups(named, lambda _: 1e-5, 0.01), 0.0, steps + 2, [encoder.model], "cuda")
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
-    text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(80))  # noqa: E731
-    mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
-    step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
-                 (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],
-                lambda e: info_nce(e[0], e[1], mask, 0.05), batch)
+    trainer, step = trainer_and_step(model_dir, BASE, batch, "cuda", precision=precision, mini_batch=mini_batch,
+                                     gradient_clipping=1.0)
     for _ in range(2):
         trainer.optimise(step, "warm-up")
     torch.cuda.synchronize()

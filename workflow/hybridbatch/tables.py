@@ -346,7 +346,7 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
                       for run in runs})
     bias.plot.bar(ax=axes[2], rot=35, color="grey")
     axes[2].tick_params(axis="x", labelsize=7)
-    axes[2].set(ylabel="mean rank distance", title="language bias (i2t-multi, lower is better)")
+    axes[2].set(ylabel="mean rank distance", title="language bias, i2t-multi\n(lower is better)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -42,6 +41,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
+
+from .download import sha256_file
 
 CHECKPOINTS = ".checkpoints"
 STATE, STATE_JSON, CHECKSUMS = "state.safetensors", "state.json", "checksums.json"
@@ -346,14 +347,6 @@ def checkpoint_dir(out_dir: Path) -> Path:
     return out_dir.parent / CHECKPOINTS / out_dir.name
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Checkpoints:
     """step-NNNNNNNN directories under `root`, each with a hash manifest."""
 
@@ -390,7 +383,7 @@ class Checkpoints:
             "numpy_rng": [numpy_state[0], *[_jsonable(v) for v in numpy_state[2:]]],
         }
         (tmp / STATE_JSON).write_text(json.dumps(meta))
-        (tmp / CHECKSUMS).write_text(json.dumps({name: file_sha256(tmp / name) for name in (STATE, STATE_JSON)}))
+        (tmp / CHECKSUMS).write_text(json.dumps({name: sha256_file(tmp / name) for name in (STATE, STATE_JSON)}))
         shutil.rmtree(final, ignore_errors=True)  # one skipped as corrupt, now replaced
         tmp.rename(final)
         for old in self.existing()[self.keep :]:
@@ -422,7 +415,7 @@ class Checkpoints:
         for name in (STATE, STATE_JSON):
             if not (path / name).is_file():
                 return f"{name} is missing"
-            if file_sha256(path / name) != expected.get(name):
+            if sha256_file(path / name) != expected.get(name):
                 return f"{name} does not match its hash"
         return None
 

@@ -14,7 +14,8 @@ import torch
 from .batching import RELEVANCE, VALIDATION, iter_batches
 from .encoders import Encoder
 from .objectives import info_nce
-from .trainer import Step, Trainer, TrainerSettings, file_sha256, parameter_groups
+from .download import sha256_file
+from .trainer import Step, Trainer, TrainerSettings, parameter_groups
 
 
 def false_negatives(
@@ -94,7 +95,7 @@ def validation_shards(batch_dir: Path) -> list[Path]:
 
 def run_fingerprint(params: dict, base: str | Path, batch_dir: Path) -> dict:
     """What a checkpoint must match to be resumed: the params and the exact inputs."""
-    return {"params": params, "base": str(base), "batches": file_sha256(batch_dir / "stats.json")}
+    return {"params": params, "base": str(base), "batches": sha256_file(batch_dir / "stats.json")}
 
 
 def warn_masked_conflicts(out_dir: Path) -> None:
