@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -124,6 +125,29 @@ def sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def tensorboard_scalars(directory) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files of `directory` (TFRecord framing: length,
+    its CRC, an Event proto, its CRC), by tag, as (step, value) in file order."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list] = {}
+    files = sorted(directory.glob("events.out.tfevents.*"))
+    assert len(files) == 1, files
+    data, offset = files[0].read_bytes(), 0
+    while offset < len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        event = Event.FromString(data[offset + 12 : offset + 12 + length])
+        offset += 12 + length + 4
+        for value in event.summary.value:
+            scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def assert_series(scalars: list[tuple[int, float]], steps, values) -> None:
+    assert [step for step, _ in scalars] == list(steps)
+    assert [value for _, value in scalars] == pytest.approx(list(values), rel=1e-6)  # stored as float32
+
+
 def deterministic_log(out) -> pd.DataFrame:
     return pd.read_csv(out / "training_log.csv").drop(columns="examples_per_second")  # a timing
 
@@ -139,7 +163,7 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_m
     from hybridbatch import manifest
 
     params = {"training": TRAINING, "model": TINY_MODEL, "trainer": {"device": "cpu", "checkpoint_every": 3,
-              "keep_checkpoints": 2, "validation_every": 4, "gradient_clipping": 1.0}}  # fmt: skip
+              "keep_checkpoints": 2, "validation_every": 4, "gradient_clipping": 1.0, "tensorboard": True}}  # fmt: skip
     path = os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     subprocess.run(train_command(params, tiny_model_dir, batches_with_validation, tmp_path / "whole"), env=env, check=True,
@@ -167,6 +191,13 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_m
     assert sha256(out / "model.safetensors") == sha256(tmp_path / "whole" / "model.safetensors")
     pd.testing.assert_frame_equal(deterministic_log(out), deterministic_log(tmp_path / "whole"))
     assert (out / "validation_log.csv").read_text() == (tmp_path / "whole" / "validation_log.csv").read_text()
+    scalars = tensorboard_scalars(out / "tensorboard")  # the killed run's events replaced by one complete file
+    log, validation = deterministic_log(out), pd.read_csv(out / "validation_log.csv")
+    assert_series(scalars.pop("validation/loss"), validation.steps_trained, validation.validation_loss)
+    assert set(scalars) == {f"train/{c}" for c in ["loss", "learning_rate", "gradient_norm", "masked_conflicts",
+                                                   "masked_duplicates", "examples_per_second"]}
+    for column in ["loss", "learning_rate", "gradient_norm"]:
+        assert_series(scalars[f"train/{column}"], log.step + 1, log[column])
     assert not checkpoints.exists()  # cleared once the run completed
     summary = json.loads((out / "training.json").read_text())
     assert summary["validated"] and summary["saved_step"] == summary["best_step"]

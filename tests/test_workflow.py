@@ -320,10 +320,11 @@ def test_data_batch_and_base_model_manifests_are_identical_across_fresh_runs(wor
         assert first["files"] and first["code"]["sources_sha256"]
 
 
-def test_html_report_holds_tables_plots_and_batch_statistics(workdir):
+def test_html_report_holds_tables_plots_batch_statistics_and_training_curves(workdir):
     snakemake(workdir, "--report", str(workdir / "report.html"))
     html = (workdir / "report.html").read_text(errors="replace")
     assert "language_pairs.png" in html and "map_by_setting.png" in html and "significance.csv" in html
+    assert "Training curves" in html and "training_curves.png" in html
 
 
 def test_lint_is_clean():

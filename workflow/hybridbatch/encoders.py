@@ -9,19 +9,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .packed import packable, packed_sentence_embeddings
+
 
 class Encoder:
     """Encodes queries and passages with one shared sentence-transformers model: its own
     modules (transformer, pooling, and any Dense or Normalize layers) in its own order,
-    with the config's prefixes, then L2-normalised."""
+    with the config's prefixes, then L2-normalised. BERT-family models run packed (no
+    compute on padding; packed.py) unless `packed` is False."""
 
-    def __init__(self, model_dir: str | Path, params: dict, device: str | None = None):
+    def __init__(self, model_dir: str | Path, params: dict, device: str | None = None, packed: bool = True):
         from sentence_transformers import SentenceTransformer
 
         self.params = params
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
         self.model.max_seq_length = params["max_length"]
+        self.packed = packed and packable(self.model)
 
     @property
     def transformer(self):
@@ -35,7 +39,12 @@ class Encoder:
         """L2-normalised embeddings of `texts` (kind is 'query' or 'passage'), differentiable."""
         features = self.model.preprocess([self.prefix(kind) + text for text in texts])
         features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        return torch.nn.functional.normalize(self.model(features)["sentence_embedding"], dim=-1)
+        if self.packed:
+            pooled = packed_sentence_embeddings(self.model, features["input_ids"], features["attention_mask"],
+                                                features.get("token_type_ids"))
+        else:
+            pooled = self.model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
     @torch.inference_mode()
     def encode(self, texts: list[str], kind: str, batch_size: int, desc: str = "encode") -> np.ndarray:

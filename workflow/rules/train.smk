@@ -22,7 +22,14 @@ rule base_model:
 
 rule train:
     output:
-        directory("results/models/{model}/{trainset}.{strategy}.s{seed}"),
+        report(
+            directory("results/models/{model}/{trainset}.{strategy}.s{seed}"),
+            patterns=["training_curves.{ext}"],
+            caption="../report/training.rst",
+            category="Training curves",
+            subcategory="{model} on {trainset}",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
     input:
         package("training"),
         base="results/models/{model}/zero-shot",
@@ -52,7 +59,14 @@ rule train:
 
 rule train_lit:
     output:
-        directory("results/image_text/models/{corpus}/{strategy}.s{seed}"),
+        report(
+            directory("results/image_text/models/{corpus}/{strategy}.s{seed}"),
+            patterns=["training_curves.{ext}"],
+            caption="../report/training.rst",
+            category="Training curves",
+            subcategory="image-text on {corpus}",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
     input:
         package("lit"),
         base=lambda w: f"results/models/{IMAGE_TEXT['text_model']}/zero-shot",

@@ -1,0 +1,60 @@
+"""The packed forward pass equals the padded sentence-transformers forward: embeddings and
+gradients, for BERT (absolute positions from 0) and XLM-R (positions after padding_idx),
+mean and CLS pooling; models it does not cover fall back to the padded path."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+
+from conftest import TINY_MODEL
+from hybridbatch.encoders import Encoder, save_encoder
+from hybridbatch.packed import packable
+
+TEXTS = ["de", "Deutsch (Schweiz)", "简体中文", "русский язык (Россия)", "a much longer text " * 8, "x"]
+
+
+@pytest.fixture(scope="module")
+def xlmr_dir(tiny_model_dir, tmp_path_factory):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("xlmr")
+    save_encoder(XLMRobertaModel(config, add_pooling_layer=False), tokenizer, {**TINY_MODEL, "pooling": "cls"}, out)
+    return out
+
+
+def encoder_pair(model_dir, params):
+    packed, padded = Encoder(model_dir, params, "cpu"), Encoder(model_dir, params, "cpu", packed=False)
+    assert packed.packed and not padded.packed
+    return packed, padded
+
+
+@pytest.mark.parametrize("model", ["bert-mean", "bert-cls", "xlm-roberta-cls"])
+def test_packed_embeddings_and_gradients_equal_the_padded_forward(model, tiny_model_dir, xlmr_dir):
+    model_dir = xlmr_dir if model.startswith("xlm") else tiny_model_dir
+    packed, padded = encoder_pair(model_dir, TINY_MODEL)
+    for encoder in (packed, padded):
+        encoder.model[1].pooling_mode = model.rsplit("-", 1)[1]
+        encoder.model.eval()  # dropout off: the two paths then compute the same function
+    assert packed.transformer.config.model_type == model.rsplit("-", 1)[0]
+    direction = torch.randn(packed.model.get_embedding_dimension(), generator=torch.Generator().manual_seed(1))
+    gradients = []
+    for encoder in (packed, padded):
+        embeddings = encoder.embed(TEXTS, "passage")
+        (embeddings @ direction).pow(2).sum().backward()
+        gradients.append({name: p.grad for name, p in encoder.model.named_parameters() if p.grad is not None})
+    torch.testing.assert_close(packed.embed(TEXTS, "query"), padded.embed(TEXTS, "query"), atol=1e-5, rtol=1e-5)
+    assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) > 10
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradient, gradients[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_only_transformer_then_mean_or_cls_pooling_is_packable(tiny_model_dir):
+    model = Encoder(tiny_model_dir, TINY_MODEL, "cpu").model
+    assert packable(model)
+    model[1].pooling_mode = "max"
+    assert not packable(model)
+    model[1].pooling_mode = "mean"
+    model[1].include_prompt = False  # prompt tokens left out of the mean: not what the packed path pools
+    assert not packable(model)
