@@ -10,6 +10,7 @@ import pytrec_eval
 from hybridbatch import evaluation, schema
 from hybridbatch.indexing import build_index
 from hybridbatch.vectors import POOLED, candidate_rows, embeddings_table
+from conftest import REPO
 from test_lareqa import write_fixture
 
 METRICS = {"recall_at": [1, 2, 5], "ndcg_at": 3, "mrr_at": 3}
@@ -148,3 +149,80 @@ def test_exact_top_k_breaks_ties_by_column_at_the_boundary_too():
         top_scores, columns = evaluation.top_k_exact(scores, 10)
         rows = np.repeat(np.arange(5), 10)
         assert (exact_ranks(scores, columns.ravel(), rows) == np.tile(np.arange(1, 11), 5)).all()
+
+
+def run_tuples(result) -> set[tuple]:
+    return set(zip(*(values.tolist() for values in result)))
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate):
+    """Scores computed block by block (any width, ties included) give the same top-k and
+    the same ranks of the gold candidates as the whole score matrix at once; those ranks
+    are the list's length plus the exact order of the candidates the list missed."""
+    from hybridbatch.metrics import exact_ranks
+
+    rng = np.random.default_rng(3)
+    queries = rng.integers(0, 3, size=(300, 4)).astype(np.float32)  # > QUERY_CHUNK rows: several query chunks
+    candidates = rng.integers(0, 3, size=(61, 4)).astype(np.float32)  # duplicated vectors: many ties
+    gold_rows = np.repeat(np.arange(300), 3)
+    gold_columns = rng.integers(0, 61, size=900)
+    keep = ~pd.DataFrame({"r": gold_rows, "c": gold_columns}).duplicated().to_numpy()
+    gold = (gold_rows[keep], gold_columns[keep])
+    index = None
+    if approximate:
+        index = faiss.index_factory(4, "IVF4,Flat", faiss.METRIC_INNER_PRODUCT)
+        index.train(candidates)
+        index.add(candidates)  # probes 1 list of 4: short lists, padded with -1
+    rows = np.arange(61)
+    results = [run_tuples(evaluation.search_block(index, queries, evaluation.blocks_of(candidates, rows, width), 61, gold, 10))
+               for width in (61, 1, 7, 16, 1000)]
+    assert all(result == results[0] for result in results[1:])
+    scores = queries @ candidates.T
+    ranked = {(r, c): rank for r, c, rank, _ in results[0]}
+    if approximate:
+        listed = index.search(queries, 10)[1]
+        for r, c in zip(*gold):
+            if c not in listed[r]:
+                unlisted = np.setdiff1d(np.arange(61), listed[r])
+                ahead = ((scores[r, unlisted] > scores[r, c]) | ((scores[r, unlisted] == scores[r, c]) & (unlisted < c))).sum()
+                assert ranked[r, c] == (listed[r] >= 0).sum() + ahead + 1
+    else:
+        assert [ranked[r, c] for r, c in zip(*gold)] == exact_ranks(scores, gold[1], gold[0]).tolist()
+        top_scores, top_columns = evaluation.top_k_exact(scores, 10)
+        listed = {(r, c): rank for r, c, rank, _ in results[0] if rank <= 10}
+        assert listed == {(r, c): i + 1 for r in range(300) for i, c in enumerate(top_columns[r])}
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared/corpora/xquad-r").is_dir(), reason="../shared/corpora/xquad-r is not here")
+def test_real_xquad_r_runs_are_the_same_in_small_score_blocks(tmp_path):
+    """All three settings of real XQuAD-R (11 languages, 1,190 items) with random 384-d
+    integer vectors (exact float32 scores whatever the BLAS blocking; many ties): blocks
+    of 20 candidates give the very runs of one block per candidate set."""
+    from hybridbatch.corpora import prepare
+
+    mirror = REPO.parent / "shared" / "corpora" / "xquad-r"
+    languages = sorted(p.stem for p in mirror.glob("*.json"))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for lang in languages:
+        (raw / f"{lang}.json").symlink_to(mirror / f"{lang}.json")
+    (raw / "SHA256SUMS").write_text((mirror / "SHA256SUMS").read_text())
+    prepare.prepare({"source": "lareqa", "languages": languages, "test_fraction": 0.3, "split_seed": 0}, raw, tmp_path / "c")
+    corpus, emb = tmp_path / "c" / "test", tmp_path / "emb"
+    queries = schema.read_parquet(corpus / "queries.parquet", schema.QUERIES)
+    passages = schema.read_parquet(corpus / "passages.parquet", schema.PASSAGES)
+    rng = np.random.default_rng(0)
+    for name, frame in (("queries", queries), ("passages", passages)):
+        vectors = rng.integers(-3, 4, size=(len(frame), 384)).astype(np.float32)
+        schema.write_table(embeddings_table(frame.iloc[:, 0].tolist(), frame.lang.tolist(), vectors), emb / f"{name}.parquet")
+    langs = passages.lang.to_numpy()
+    p = evaluation.read_embeddings(emb / "passages.parquet")[2]
+    for lang in sorted(set(langs)) + [POOLED]:
+        faiss.write_index(build_index(p[candidate_rows(langs, lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
+    evaluation.search({"top_k": 100, "block_mb": 0.01}, emb, corpus, tmp_path / "small")  # 20 candidates a block
+    evaluation.search({"top_k": 100, "block_mb": 1024}, emb, corpus, tmp_path / "whole")
+    for setting in evaluation.SETTINGS:
+        small, whole = (pd.read_parquet(tmp_path / run / f"{setting}.parquet") for run in ("small", "whole"))
+        assert len(whole) > 1000
+        pd.testing.assert_frame_equal(small, whole)

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable, Iterator
 
 import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import schema
 from .layout import SETTINGS, SUMMARY_COLUMNS
-from .vectors import POOLED, candidate_rows, read_embeddings
-from .metrics import exact_ranks, metric_names, rank_metrics
+from .vectors import POOLED, candidate_rows, read_embeddings, read_ids
+from .metrics import metric_names, rank_metrics
 
 QUERY_CHUNK = 128
+BLOCK_MB = 64  # default size of one block of query x candidate scores
 
 
 def setting_blocks(query_langs: list[str], candidate_langs: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -62,41 +65,131 @@ def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(scores, columns, axis=1), columns
 
 
-def search_block(
-    index: faiss.Index,
-    queries: np.ndarray,
-    candidates: np.ndarray,
-    gold: tuple[np.ndarray, np.ndarray],
-    top_k: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k of every query plus every gold candidate beyond the top-k with its rank.
+CandidateBlocks = Callable[[], Iterator[tuple[int, np.ndarray]]]
 
-    `gold` is (query row, candidate column) of every relevant candidate, sorted by row.
-    Returns (query row, candidate column, rank, score) arrays."""
-    k = min(top_k, index.ntotal)
-    exact_index = isinstance(index, faiss.IndexFlat)
-    parts = []
-    for start in range(0, len(queries), QUERY_CHUNK):
-        chunk = queries[start : start + QUERY_CHUNK]
-        exact = chunk @ candidates.T
-        scores, columns = top_k_exact(exact, k) if exact_index else index.search(chunk, k)
-        returned = columns >= 0  # FAISS pads a short list with -1
-        ranks = np.cumsum(returned, axis=1)
-        rows = np.broadcast_to(np.arange(len(chunk))[:, None], columns.shape)
-        parts.append((rows[returned] + start, columns[returned], ranks[returned], scores[returned]))
-        lo, hi = np.searchsorted(gold[0], [start, start + len(chunk)])
-        gold_rows, gold_columns = gold[0][lo:hi] - start, gold[1][lo:hi]
-        outside = ~(columns[gold_rows] == gold_columns[:, None]).any(axis=1)
-        gold_rows, gold_columns = gold_rows[outside], gold_columns[outside]
-        if len(gold_rows):
-            listed = columns[gold_rows]
-            gold_scores = exact[gold_rows, gold_columns][:, None]
-            listed_scores = exact[gold_rows[:, None], np.maximum(listed, 0)]
-            ahead = (listed_scores > gold_scores) | ((listed_scores == gold_scores) & (listed < gold_columns[:, None]))
-            ahead_in_list = (ahead & (listed >= 0)).sum(axis=1)
-            rank = returned[gold_rows].sum(axis=1) + exact_ranks(exact, gold_columns, gold_rows) - ahead_in_list
-            parts.append((gold_rows + start, gold_columns, rank, exact[gold_rows, gold_columns]))
-    return tuple(np.concatenate(values) for values in zip(*parts))
+
+def blocks_of(vectors: np.ndarray, rows: np.ndarray, width: int) -> CandidateBlocks:
+    """Blocks (first column, vectors) of the candidates vectors[rows], at most `width` each,
+    gathered one block at a time."""
+    return lambda: ((lo, vectors[rows[lo : lo + width]]) for lo in range(0, len(rows), width))
+
+
+def parquet_blocks(path: Path, rows: np.ndarray, width: int) -> CandidateBlocks:
+    """Blocks of the candidates at `rows` (sorted) of an embeddings file, read `width`
+    stored rows at a time: the file's vectors never sit in memory together."""
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        wanted = np.zeros(rows[-1] + 1 if len(rows) else 0, dtype=bool)
+        wanted[rows] = True
+        start = lo = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=width, columns=["embedding"]):
+            keep = wanted[start : start + batch.num_rows]
+            start += batch.num_rows
+            if keep.any():
+                column = batch.column(0)
+                vectors = column.flatten().to_numpy().reshape(batch.num_rows, column.type.list_size)
+                vectors = vectors[np.flatnonzero(keep)]
+                yield lo, vectors
+                lo += len(vectors)
+    return blocks
+
+
+def block_width(block_mb: float, rows: int = QUERY_CHUNK) -> int:
+    """Candidates per block so that one block of rows x candidates float32 scores fits block_mb."""
+    return max(1, int(block_mb * 2**20 // (4 * rows)))
+
+
+def query_chunks(queries: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    return ((start, queries[start : start + QUERY_CHUNK]) for start in range(0, len(queries), QUERY_CHUNK))
+
+
+def golds_by_chunk(rows: np.ndarray) -> dict[int, np.ndarray]:
+    """Positions of the gold pairs of each query chunk, by chunk number."""
+    chunk = rows // QUERY_CHUNK
+    order = np.argsort(chunk, kind="stable")
+    numbers, starts = np.unique(chunk[order], return_index=True)
+    return {int(n): part for n, part in zip(numbers, np.split(order, starts[1:]))}
+
+
+def merge_top_k(scores: np.ndarray, columns: np.ndarray, more_scores: np.ndarray, more_columns: np.ndarray, k: int):
+    """The k best of two lists per row, best first (ties: the earlier column)."""
+    merged_scores, merged_columns = np.hstack([scores, more_scores]), np.hstack([columns, more_columns])
+    order = np.lexsort((merged_columns, -merged_scores), axis=1)[:, :k]
+    return np.take_along_axis(merged_scores, order, axis=1), np.take_along_axis(merged_columns, order, axis=1)
+
+
+def streamed_search(queries: np.ndarray, blocks: CandidateBlocks, k: int | None, gold: tuple[np.ndarray, np.ndarray]
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """One pass over the candidate blocks: the exact top-k of every query (None when k is
+    None), merged block by block (ties: the earlier candidate, as top_k_exact over all of
+    them), and the scores of the gold (row, column) pairs read off the same score blocks."""
+    top = [(np.empty((len(chunk), 0), np.float32), np.empty((len(chunk), 0), np.int64)) for _, chunk in query_chunks(queries)]
+    gold_scores = np.empty(len(gold[0]), np.float32)
+    by_chunk = golds_by_chunk(gold[0])
+    for lo, block in blocks():
+        for number, (start, chunk) in enumerate(query_chunks(queries)):
+            mine = by_chunk.get(number, np.empty(0, np.int64))
+            here = mine[(gold[1][mine] >= lo) & (gold[1][mine] < lo + len(block))]
+            if k is None and not len(here):
+                continue
+            scores = chunk @ block.T
+            gold_scores[here] = scores[gold[0][here] - start, gold[1][here] - lo]
+            if k is not None:
+                block_scores, block_columns = top_k_exact(scores, min(k, len(block)))
+                top[number] = merge_top_k(*top[number], block_scores, block_columns + lo, k)
+    if k is None:
+        return None, None, gold_scores
+    return np.vstack([s for s, _ in top]), np.vstack([c for _, c in top]), gold_scores
+
+
+def ranks_beyond(queries: np.ndarray, blocks: CandidateBlocks, gold: tuple[np.ndarray, np.ndarray],
+                 gold_scores: np.ndarray, listed: np.ndarray) -> np.ndarray:
+    """Rank of each gold candidate that its query's list `listed` (returned columns, -1
+    padded) misses: the list first, then every other candidate in exact-score order (ties:
+    earlier first). Counted over the same score blocks as streamed_search."""
+    rows, columns = gold
+    ahead = np.zeros(len(rows), np.int64)  # candidates before the gold in exact order
+    ahead_listed = np.zeros(len(rows), np.int64)  # of those, the ones in the list
+    by_chunk = golds_by_chunk(rows)
+    for lo, block in blocks():
+        position = np.arange(lo, lo + len(block))
+        for number, (start, chunk) in enumerate(query_chunks(queries)):
+            here = by_chunk.get(number, [])
+            if not len(here):
+                continue
+            scores, g = (chunk @ block.T)[rows[here] - start], gold_scores[here, None]
+            before = (scores > g) | ((scores == g) & (position < columns[here, None]))
+            ahead[here] += before.sum(axis=1)
+            in_block = (listed[here] >= lo) & (listed[here] < lo + len(block))
+            listed_before = np.take_along_axis(before, np.where(in_block, listed[here] - lo, 0), axis=1)
+            ahead_listed[here] += (listed_before & in_block).sum(axis=1)
+    return (listed >= 0).sum(axis=1) + ahead + 1 - ahead_listed
+
+
+def search_block(index: faiss.Index | None, queries: np.ndarray, blocks: CandidateBlocks, candidates: int,
+                 gold: tuple[np.ndarray, np.ndarray], top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k of every query plus every gold candidate beyond the top-k with its rank, in
+    bounded memory: scores exist one block of QUERY_CHUNK queries x one candidate block at
+    a time, and the candidates are read block by block, once for the lists (exact search,
+    `index` None, merges the blocks' top-k; an approximate index returns its own lists)
+    and once more when a gold candidate is beyond its list. `gold` is (query row,
+    candidate column) of every relevant candidate. Returns (query row, candidate column,
+    rank, score) arrays, by row and rank."""
+    k = min(top_k, candidates)
+    scores, columns, gold_scores = streamed_search(queries, blocks, None if index else k, gold)
+    if index is not None:
+        scores, columns = index.search(queries, k)
+    returned = columns >= 0  # FAISS pads a short list with -1
+    ranks = np.cumsum(returned, axis=1)
+    rows = np.broadcast_to(np.arange(len(queries))[:, None], columns.shape)
+    parts = [(rows[returned], columns[returned], ranks[returned], scores[returned])]
+    outside = ~(columns[gold[0]] == gold[1][:, None]).any(axis=1)
+    if outside.any():
+        missed = (gold[0][outside], gold[1][outside])
+        rank = ranks_beyond(queries, blocks, missed, gold_scores[outside], columns[missed[0]])
+        parts.append((missed[0], missed[1], rank, gold_scores[outside]))
+    q, c, rank, score = (np.concatenate(values) for values in zip(*parts))
+    order = np.lexsort((rank, q))
+    return q[order], c[order], rank[order], score[order]
 
 
 def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
@@ -105,11 +198,21 @@ def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
     return bool(pairs["query"].duplicated().any())
 
 
+def open_index(path: Path) -> faiss.Index | None:
+    """An approximate index, or None for an exact (flat) one: exact search streams the
+    stored vectors instead (the flat file is only memory-mapped to tell)."""
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+    return None if isinstance(index, faiss.IndexFlat) else faiss.read_index(str(path))
+
+
 def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
-    """Write runs <out_dir>/<setting>.parquet (schema.RUN) for the three settings."""
+    """Write runs <out_dir>/<setting>.parquet (schema.RUN) for the three settings. Each
+    candidate set (a language, or all pooled) is searched once by every query that needs
+    it, reading the passages' vectors in blocks of `block_mb` scores."""
     embed_dir, corpus_dir, out_dir = Path(embed_dir), Path(corpus_dir), Path(out_dir)
     qids, qlangs, qvectors = read_embeddings(embed_dir / "queries.parquet")
-    pids, plangs, pvectors = read_embeddings(embed_dir / "passages.parquet")
+    passages_path = embed_dir / "passages.parquet"
+    pids, plangs = read_ids(passages_path)
     qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
     qrels = qrels[qrels.relevance > 0]
     qlangs, plangs = np.array(qlangs), np.array(plangs)
@@ -123,34 +226,39 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     known = ~np.isnan(gold_query)
     gold_query, gold_passage = gold_query[known].astype(np.int64), pid_row[qrels.pid].to_numpy()[known]
     parallel = is_parallel(gold_query, plangs[gold_passage])
-    counts = {}
-    indices: dict[str, faiss.Index] = {}
-    for setting, blocks in setting_blocks(sorted(set(qlangs)), sorted(set(plangs))).items():
+    plan = setting_blocks(sorted(set(qlangs)), sorted(set(plangs)))
+    for setting in plan:
         if setting != "mono" and not parallel:
             logging.info("%s: no query has relevant candidates in two languages, so no %s setting", corpus_dir, setting)
-            blocks = []
+            plan[setting] = []
+    searched: dict[str, tuple[np.ndarray, ...]] = {}  # candidate set -> (query row, passage row, rank, score)
+    width = block_width(params.get("block_mb", BLOCK_MB))
+    for lc in sorted({lc for blocks in plan.values() for _, lc in blocks}):
+        langs = sorted({lq for blocks in plan.values() for lq, c in blocks if c == lc})
+        rows, columns = np.flatnonzero(np.isin(qlangs, langs)), candidate_rows(plangs, lc)
+        query_position, position = np.full(len(qids), -1), np.full(len(pids), -1)
+        query_position[rows], position[columns] = np.arange(len(rows)), np.arange(len(columns))
+        keep = (query_position[gold_query] >= 0) & (position[gold_passage] >= 0)
+        gold = (query_position[gold_query[keep]], position[gold_passage[keep]])
+        q, c, rank, score = search_block(open_index(embed_dir / f"index-{lc}.faiss"), qvectors[rows],
+                                         parquet_blocks(passages_path, columns, width), len(columns), gold, params["top_k"])
+        searched[lc] = (rows[q], columns[c], rank, score)
+    counts = {}
+    for setting, blocks in plan.items():
         tables = [schema.RUN.empty_table()]
         for lq, lc in blocks:
-            rows = np.flatnonzero(qlangs == lq)
-            columns = candidate_rows(plangs, lc)
-            query_position, position = np.full(len(qids), -1), np.full(len(pids), -1)
-            query_position[rows], position[columns] = np.arange(len(rows)), np.arange(len(columns))
-            keep = (query_position[gold_query] >= 0) & (position[gold_passage] >= 0)
-            order = np.argsort(query_position[gold_query[keep]], kind="stable")
-            gold = (query_position[gold_query[keep]][order], position[gold_passage[keep]][order])
-            if lc not in indices:
-                indices[lc] = faiss.read_index(str(embed_dir / f"index-{lc}.faiss"))
-            q, c, rank, score = search_block(indices[lc], qvectors[rows], pvectors[columns], gold, params["top_k"])
-            n = len(q)
+            q, c, rank, score = searched[lc]
+            mine = qlangs[q] == lq
+            n = int(mine.sum())
             tables.append(
                 pa.table(
                     {
-                        "qid": qid_array.take(pa.array(rows[q])),
+                        "qid": qid_array.take(pa.array(q[mine])),
                         "query_lang": pa.array([lq] * n, pa.string()),
                         "candidate_lang": pa.array([lc] * n, pa.string()),
-                        "pid": pid_array.take(pa.array(columns[c])),
-                        "rank": pa.array(rank, pa.int64()),
-                        "score": pa.array(score.astype(np.float32)),
+                        "pid": pid_array.take(pa.array(c[mine])),
+                        "rank": pa.array(rank[mine], pa.int64()),
+                        "score": pa.array(score[mine].astype(np.float32)),
                     },
                     schema=schema.RUN,
                 )

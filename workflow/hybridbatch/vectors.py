@@ -34,6 +34,12 @@ def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]
     return table.column("id").to_pylist(), table.column("lang").to_pylist(), vectors
 
 
+def read_ids(path: str | Path) -> tuple[list[str], list[str]]:
+    """The ids and languages of an embeddings file, without its vectors."""
+    table = pq.read_table(path, columns=["id", "lang"])
+    return table.column("id").to_pylist(), table.column("lang").to_pylist()
+
+
 def candidate_rows(passage_langs: np.ndarray, lang: str) -> np.ndarray:
     """Rows of the passages embeddings held by index-<lang>.faiss, in index order."""
     return np.arange(len(passage_langs)) if lang == POOLED else np.flatnonzero(passage_langs == lang)
