@@ -41,9 +41,11 @@ def build_model(root: Path, params: dict = MODEL) -> Path:
     return root / "model"
 
 
-def trainer_and_step(model_dir: str | Path, params: dict, batch: int, device: str, **settings):
+def trainer_and_step(model_dir: str | Path, params: dict, batch: int, device: str, varied: bool = False, packed: bool = True,
+                     **settings):
     """A Trainer over the encoder in `model_dir` and one text InfoNCE step of `batch`
-    queries, each with a positive and a hard negative of 64 tokens."""
+    queries, each with a positive and a hard negative of 64 tokens (`varied`: 8 to 64
+    words, as real texts; `packed` False: the padded forward)."""
     import torch
 
     from hybridbatch.encoders import Encoder
@@ -51,12 +53,13 @@ def trainer_and_step(model_dir: str | Path, params: dict, batch: int, device: st
     from hybridbatch.trainer import Step, Trainer, TrainerSettings, parameter_groups
 
     torch.manual_seed(0)
-    encoder = Encoder(model_dir, params, device=device)
+    encoder = Encoder(model_dir, params, device=device, packed=packed)
     named = {n: p for n, p in encoder.model.named_parameters() if p.requires_grad}
     trainer = Trainer(TrainerSettings(**settings), named, parameter_groups(named, lambda _: 1e-4, 0.01), 0.0, 100,
                       [encoder.model], device)
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
-    text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(80))  # noqa: E731  (truncated to 64 tokens)
+    length = (lambda i: 8 + (i * 37) % 57) if varied else (lambda i: 80)  # noqa: E731  (80 words: truncated to 64 tokens)
+    text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(length(i)))  # noqa: E731
     mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
     step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
                  (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],

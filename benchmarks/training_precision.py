@@ -5,7 +5,8 @@ texts; text InfoNCE with a hard negative per example).
     python benchmarks/training_precision.py [--batch 128] [--steps 10]
 
 Times `Trainer.optimise` only (after two warm-up steps), synchronised; prints examples/s
-per setting and the ratio to fp32.
+per setting and the ratio to fp32; then bf16 on texts of varied length with the packed and
+the padded forward pass.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from gradcache_memory import MODEL, build_model, trainer_and_step  # noqa: E402
 BASE = {**MODEL, "source": {**MODEL["source"], "hidden_size": 768, "layers": 12, "heads": 12}}
 
 
-def throughput(model_dir: Path, batch: int, steps: int, precision: str, mini_batch: int | None) -> float:
-    trainer, step = trainer_and_step(model_dir, BASE, batch, "cuda", precision=precision, mini_batch=mini_batch,
-                                     gradient_clipping=1.0)
+def throughput(model_dir: Path, batch: int, steps: int, precision: str, mini_batch: int | None, varied: bool = False,
+               packed: bool = True) -> float:
+    trainer, step = trainer_and_step(model_dir, BASE, batch, "cuda", varied, packed, precision=precision,
+                                     mini_batch=mini_batch, gradient_clipping=1.0)
     for _ in range(2):
         trainer.optimise(step, "warm-up")
     torch.cuda.synchronize()
@@ -52,6 +54,10 @@ def main() -> None:
             reference = reference or rate
             label = precision + (f" + GradCache {mini}" if mini else "")
             print(f"{label:>20}: {rate:8.0f} examples/s  ({rate / reference:.2f}x fp32)", flush=True)
+        print("texts of 8 to 64 words (a padded batch is half padding):")
+        for packed in (False, True):
+            rate = throughput(model_dir, args.batch, args.steps, "bf16", None, varied=True, packed=packed)
+            print(f"{'bf16, ' + ('packed' if packed else 'padded'):>20}: {rate:8.0f} examples/s", flush=True)
 
 
 if __name__ == "__main__":

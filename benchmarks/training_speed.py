@@ -95,7 +95,10 @@ def sentence_transformers(model_dir: Path, rows: pd.DataFrame, mini_batch: int |
     scale = 1 / TRAINING["temperature"]
     loss = (CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=mini_batch) if mini_batch
             else MultipleNegativesRankingLoss(model, scale=scale))
-    batch_size = int(rows.groupby("batch_id").size().iloc[0])
+    sizes = rows.groupby("batch_id").size()
+    if sizes.nunique() != 1:
+        raise SystemExit(f"batches of several sizes ({sorted(set(sizes))}): sentence-transformers' batches would not be ours")
+    batch_size = int(sizes.iloc[0])
 
     class StepTimer(TrainerCallback):
         seconds: list[float] = []

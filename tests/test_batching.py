@@ -257,3 +257,14 @@ def test_a_fillable_batch_is_always_filled_even_when_a_greedy_pick_blocks_the_re
         for _ in range(8):
             batch = queue.take(13)
             assert sorted(groups[batch].tolist()) == list(range(13))
+
+
+def test_a_language_with_fewer_items_than_a_batch_gets_no_mono_batches(tmp_path, caplog):
+    pairs = synthetic_pairs(40, 0)
+    few = sorted(pairs[pairs.query_lang == "zh"].item_id.unique())[3:]  # zh keeps 3 items
+    pairs = pairs[~(pairs.item_id.isin(few) & ((pairs.query_lang == "zh") | (pairs.passage_lang == "zh")))]
+    write_pairs(pairs, tmp_path)
+    build_batches(plan(alpha=1.0, batch_size=4, epochs=3), tmp_path, tmp_path / "out")
+    frame = shards(tmp_path / "out")
+    assert "zh" not in set(frame.query_lang) and frame.query_lang.nunique() == len(LANGS) - 1
+    assert "zh have fewer items than a batch (4)" in caplog.text

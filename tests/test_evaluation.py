@@ -194,22 +194,31 @@ def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate
         assert listed == {(r, c): i + 1 for r in range(300) for i, c in enumerate(top_columns[r])}
 
 
-@pytest.mark.skipif(not (REPO.parent / "shared/corpora/xquad-r").is_dir(), reason="../shared/corpora/xquad-r is not here")
-def test_real_xquad_r_runs_are_the_same_in_small_score_blocks(tmp_path):
+XQUAD_R = REPO.parent / "shared" / "corpora" / "xquad-r"
+
+
+@pytest.fixture(scope="module")
+def xquad_r_test(tmp_path_factory):
+    """The test split (30% of the items) of real XQuAD-R, 11 languages; skipped without ../shared."""
+    from hybridbatch.corpora import prepare
+
+    if not XQUAD_R.is_dir():
+        pytest.skip("../shared/corpora/xquad-r is not here")
+    root = tmp_path_factory.mktemp("xquad-r")
+    languages = sorted(p.stem for p in XQUAD_R.glob("*.json"))
+    (root / "raw").mkdir()
+    for lang in languages:
+        (root / "raw" / f"{lang}.json").symlink_to(XQUAD_R / f"{lang}.json")
+    (root / "raw" / "SHA256SUMS").write_text((XQUAD_R / "SHA256SUMS").read_text())
+    prepare.prepare({"source": "lareqa", "languages": languages, "test_fraction": 0.3, "split_seed": 0}, root / "raw", root / "c")
+    return root / "c" / "test"
+
+
+def test_real_xquad_r_runs_are_the_same_in_small_score_blocks(xquad_r_test, tmp_path):
     """All three settings of real XQuAD-R (11 languages, 1,190 items) with random 384-d
     integer vectors (exact float32 scores whatever the BLAS blocking; many ties): blocks
     of 20 candidates give the very runs of one block per candidate set."""
-    from hybridbatch.corpora import prepare
-
-    mirror = REPO.parent / "shared" / "corpora" / "xquad-r"
-    languages = sorted(p.stem for p in mirror.glob("*.json"))
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for lang in languages:
-        (raw / f"{lang}.json").symlink_to(mirror / f"{lang}.json")
-    (raw / "SHA256SUMS").write_text((mirror / "SHA256SUMS").read_text())
-    prepare.prepare({"source": "lareqa", "languages": languages, "test_fraction": 0.3, "split_seed": 0}, raw, tmp_path / "c")
-    corpus, emb = tmp_path / "c" / "test", tmp_path / "emb"
+    corpus, emb = xquad_r_test, tmp_path / "emb"
     queries = schema.read_parquet(corpus / "queries.parquet", schema.QUERIES)
     passages = schema.read_parquet(corpus / "passages.parquet", schema.PASSAGES)
     rng = np.random.default_rng(0)
@@ -226,3 +235,25 @@ def test_real_xquad_r_runs_are_the_same_in_small_score_blocks(tmp_path):
         small, whole = (pd.read_parquet(tmp_path / run / f"{setting}.parquet") for run in ("small", "whole"))
         assert len(whole) > 1000
         pd.testing.assert_frame_equal(small, whole)
+
+
+def test_float16_vectors_give_the_float32_metrics_on_real_xquad_r(xquad_r_test, tiny_model_dir, tmp_path):
+    """The tiny encoder's vectors of real XQuAD-R stored as float16: every metric within
+    0.002 of float32's (language bias within 1%), the files at most 60% of the size."""
+    from conftest import TINY_MODEL
+    from hybridbatch.indexing import embed_and_index
+
+    summaries, sizes = {}, {}
+    for dtype in ("float32", "float16"):
+        params = {"batch_size": 256, "dtype": dtype, "index_factory": "Flat", "model": TINY_MODEL}
+        embed_and_index(params, tiny_model_dir, xquad_r_test, tmp_path / dtype / "emb")
+        evaluation.search({"top_k": 100}, tmp_path / dtype / "emb", xquad_r_test, tmp_path / dtype / "runs")
+        summaries[dtype] = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / dtype / "runs", xquad_r_test,
+                                               tmp_path / dtype / "metrics").set_index(["setting", "metric"]).value
+        sizes[dtype] = (tmp_path / dtype / "emb" / "passages.parquet").stat().st_size
+    assert sizes["float16"] <= 0.6 * sizes["float32"]
+    bias = summaries["float32"].index.get_level_values("metric") == "language_bias"
+    difference = (summaries["float16"] - summaries["float32"]).abs()
+    assert difference[~bias].max() <= 0.002 and len(difference) == len(summaries["float32"]) == 3 * 6 + 1
+    assert (difference[bias] / summaries["float32"][bias]).max() <= 0.01
+    assert summaries["float32"]["multi", "map"] > 0  # the tiny model's ranks are not all ties

@@ -58,3 +58,16 @@ def test_only_transformer_then_mean_or_cls_pooling_is_packable(tiny_model_dir):
     model[1].pooling_mode = "mean"
     model[1].include_prompt = False  # prompt tokens left out of the mean: not what the packed path pools
     assert not packable(model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_forward_on_cuda_equals_the_padded_forward(tiny_model_dir, dtype):
+    """On the GPU, in fp32 and under bf16 autocast (as the trainer runs it)."""
+    packed, padded = (Encoder(tiny_model_dir, TINY_MODEL, "cuda", packed=flag) for flag in (True, False))
+    for encoder in (packed, padded):
+        encoder.model.eval()
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        embeddings = [encoder.embed(TEXTS, "passage").float() for encoder in (packed, padded)]
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(embeddings[0], embeddings[1], atol=tolerance, rtol=tolerance)

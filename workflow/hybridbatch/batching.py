@@ -288,6 +288,18 @@ def conflict_edges(pairs_path: str | Path, item: np.ndarray, qrels_path: str | P
     return np.stack([key // n_items, key % n_items], axis=1)
 
 
+def draw_language(rng: np.random.Generator, sizes: np.ndarray, size: int, proportional: bool) -> int:
+    """A language (index into `sizes`, its item counts) for a mono batch of `size`:
+    uniformly or in proportion to its items, among the languages that can fill one."""
+    eligible = np.flatnonzero(sizes >= size)
+    if not len(eligible):
+        raise BatchUnfillable(f"{MONO} batches of {size}: no language has {size} items (the most: {int(sizes.max())})")
+    share = sizes[eligible] / sizes[eligible].sum() if proportional else None
+    if len(eligible) == len(sizes):  # the draw every language can take, as before any was too small
+        return int(rng.choice(len(sizes), p=share))
+    return int(eligible[rng.choice(len(eligible), p=share)])
+
+
 def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int, allowed: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
     """The batches of one epoch as (batch type, pair rows), reproducible from (seed, epoch),
     over the items where `allowed` (default: all)."""
@@ -309,9 +321,13 @@ def plan_epoch(index: PairIndex, plan: BatchPlan, epoch: int, allowed: np.ndarra
     sizes_per_batch = [plan.batch_size] * full + ([] if plan.drop_last or rest == 0 else [rest])
     batches = []
     type_weights = batch_type_weights({"alpha": plan.alpha})
+    small = [index.lang_names[lang] for lang, n in zip(languages, sizes) if n < plan.batch_size]
+    if small:
+        logging.warning("epoch %d: %s have fewer items than a batch (%d): no %s batches in them", epoch,
+                        ", ".join(small), plan.batch_size, MONO)
     for size in sizes_per_batch:
         if draw_batch_types(type_weights, 1, type_rng)[0] == MONO:
-            lang = languages[mono_rng.choice(len(languages), p=weights)]
+            lang = languages[draw_language(mono_rng, sizes, size, weights is not None)]
             batches.append((MONO, index.mono_row[lang, mono_queues[lang].take(size)]))
         else:
             if cross_queue is None:

@@ -12,10 +12,16 @@ A query whose item has no relevant candidate in the searched set is skipped for
 that setting and language pair, and the number skipped is reported; a block where
 every query is skipped stays in by_language.parquet with 0 queries.
 
-Ranks: the top-k comes from the index (an exact index ranks by the same matrix product
-as below; an approximate one, HNSW/IVF/PQ, returns its own list, possibly shorter than
-k, never a -1 label). Every relevant candidate outside that list is ranked after it, in
-exact-score order among the candidates the index did not return (ties: earlier first).
+Ranks: with an exact (flat) index the top-k is computed here, streaming the stored
+vectors in blocks (memory: one block of 128 queries x `search.block_mb` of scores, flat
+in the corpus size) and merging each block's top-k (ties: the earlier candidate); an
+approximate index (HNSW/IVF/PQ) returns its own list, possibly shorter than k, never a
+-1 label. Every relevant candidate outside the list is ranked after it, in exact-score
+order among the candidates the list missed (ties: earlier first), counted block by
+block in a second pass. Scores are float32 matrix products: BLAS may round a product
+differently in blocks of another shape, so two block sizes can order candidates whose
+scores differ in the last bit differently (a test with exactly representable scores
+shows every block size giving the same runs).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .layout import SETTINGS, SUMMARY_COLUMNS
-from .vectors import POOLED, candidate_rows, read_embeddings, read_ids
+from .vectors import POOLED, candidate_rows, read_embeddings, read_ids, vectors_of
 from .metrics import metric_names, rank_metrics
 
 QUERY_CHUNK = 128
@@ -55,7 +61,7 @@ def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
         above, tied = scores > kth, scores == kth
         wanted = k - above.sum(axis=1, keepdims=True)
-        keep = above | (tied & (np.cumsum(tied, axis=1) <= wanted))
+        keep = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= wanted))
         part = np.nonzero(keep)[1].reshape(len(scores), k)
     else:
         part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
@@ -85,9 +91,7 @@ def parquet_blocks(path: Path, rows: np.ndarray, width: int) -> CandidateBlocks:
             keep = wanted[start : start + batch.num_rows]
             start += batch.num_rows
             if keep.any():
-                column = batch.column(0)
-                vectors = column.flatten().to_numpy().reshape(batch.num_rows, column.type.list_size)
-                vectors = vectors[np.flatnonzero(keep)]
+                vectors = vectors_of(batch.column(0))[np.flatnonzero(keep)]
                 yield lo, vectors
                 lo += len(vectors)
     return blocks
@@ -192,6 +196,12 @@ def search_block(index: faiss.Index | None, queries: np.ndarray, blocks: Candida
     return q[order], c[order], rank[order], score[order]
 
 
+def relevant_pairs(corpus_dir: Path) -> pd.DataFrame:
+    """The corpus's relevant (qid, pid) pairs, each once."""
+    qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
+    return qrels[qrels.relevance > 0].drop_duplicates(["qid", "pid"])
+
+
 def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
     """Whether some query has relevant candidates in two languages (items are parallel)."""
     pairs = pd.DataFrame({"query": query_rows, "lang": passage_langs}).drop_duplicates()
@@ -201,7 +211,7 @@ def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
 def open_index(path: Path) -> faiss.Index | None:
     """An approximate index, or None for an exact (flat) one: exact search streams the
     stored vectors instead (the flat file is only memory-mapped to tell)."""
-    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # a flat index's vectors stay on disk
     return None if isinstance(index, faiss.IndexFlat) else faiss.read_index(str(path))
 
 
@@ -213,8 +223,7 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     qids, qlangs, qvectors = read_embeddings(embed_dir / "queries.parquet")
     passages_path = embed_dir / "passages.parquet"
     pids, plangs = read_ids(passages_path)
-    qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
-    qrels = qrels[qrels.relevance > 0]
+    qrels = relevant_pairs(corpus_dir)
     qlangs, plangs = np.array(qlangs), np.array(plangs)
     qid_array, pid_array = pa.array(qids, pa.string()), pa.array(pids, pa.string())
     pid_row = pd.Series(np.arange(len(pids)), index=pids)
@@ -274,8 +283,7 @@ def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir:
     aggregates (by_language.parquet) and macro-averaged rows of the summary contract
     (summary.csv). `params['descriptor']` names the run: corpus, model, strategy, alpha, seed."""
     run_dir, corpus_dir, out_dir = Path(run_dir), Path(corpus_dir), Path(out_dir)
-    qrels = schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS)
-    qrels = qrels[qrels.relevance > 0]
+    qrels = relevant_pairs(corpus_dir)
     item_of = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES).set_index("qid").item_id
     relevant = pa.Table.from_pandas(qrels[["qid", "pid"]], preserve_index=False).cast(
         pa.schema([("qid", pa.string()), ("pid", pa.string())])

@@ -23,11 +23,13 @@ def build_index(vectors: np.ndarray, factory: str) -> faiss.Index:
     return index
 
 
-def encode_file(encoder: Encoder, path: Path, table_schema, kind: str, batch_size: int, out_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Encode the texts of a queries or passages file into `out_path`; return (langs, vectors)."""
+def encode_file(encoder: Encoder, path: Path, table_schema, kind: str, params: dict, out_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Encode the texts of a queries or passages file into `out_path` (as params['dtype']);
+    return (langs, vectors as stored, in float32)."""
     frame = schema.require_nonempty(schema.read_parquet(path, table_schema), path, "rows")
-    vectors = encoder.encode(frame.text.tolist(), kind, batch_size, desc=f"encode {path.stem}")
-    schema.write_table(embeddings_table(frame.iloc[:, 0].tolist(), frame.lang.tolist(), vectors), out_path,
+    vectors = encoder.encode(frame.text.tolist(), kind, params["batch_size"], desc=f"encode {path.stem}")
+    vectors = vectors.astype(params["dtype"]).astype(np.float32)  # the index holds what the file holds
+    schema.write_table(embeddings_table(frame.iloc[:, 0].tolist(), frame.lang.tolist(), vectors, params["dtype"]), out_path,
                        row_group_size=ROW_GROUP)
     return frame.lang.to_numpy(), vectors
 
@@ -37,9 +39,8 @@ def embed_and_index(params: dict, model_dir: str | Path, corpus_dir: str | Path,
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = Encoder(model_dir, params["model"])
-    size = params["batch_size"]
-    queries, _ = encode_file(encoder, corpus_dir / "queries.parquet", schema.QUERIES, "query", size, out_dir / "queries.parquet")
-    langs, vectors = encode_file(encoder, corpus_dir / "passages.parquet", schema.PASSAGES, "passage", size, out_dir / "passages.parquet")
+    queries, _ = encode_file(encoder, corpus_dir / "queries.parquet", schema.QUERIES, "query", params, out_dir / "queries.parquet")
+    langs, vectors = encode_file(encoder, corpus_dir / "passages.parquet", schema.PASSAGES, "passage", params, out_dir / "passages.parquet")
     for lang in sorted(set(langs)) + [POOLED]:
         rows = candidate_rows(langs, lang)
         faiss.write_index(build_index(vectors[rows], params["index_factory"]), str(out_dir / f"index-{lang}.faiss"))

@@ -47,8 +47,8 @@ def packed_sentence_embeddings(model, input_ids: torch.Tensor, attention_mask: t
     lengths = mask.sum(1)
 
     embeddings = encoder.embeddings
-    if PACKABLE_MODEL_TYPES[config.model_type]:
-        positions = mask.long().cumsum(1) + embeddings.padding_idx
+    if PACKABLE_MODEL_TYPES[config.model_type]:  # as transformers: counted over the non-pad tokens
+        positions = input_ids.ne(embeddings.padding_idx).long().cumsum(1) + embeddings.padding_idx
     else:
         positions = torch.arange(length, device=mask.device).expand(batch, length)
     types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
@@ -79,5 +79,5 @@ def packed_sentence_embeddings(model, input_ids: torch.Tensor, attention_mask: t
     if model[1].pooling_mode == "cls":
         return hidden[starts]
     sequence = torch.repeat_interleave(torch.arange(batch, device=mask.device), lengths)
-    summed = hidden.new_zeros(batch, hidden.shape[1]).index_add(0, sequence, hidden)
-    return summed / lengths.clamp(min=1).unsqueeze(1).to(hidden.dtype)
+    summed = hidden.new_zeros(batch, hidden.shape[1], dtype=torch.float32).index_add(0, sequence, hidden.float())
+    return (summed / lengths.clamp(min=1).unsqueeze(1)).to(hidden.dtype)  # summed in fp32, as sentence-transformers

@@ -1,4 +1,4 @@
-"""Stored embeddings: Parquet with an id, a language and a fixed-size float32 vector."""
+"""Stored embeddings: Parquet with an id, a language and a fixed-size float32 (or float16) vector."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from . import schema
 POOLED = "all"
 
 
-def embeddings_table(ids: list[str], langs: list[str], vectors: np.ndarray) -> pa.Table:
-    flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
+STORED_TYPES = {"float32": pa.float32(), "float16": pa.float16()}
+
+
+def embeddings_table(ids: list[str], langs: list[str], vectors: np.ndarray, dtype: str = "float32") -> pa.Table:
+    """ids, languages and vectors, the vectors stored as float32 or float16."""
+    flat = pa.array(vectors.astype(dtype).ravel(), type=STORED_TYPES[dtype])
     return pa.table(
         {
             "id": pa.array(ids, pa.string()),
@@ -24,14 +28,18 @@ def embeddings_table(ids: list[str], langs: list[str], vectors: np.ndarray) -> p
     )
 
 
+def vectors_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The float32 matrix of an embedding column (float16 storage is widened)."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column.flatten().to_numpy().reshape(len(column), column.type.list_size).astype(np.float32, copy=False)
+
+
 def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     table = pq.read_table(path)
     for name in ("id", "lang", "embedding"):
         if name not in table.column_names:
             raise schema.SchemaError(f"{path}: missing column {name!r}")
-    column = table.column("embedding").combine_chunks()
-    vectors = column.flatten().to_numpy().reshape(len(table), column.type.list_size)
-    return table.column("id").to_pylist(), table.column("lang").to_pylist(), vectors
+    return table.column("id").to_pylist(), table.column("lang").to_pylist(), vectors_of(table.column("embedding"))
 
 
 def read_ids(path: str | Path) -> tuple[list[str], list[str]]:
