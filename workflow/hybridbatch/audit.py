@@ -76,9 +76,20 @@ def check_files(artifacts: dict[Path, Artifact], quick: bool = False) -> None:
             artifact.problems += verify_artifact(artifact.path, artifact.manifest, float("inf"), written)
 
 
+def recorded_threads(manifest: dict) -> int | None:
+    """The BLAS thread count a stage ran with: sums in matrix products (significance
+    resampling) round differently with another count, so a re-derivation uses the same."""
+    threads = manifest.get("threads", {})
+    value = threads.get("OPENBLAS_NUM_THREADS") or threads.get("OMP_NUM_THREADS")
+    return int(value) if value else None
+
+
 def check_derived(artifacts: dict[Path, Artifact]) -> None:
     """Recompute what is derived without randomness of its own (each run's summary.csv,
-    every table) and record any difference from the file on disk."""
+    every table), with the BLAS threads the stage had, and record any difference from the
+    file on disk."""
+    from threadpoolctl import threadpool_limits
+
     from .evaluation import summary_rows
     from .metrics import metric_names
     from .tables import load_runs, write_tables
@@ -87,7 +98,7 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
         stage, params = artifact.manifest.get("stage"), artifact.manifest.get("params", {})
         if artifact.problems or stage not in ("evaluate", "evaluate-image-text", "tables"):
             continue
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, threadpool_limits(recorded_threads(artifact.manifest)):
             scratch = Path(scratch)
             if stage != "tables":
                 names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
