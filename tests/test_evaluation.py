@@ -4,6 +4,7 @@ on full rankings."""
 import faiss
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import pytrec_eval
 
@@ -246,7 +247,7 @@ def test_float16_vectors_give_the_float32_metrics_on_real_xquad_r(xquad_r_test, 
     summaries, sizes = {}, {}
     for dtype in ("float32", "float16"):
         params = {"batch_size": 256, "dtype": dtype, "index_factory": "Flat", "model": TINY_MODEL}
-        embed_and_index(params, tiny_model_dir, xquad_r_test, tmp_path / dtype / "emb")
+        embed_and_index(params, tiny_model_dir, xquad_r_test, [], tmp_path / dtype / "emb")
         evaluation.search({"top_k": 100}, tmp_path / dtype / "emb", xquad_r_test, tmp_path / dtype / "runs")
         summaries[dtype] = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / dtype / "runs", xquad_r_test,
                                                tmp_path / dtype / "metrics").set_index(["setting", "metric"]).value
@@ -257,3 +258,38 @@ def test_float16_vectors_give_the_float32_metrics_on_real_xquad_r(xquad_r_test, 
     assert difference[~bias].max() <= 0.002 and len(difference) == len(summaries["float32"]) == 3 * 6 + 1
     assert (difference[bias] / summaries["float32"][bias]).max() <= 0.01
     assert summaries["float32"]["multi", "map"] > 0  # the tiny model's ranks are not all ties
+
+
+def test_passages_embedded_in_shards_give_the_unsharded_runs_on_real_xquad_r(xquad_r_test, tiny_model_dir, tmp_path):
+    """Real XQuAD-R's test passages embedded in 3 shard jobs (uneven, contiguous) and gathered:
+    the same ids in the same order, vectors within 1e-6, and the very runs of one job."""
+    from conftest import TINY_MODEL
+    from hybridbatch.indexing import embed_and_index, embed_shard, shard_rows
+
+    params = {"batch_size": 64, "dtype": "float32", "index_factory": "Flat", "model": TINY_MODEL}
+    shard_dirs = [tmp_path / f"{shard}-of-3" for shard in range(3)]
+    for shard, out in enumerate(shard_dirs):
+        assert embed_shard({**params, "shard": shard, "shards": 3}, tiny_model_dir, xquad_r_test, out)["shard"] == shard
+    embed_and_index(params, tiny_model_dir, xquad_r_test, shard_dirs, tmp_path / "sharded")
+    embed_and_index(params, tiny_model_dir, xquad_r_test, [], tmp_path / "whole")
+    sharded, whole = (evaluation.read_embeddings(tmp_path / run / "passages.parquet") for run in ("sharded", "whole"))
+    assert sharded[:2] == whole[:2] and len(whole[0]) > 1000
+    assert [len(evaluation.read_embeddings(d / "passages.parquet")[0]) for d in shard_dirs] == \
+        [shard_rows(len(whole[0]), s, 3).stop - shard_rows(len(whole[0]), s, 3).start for s in range(3)]
+    np.testing.assert_allclose(sharded[2], whole[2], atol=1e-6)
+    for run in ("sharded", "whole"):
+        evaluation.search({"top_k": 100, "block_mb": 64}, tmp_path / run, xquad_r_test, tmp_path / f"{run}-runs")
+    for setting in evaluation.SETTINGS:
+        pd.testing.assert_frame_equal(*(pd.read_parquet(tmp_path / f"{run}-runs" / f"{setting}.parquet")
+                                        for run in ("sharded", "whole")))
+
+
+def test_rows_of_a_parquet_file_are_read_from_the_row_groups_that_hold_them(tmp_path):
+    from hybridbatch.indexing import read_rows, shard_rows
+
+    frame = pd.DataFrame({"pid": [f"p{i}" for i in range(10)], "lang": "en", "item_id": "i", "text": [f"t{i}" for i in range(10)]})
+    schema.write_table(pa.Table.from_pandas(frame, schema=schema.PASSAGES, preserve_index=False), tmp_path / "p.parquet",
+                       row_group_size=3)
+    parts = [read_rows(tmp_path / "p.parquet", schema.PASSAGES, shard_rows(10, s, 4)) for s in range(4)]
+    assert [len(p) for p in parts] == [2, 3, 2, 3]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), frame)

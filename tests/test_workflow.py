@@ -10,7 +10,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import faiss
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -43,6 +42,7 @@ def tiny_config() -> dict:
     config["training"].update(learning_rate=5e-4, freeze_embeddings=False)
     config["experiment"]["models"] = ["tiny-bert"]
     config["search"]["top_k"] = 20
+    config["embedding"]["shards"] = {"cldr-locales": 2}  # each model's test passages in two jobs
     config["corpora"]["emoji"] = tiny_emoji_corpus()  # 3 train and 2 test images
     config["image_towers"]["efficientnet-lite0"].update(image_size=32, batch_size=4)
     image_text = config["image_text"]
@@ -101,7 +101,11 @@ def test_every_artifact_has_its_schema(workdir):
         assert (model / "model.safetensors").is_file() and (model / "modules.json").is_file()
     for variant in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]:
         embeddings = results / f"embeddings/tiny-bert/{variant}/cldr-locales"
-        assert faiss.read_index(str(embeddings / "index-all.faiss")).ntotal == pq.read_metadata(embeddings / "passages.parquet").num_rows
+        passages = pq.read_metadata(results / "corpora/cldr-locales/test/passages.parquet").num_rows
+        shards = [pq.read_metadata(results / f"embedding_shards/tiny-bert/{variant}/cldr-locales/{s}-of-2/passages.parquet").num_rows
+                  for s in range(2)]
+        assert pq.read_metadata(embeddings / "passages.parquet").num_rows == sum(shards) == passages and min(shards) > 0
+        assert not list(embeddings.glob("*.faiss"))  # exact search streams passages.parquet: no index file
         for setting in ("mono", "cross", "multi"):
             run = schema.read_parquet(results / f"runs/tiny-bert/{variant}/cldr-locales/{setting}.parquet", schema.RUN)
             assert run["rank"].min() == 1
@@ -164,7 +168,7 @@ def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir)
     write_config(workdir, config)
     try:
         assert planned_jobs(workdir) == {
-            "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
+            "batches": 1, "train": 1, "embed_shard": 2, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
         }
     finally:
         write_config(workdir, tiny_config())
@@ -240,6 +244,8 @@ def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(work
     assert failing == {
         "results/batches/cldr-locales/hybrid/s0",
         "results/models/tiny-bert/cldr-locales.hybrid.s0",
+        "results/embedding_shards/tiny-bert/cldr-locales.hybrid.s0/cldr-locales/0-of-2",
+        "results/embedding_shards/tiny-bert/cldr-locales.hybrid.s0/cldr-locales/1-of-2",
         "results/embeddings/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
         "results/runs/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
         "results/metrics/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
@@ -343,8 +349,9 @@ def test_paper_config_plans_the_full_grid(tmp_path):
     table = result.stdout.split("Job stats:")[1].split("total")[0]
     jobs = {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
     # 4 corpora (XQuAD-R, MLQA-R, MIRACL, mMARCO); 2 models x 3 strategies; 2 x 4 variants x 3 corpora
+    # MIRACL's passages in 64 shards, one job each, for each of the 8 models
     assert jobs == {"download": 4, "prepare": 4, "pairs": 1, "batches": 3, "base_model": 2, "train": 6,
-                    "embed": 24, "search": 24, "evaluate": 24, "tables": 1, "all": 1}  # fmt: skip
+                    "embed_shard": 8 * 64, "embed": 24, "search": 24, "evaluate": 24, "tables": 1, "all": 1}  # fmt: skip
 
 
 def dry_run_jobs(output: str) -> list[dict]:
@@ -375,7 +382,7 @@ def test_slurm_profile_hands_each_job_the_resources_of_its_rule(tmp_path):
     for job in (job for job in jobs if job["rule"] != "all"):  # the target rule runs nothing
         expected = {**paper["resources"]["default"], **paper["resources"].get(job["rule"], {})}
         assert int(job["mem_mb"]) == expected["mem_mb"] and int(job["runtime"]) == expected["runtime"], job
-        if job["rule"] in ("train", "embed"):
+        if job["rule"] in ("train", "embed_shard", "embed"):
             assert job["gpu"] == "1", job  # compute.gpus: `--resources gpu=N` runs N at once
 
 

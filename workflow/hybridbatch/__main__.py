@@ -29,7 +29,8 @@ STAGES = {
     "image-text-batches": ("image_text_batches", "build_image_text_batches", ["corpus", "out"]),
     "train-lit": ("lit", "train_lit", ["base", "features", "batches", "out"]),
     "evaluate-image-text": ("image_text_evaluation", "evaluate_image_text", ["model", "features", "corpus", "out"]),
-    "embed": ("indexing", "embed_and_index", ["model", "corpus", "out"]),
+    "embed-shard": ("indexing", "embed_shard", ["model", "corpus", "out"]),
+    "embed": ("indexing", "embed_and_index", ["model", "corpus", "shards", "out"]),
     "search": ("evaluation", "search", ["embeddings", "corpus", "out"]),
     "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out"]),
     "tables": ("tables", "make_tables", ["metrics", "image_text_metrics", "tables", "plots", "record"]),
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
             optional = (name, path) in (("base-model", "corpus"), ("tables", "image_text_metrics"))
-            nargs = {"metrics": "+", "image_text_metrics": "*"}.get(path)
+            nargs = {"metrics": "+", "image_text_metrics": "*", "shards": "*"}.get(path)
             command.add_argument(f"--{path.replace('_', '-')}", dest=path, required=not optional, nargs=nargs,
                                  default=[] if nargs == "*" else None)
     command = commands.add_parser("check-config", help="checks that need the stages' libraries (Babel, FAISS)")

@@ -33,6 +33,7 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
         ("experiment.eval_corpora", config["experiment"]["eval_corpora"], "corpora"),
     ]
     references += [(f"trainsets.{name}.corpus", [t["corpus"]], "corpora") for name, t in config["trainsets"].items()]
+    references.append(("embedding.shards", list(config["embedding"].get("shards", {})), "corpora"))
     references += [
         (f"models.{name}.source.corpus", [m["source"]["corpus"]], "corpora")
         for name, m in config["models"].items()

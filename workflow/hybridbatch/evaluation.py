@@ -12,7 +12,7 @@ A query whose item has no relevant candidate in the searched set is skipped for
 that setting and language pair, and the number skipped is reported; a block where
 every query is skipped stays in by_language.parquet with 0 queries.
 
-Ranks: with an exact (flat) index the top-k is computed here, streaming the stored
+Ranks: with an exact (flat, or no) index the top-k is computed here, streaming the stored
 vectors in blocks (memory: one block of 128 queries x `search.block_mb` of scores, flat
 in the corpus size) and merging each block's top-k (ties: the earlier candidate); an
 approximate index (HNSW/IVF/PQ) returns its own list, possibly shorter than k, never a
@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import schema
 from .layout import SETTINGS, SUMMARY_COLUMNS
-from .vectors import POOLED, candidate_rows, read_embeddings, read_ids, vectors_of
+from .vectors import POOLED, CandidateBlocks, candidate_rows, parquet_blocks, read_embeddings, read_ids
 from .metrics import metric_names, rank_metrics
 
 QUERY_CHUNK = 128
@@ -71,30 +70,10 @@ def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(scores, columns, axis=1), columns
 
 
-CandidateBlocks = Callable[[], Iterator[tuple[int, np.ndarray]]]
-
-
 def blocks_of(vectors: np.ndarray, rows: np.ndarray, width: int) -> CandidateBlocks:
     """Blocks (first column, vectors) of the candidates vectors[rows], at most `width` each,
     gathered one block at a time."""
     return lambda: ((lo, vectors[rows[lo : lo + width]]) for lo in range(0, len(rows), width))
-
-
-def parquet_blocks(path: Path, rows: np.ndarray, width: int) -> CandidateBlocks:
-    """Blocks of the candidates at `rows` (sorted) of an embeddings file, read `width`
-    stored rows at a time: the file's vectors never sit in memory together."""
-    def blocks() -> Iterator[tuple[int, np.ndarray]]:
-        wanted = np.zeros(rows[-1] + 1 if len(rows) else 0, dtype=bool)
-        wanted[rows] = True
-        start = lo = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=width, columns=["embedding"]):
-            keep = wanted[start : start + batch.num_rows]
-            start += batch.num_rows
-            if keep.any():
-                vectors = vectors_of(batch.column(0))[np.flatnonzero(keep)]
-                yield lo, vectors
-                lo += len(vectors)
-    return blocks
 
 
 def block_width(block_mb: float, rows: int = QUERY_CHUNK) -> int:
@@ -209,8 +188,11 @@ def is_parallel(query_rows: np.ndarray, passage_langs: np.ndarray) -> bool:
 
 
 def open_index(path: Path) -> faiss.Index | None:
-    """An approximate index, or None for an exact (flat) one: exact search streams the
-    stored vectors instead (the flat file is only memory-mapped to tell)."""
+    """An approximate index, or None for exact search, which streams the stored vectors:
+    no index file (the embed stage writes none for Flat) or a flat one (memory-mapped to tell).
+    The embed artifact's manifest says which files belong there (checked before the search)."""
+    if not path.exists():
+        return None
     index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)  # a flat index's vectors stay on disk
     return None if isinstance(index, faiss.IndexFlat) else faiss.read_index(str(path))
 

@@ -1,4 +1,4 @@
-"""Pairs stage: training triplets (query, positive, hard negative) from a corpus's train split."""
+"""Pairs stage: training triplets (query, positive, BM25 hard negative) from a corpus's train split."""
 
 from __future__ import annotations
 
@@ -8,40 +8,41 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from . import schema
 
 TOKEN = re.compile(r"\w+", re.UNICODE)
+HARD_NEGATIVE_DEPTH = 20  # BM25 candidates looked at per passage (config trainsets.<name>.hard_negative_depth)
 
 
-def lexical_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, seed: int) -> pd.Series:
-    """For each passage, the pid of the passage in the same language sharing the most
-    word tokens with it, among passages relevant to none of its items and with other
-    text (ties broken at random from `seed`). `relevant_items` maps pid -> item ids."""
-    rng = np.random.default_rng(seed)
-    negatives = pd.Series(index=passages.pid.values, dtype=object)
-    for _, group in passages.groupby("lang", sort=True):
-        bag = _incidence([set(TOKEN.findall(text.lower())) for text in group.text])
-        overlap = (bag @ bag.T).toarray() + rng.random((len(group), len(group))) * 0.5
-        items = _incidence([set(ids) if isinstance(ids, list) else set() for ids in relevant_items.reindex(group.pid)])
-        texts = group.text.to_numpy()
-        overlap[((items @ items.T).toarray() > 0) | (texts[:, None] == texts[None, :])] = -np.inf
-        best = overlap.argmax(axis=1)
-        found = np.isfinite(overlap[np.arange(len(group)), best])
-        negatives[group.pid.values[found]] = group.pid.to_numpy()[best[found]]
+def bm25_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, depth: int) -> pd.Series:
+    """For each passage in `relevant_items` (pid -> item ids), the passage of its language
+    that BM25 (bm25s, Lucene scoring) ranks highest with the passage's distinct words as the query,
+    among the top `depth` that share a word with it, are relevant to none of its items and
+    have other text. Memory grows with the corpus's tokens, not its square: one sparse
+    index per language, queried by the passages that need a negative."""
+    import bm25s
+
+    negatives = pd.Series(index=relevant_items.index, dtype=object)
+    item_sets = {pid: set(items) for pid, items in relevant_items.items()}
+    for lang, group in passages.groupby("lang", sort=True):
+        asking = np.flatnonzero(group.pid.isin(item_sets).to_numpy())
+        if not len(asking):
+            continue
+        tokens = [TOKEN.findall(text.lower()) for text in group.text]
+        retriever = bm25s.BM25()
+        retriever.index(tokens, show_progress=False)
+        queries = [sorted(set(tokens[row])) for row in asking]
+        found, scores = retriever.retrieve(queries, k=min(depth + 1, len(group)), show_progress=False, n_threads=1)
+        pids, texts = group.pid.to_numpy(), group.text.to_numpy()
+        for row, candidates, candidate_scores in zip(asking, found, scores):
+            mine = item_sets[pids[row]]
+            for candidate, score in zip(candidates, candidate_scores):
+                if score > 0 and texts[candidate] != texts[row] and not mine & item_sets.get(pids[candidate], set()):
+                    negatives[pids[row]] = pids[candidate]
+                    break
+        logging.info("%s: %d of %d passages have a BM25 hard negative", lang, negatives.reindex(pids[asking]).notna().sum(), len(asking))
     return negatives
-
-
-def _incidence(sets: list[set[str]]) -> sparse.csr_matrix:
-    """Row i has a 1 in the column of each element of sets[i]."""
-    vocab: dict[str, int] = {}
-    rows, cols = [], []
-    for row, elements in enumerate(sets):
-        for element in elements:
-            rows.append(row)
-            cols.append(vocab.setdefault(element, len(vocab)))
-    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(sets), max(1, len(vocab))))
 
 
 def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
@@ -64,7 +65,7 @@ def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> di
     links["negative_pid"] = None
     if params["hard_negatives"]:
         relevant_items = links.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
-        links["negative_pid"] = lexical_hard_negatives(passages, relevant_items, params["seed"]).reindex(links.pid).values
+        links["negative_pid"] = bm25_hard_negatives(passages, relevant_items, params.get("hard_negative_depth", HARD_NEGATIVE_DEPTH)).reindex(links.pid).values
         relevant = pd.MultiIndex.from_frame(links[["qid", "pid"]])
         clash = pd.MultiIndex.from_arrays([links.qid, links.negative_pid]).isin(relevant)
         if clash.any():  # the miner excludes its items' passages; relevance has the last word

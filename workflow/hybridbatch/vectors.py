@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +12,9 @@ import pyarrow.parquet as pq
 from . import schema
 
 POOLED = "all"
+
+# blocks (first column, vectors) of a candidate set, read anew at each call
+CandidateBlocks = Callable[[], Iterator[tuple[int, np.ndarray]]]
 
 
 STORED_TYPES = {"float32": pa.float32(), "float16": pa.float16()}
@@ -51,3 +55,20 @@ def read_ids(path: str | Path) -> tuple[list[str], list[str]]:
 def candidate_rows(passage_langs: np.ndarray, lang: str) -> np.ndarray:
     """Rows of the passages embeddings held by index-<lang>.faiss, in index order."""
     return np.arange(len(passage_langs)) if lang == POOLED else np.flatnonzero(passage_langs == lang)
+
+
+def parquet_blocks(path: Path, rows: np.ndarray, width: int) -> CandidateBlocks:
+    """Blocks of the candidates at `rows` (sorted) of an embeddings file, read `width`
+    stored rows at a time: the file's vectors never sit in memory together."""
+    def blocks() -> Iterator[tuple[int, np.ndarray]]:
+        wanted = np.zeros(rows[-1] + 1 if len(rows) else 0, dtype=bool)
+        wanted[rows] = True
+        start = lo = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=width, columns=["embedding"]):
+            keep = wanted[start : start + batch.num_rows]
+            start += batch.num_rows
+            if keep.any():
+                vectors = vectors_of(batch.column(0))[np.flatnonzero(keep)]
+                yield lo, vectors
+                lo += len(vectors)
+    return blocks

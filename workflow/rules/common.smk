@@ -152,3 +152,20 @@ def parent_dir(path, levels=1):
     for _ in range(levels):
         path = os.path.dirname(path)
     return path
+
+
+def embedding_params(model, shard=None):
+    """The embed stage's config slice: everything but the shard counts (one shard's params
+    say which shard it is)."""
+    embedding = {key: value for key, value in config["embedding"].items() if key != "shards"}
+    params = {**embedding, "index_factory": config["index"]["factory"], "model": config["models"][model]}
+    return params if shard is None else {**params, "shard": int(shard[0]), "shards": int(shard[1])}
+
+
+def passage_shards(wildcards):
+    """The shard outputs of a corpus embedded in shards (config embedding.shards); none for one."""
+    shards = config["embedding"].get("shards", {}).get(wildcards.corpus, 1)
+    if shards == 1:
+        return []
+    return expand("results/embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}", shard=range(shards),
+                  shards=shards, **wildcards)

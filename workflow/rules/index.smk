@@ -1,3 +1,31 @@
+rule embed_shard:
+    output:
+        directory("results/embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}"),
+    input:
+        package("indexing"),
+        model="results/models/{model}/{variant}",
+        corpus="results/corpora/{corpus}/test/passages.parquet",
+    wildcard_constraints:
+        shard="[0-9]+",
+        shards="[0-9]+",
+    params:
+        embedding=lambda w: as_json(embedding_params(w.model, (w.shard, w.shards))),
+        corpus=lambda w, input: parent_dir(input.corpus),
+    threads: config["compute"]["threads"]
+    resources:
+        **job_resources("embed_shard"),
+        gpu=config["compute"]["gpus"],
+    log:
+        "results/logs/embed_shard/{model}/{variant}/{corpus}/{shard}-of-{shards}.log",
+    benchmark:
+        "results/benchmarks/embed_shard/{model}/{variant}/{corpus}/{shard}-of-{shards}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m hybridbatch embed-shard --params {params.embedding:q} --model {input.model}"
+        " --corpus {params.corpus} --out {output} > {log} 2>&1"
+
+
 rule embed:
     output:
         directory("results/embeddings/{model}/{variant}/{corpus}"),
@@ -5,10 +33,9 @@ rule embed:
         package("indexing"),
         model="results/models/{model}/{variant}",
         corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "passages"]),
+        shards=passage_shards,
     params:
-        embedding=lambda w: as_json(
-            {**config["embedding"], "index_factory": config["index"]["factory"], "model": config["models"][w.model]}
-        ),
+        embedding=lambda w: as_json(embedding_params(w.model)),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: config["compute"]["threads"]
     resources:
@@ -22,4 +49,4 @@ rule embed:
         ENV
     shell:
         "python -m hybridbatch embed --params {params.embedding:q} --model {input.model}"
-        " --corpus {params.corpus} --out {output} > {log} 2>&1"
+        " --corpus {params.corpus} --shards {input.shards} --out {output} > {log} 2>&1"
