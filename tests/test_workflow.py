@@ -42,7 +42,6 @@ def tiny_config() -> dict:
     config["training"].update(learning_rate=5e-4, freeze_embeddings=False)
     config["experiment"]["models"] = ["tiny-bert"]
     config["search"]["top_k"] = 20
-    config["embedding"]["shards"] = {"cldr-locales": 2}  # each model's test passages in two jobs
     config["corpora"]["emoji"] = tiny_emoji_corpus()  # 3 train and 2 test images
     config["image_towers"]["efficientnet-lite0"].update(image_size=32, batch_size=4)
     image_text = config["image_text"]
@@ -102,9 +101,7 @@ def test_every_artifact_has_its_schema(workdir):
     for variant in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]:
         embeddings = results / f"embeddings/tiny-bert/{variant}/cldr-locales"
         passages = pq.read_metadata(results / "corpora/cldr-locales/test/passages.parquet").num_rows
-        shards = [pq.read_metadata(results / f"embedding_shards/tiny-bert/{variant}/cldr-locales/{s}-of-2/passages.parquet").num_rows
-                  for s in range(2)]
-        assert pq.read_metadata(embeddings / "passages.parquet").num_rows == sum(shards) == passages and min(shards) > 0
+        assert pq.read_metadata(embeddings / "passages.parquet").num_rows == passages
         assert not list(embeddings.glob("*.faiss"))  # exact search streams passages.parquet: no index file
         for setting in ("mono", "cross", "multi"):
             run = schema.read_parquet(results / f"runs/tiny-bert/{variant}/cldr-locales/{setting}.parquet", schema.RUN)
@@ -168,7 +165,7 @@ def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir)
     write_config(workdir, config)
     try:
         assert planned_jobs(workdir) == {
-            "batches": 1, "train": 1, "embed_shard": 2, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
+            "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
         }
     finally:
         write_config(workdir, tiny_config())
@@ -244,8 +241,6 @@ def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(work
     assert failing == {
         "results/batches/cldr-locales/hybrid/s0",
         "results/models/tiny-bert/cldr-locales.hybrid.s0",
-        "results/embedding_shards/tiny-bert/cldr-locales.hybrid.s0/cldr-locales/0-of-2",
-        "results/embedding_shards/tiny-bert/cldr-locales.hybrid.s0/cldr-locales/1-of-2",
         "results/embeddings/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
         "results/runs/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",
         "results/metrics/tiny-bert/cldr-locales.hybrid.s0/cldr-locales",

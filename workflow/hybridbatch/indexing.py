@@ -4,7 +4,6 @@ when config `embedding.shards` names the corpus) and build FAISS inner-product i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faiss
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .encoders import Encoder
+from .hashed import atomic_hashed
 from .vectors import POOLED, candidate_rows, embeddings_table, parquet_blocks, read_ids
 
 ROW_GROUP = 65_536  # vectors per Parquet row group: the unit the search reads (100 MB at 384-d)
@@ -94,12 +94,10 @@ def embed_shard(params: dict, model_dir: str | Path, corpus_dir: str | Path, out
 def gather_shards(shard_dirs: list[Path], out_path: Path) -> None:
     """Concatenate the shards' passages embeddings, in shard order, row group by row group."""
     files = [pq.ParquetFile(Path(d) / "passages.parquet") for d in shard_dirs]
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    with pq.ParquetWriter(tmp, files[0].schema_arrow) as writer:
+    with atomic_hashed(out_path) as sink, pq.ParquetWriter(sink, files[0].schema_arrow) as writer:
         for file in files:
             for group in range(file.num_row_groups):
                 writer.write_table(file.read_row_group(group), row_group_size=ROW_GROUP)
-    os.replace(tmp, out_path)
 
 
 def embed_and_index(params: dict, model_dir: str | Path, corpus_dir: str | Path, shard_dirs: list[str | Path],

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .download import sha256_file
+from .hashed import known_sha256
 from .layout import THREAD_VARIABLES
 from .sources import PACKAGE_DIR, source_files
 
@@ -59,27 +60,35 @@ def artifact_files(outputs: list[Path], root: Path) -> list[Path]:
     return files
 
 
-def unlisted_and_missing(root: Path, manifest: dict) -> tuple[list[str], list[str]]:
+def in_scope(name: str, scope: list[str] | None) -> bool:
+    """Whether an artifact's file (relative path) is one of, or under one of, `scope` (None: all)."""
+    return scope is None or any(part == "." or name == part or name.startswith(part + "/") for part in scope)
+
+
+def unlisted_and_missing(root: Path, manifest: dict, scope: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Files in the artifact's directories that its manifest does not list, and listed
-    files that are not there (paths relative to `root`)."""
+    files that are not there (paths relative to `root`; within `scope` if given)."""
     listed = {os.path.normpath(name) for name in manifest["files"]}
     # directories outside the artifact's own that it writes into (the tables' ../plots), but
     # not one that holds the artifact itself (../workflow.json sits in results/)
     outside = {os.path.dirname(name) for name in listed if name.startswith("..")}
     outside = {d for d in outside if not os.path.abspath(root).startswith(os.path.abspath(root / d) + os.sep)}
     present = {os.path.relpath(f, root) for f in artifact_files([root] + [root / d for d in outside if (root / d).is_dir()], root)}
-    return sorted(present - listed), sorted(name for name in listed if not (root / name).is_file())
+    return (sorted(name for name in present - listed if in_scope(name, scope)),
+            sorted(name for name in listed if in_scope(name, scope) and not (root / name).is_file()))
 
 
-def verify_artifact(root: Path, manifest: dict, hash_up_to: float, written_after_ns: int | None = None) -> list[str]:
-    """Problems of one artifact: unlisted, missing, resized or (up to `hash_up_to` bytes) changed
-    files. With `written_after_ns` (quick), only files modified after that time are hashed."""
-    unlisted, missing = unlisted_and_missing(root, manifest)
+def verify_artifact(root: Path, manifest: dict, hash_up_to: float, written_after_ns: int | None = None,
+                    scope: list[str] | None = None) -> list[str]:
+    """Problems of one artifact (within `scope`, paths relative to `root`): unlisted, missing,
+    resized or (up to `hash_up_to` bytes) changed files. With `written_after_ns` (quick), only
+    files modified after that time are hashed."""
+    unlisted, missing = unlisted_and_missing(root, manifest, scope)
     problems = [f"unlisted file {os.path.normpath(root / name)}" for name in unlisted]
     problems += [f"missing file {os.path.normpath(root / name)}" for name in missing]
     for name, record in manifest["files"].items():
         path = root / name
-        if name in missing or not path.is_file():
+        if name in missing or not path.is_file() or not in_scope(os.path.normpath(name), scope):
             continue
         stat = path.stat()
         rehash = record["bytes"] <= hash_up_to and (written_after_ns is None or stat.st_mtime_ns > written_after_ns)
@@ -99,18 +108,24 @@ def read_manifest(path: Path) -> dict:
 
 
 def verify_inputs(inputs: list[str | Path]) -> None:
-    """Before a stage runs: each input artifact holds exactly the files its manifest lists,
-    with their sizes (and hashes, for files up to 64 MB)."""
-    for owner in dict.fromkeys(owning_manifest(path) for path in inputs):
-        if owner is None:
-            continue  # reported when the manifest is written
-        problems = verify_artifact(owner.parent, read_manifest(owner), HASHED_ON_READ)
+    """Before a stage runs: what it reads of each input artifact (the input files, and the
+    whole of input directories) is exactly what the artifact's manifest lists, with their
+    sizes (and hashes, for files up to 64 MB). Files of an artifact that the stage does not
+    read are left to the audit (a storage plugin fetches only a job's inputs)."""
+    scopes: dict[Path, list[str]] = {}
+    for path in inputs:
+        owner = owning_manifest(path)
+        if owner is not None:  # else reported when the manifest is written
+            scopes.setdefault(owner, []).append(os.path.normpath(os.path.relpath(os.path.abspath(path), owner.parent)))
+    for owner, scope in scopes.items():
+        problems = verify_artifact(owner.parent, read_manifest(owner), HASHED_ON_READ, scope=scope)
         if problems:
             raise ArtifactError(f"{owner.parent}: does not match its {MANIFEST}: " + "; ".join(problems))
 
 
 def describe_file(path: Path) -> dict:
-    record = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    """sha256 (as computed while writing, where this process wrote the file), size, Parquet rows."""
+    record = {"sha256": known_sha256(path) or sha256_file(path), "bytes": path.stat().st_size}
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 

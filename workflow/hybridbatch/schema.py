@@ -10,6 +10,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .hashed import atomic_hashed
+
 PASSAGES = pa.schema([("pid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
 QUERIES = pa.schema([("qid", pa.string()), ("lang", pa.string()), ("item_id", pa.string()), ("text", pa.string())])
 # Image-text corpora: captions are queries (with their index among the image's captions
@@ -62,25 +64,19 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, schema: pa.Schem
 
 
 def write_table(table: pa.Table, path: str | os.PathLike, **options) -> None:
-    """Write atomically (a temporary file renamed into place); options go to pq.write_table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **options)
-    os.replace(tmp, path)
+    """Write atomically (a temporary file renamed into place), hashed on the way (hashed.py);
+    options go to pq.write_table."""
+    with atomic_hashed(path) as sink:
+        pq.write_table(table, sink, **options)
 
 
 def write_batches(batches: Iterable[pa.Table], path: str | os.PathLike, schema: pa.Schema) -> int:
     """Stream tables of `schema` into one Parquet file, atomically; returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     rows = 0
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_hashed(path) as sink, pq.ParquetWriter(sink, schema) as writer:
         for table in batches:
             writer.write_table(table.cast(schema))
             rows += table.num_rows
-    os.replace(tmp, path)
     return rows
 
 

@@ -12,6 +12,7 @@ rule batches:
         package("batching"),
         pairs="results/train/{trainset}/pairs.parquet",
         qrels="results/train/{trainset}/qrels.parquet",
+        manifest=artifact_manifest("results/train/{trainset}"),
     params:
         plan=lambda w: as_json(
             {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
@@ -41,7 +42,7 @@ rule image_text_batches:
         ),
     input:
         package("image_text_batches"),
-        split=image_text_inputs("train", ["queries", "images", "qrels"]),
+        split=corpus_split("train"),
     params:
         plan=lambda w: as_json(
             {

@@ -60,8 +60,27 @@ def job_resources(rule):
 
 
 def package(module):
-    """The package source files a stage runs (its module and what that imports)."""
-    return source_files("__main__", module)
+    """The package source files a stage runs (its module and what that imports): local files,
+    also when results live in remote storage (--default-storage-provider)."""
+    return [local(path) for path in source_files("__main__", module)]
+
+
+# A stage checks each input artifact against its manifest.json: a rule declares the manifest
+# of every artifact made of files (not a directory output), so that a storage plugin, which
+# fetches only declared inputs and uploads only declared outputs, carries it along.
+def artifact_manifest(directory):
+    return os.path.join(directory, "manifest.json")
+
+
+def corpus_split(split, corpus="{corpus}"):
+    """Every file of a corpus split, which stages read as a directory, and the corpus's manifest
+    (`corpus` a name or the wildcard)."""
+    def files(wildcards):
+        name = corpus.format(**wildcards)
+        candidates = "images" if name in IMAGE_CORPORA else "passages"
+        root = f"results/corpora/{name}"
+        return [f"{root}/{split}/{table}.parquet" for table in ("queries", candidates, "qrels")] + [artifact_manifest(root)]
+    return files
 
 
 def as_json(value):
@@ -76,6 +95,15 @@ def evaluated_runs():
         for variant in variants(config)
         for corpus in config["experiment"]["eval_corpora"]
     ]
+
+
+def metrics_files(dirs):
+    return [f"{d}/{name}" for d in dirs for name in ("summary.csv", "per_query.parquet", "by_language.parquet", "manifest.json")]
+
+
+def unique_parents(paths):
+    """The directories of `paths` (as the job sees them: local copies under remote storage), in order."""
+    return list(dict.fromkeys(os.path.dirname(str(path)) for path in paths))
 
 
 def metrics_dirs():
@@ -125,13 +153,8 @@ def image_text_tables():
     ]
 
 
-def image_text_inputs(split, names):
-    return expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=split, name=names)
-
-
 def trainset_corpus(wildcards):
-    corpus = config["trainsets"][wildcards.trainset]["corpus"]
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=corpus, name=["queries", "passages", "qrels"])
+    return corpus_split("train", config["trainsets"][wildcards.trainset]["corpus"])(wildcards)
 
 
 def base_model_corpus(wildcards):
@@ -139,13 +162,13 @@ def base_model_corpus(wildcards):
     source = config["models"][wildcards.model]["source"]
     if source["kind"] != "random":
         return []
-    return expand("results/corpora/{corpus}/train/{name}.parquet", corpus=source["corpus"], name=["queries", "passages"])
+    return corpus_split("train", source["corpus"])(wildcards)
 
 
 def local_model_dir(wildcards):
     """A 'local' model source's directory, so that replacing it rebuilds the model."""
     source = config["models"][wildcards.model]["source"]
-    return [source["path"]] if source["kind"] == "local" else []
+    return [local(source["path"])] if source["kind"] == "local" else []
 
 
 def parent_dir(path, levels=1):

@@ -20,6 +20,7 @@ rule download:
 rule prepare:
     output:
         expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "passages", "qrels"]),
+        manifest=artifact_manifest("results/corpora/{corpus}"),
     input:
         package("corpora.prepare"),
         raw="results/corpora/{corpus}/raw",
@@ -44,5 +45,6 @@ rule prepare:
 use rule prepare as prepare_images with:
     output:
         expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "images", "qrels"]),
+        manifest=artifact_manifest("results/corpora/{corpus}"),
     wildcard_constraints:
         corpus=one_of(IMAGE_CORPORA),

@@ -1,13 +1,14 @@
 rule search:
     output:
         expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
+        manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
     input:
         package("evaluation"),
         embeddings="results/embeddings/{model}/{variant}/{corpus}",
-        qrels="results/corpora/{corpus}/test/qrels.parquet",
+        corpus=corpus_split("test"),
     params:
         search=as_json(config["search"]),
-        corpus=lambda w, input: parent_dir(input.qrels),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
     resources:
         **job_resources("search"),
@@ -28,17 +29,18 @@ rule evaluate:
             "results/metrics/{{model}}/{{variant}}/{{corpus}}/{name}",
             name=["per_query.parquet", "by_language.parquet", "summary.csv"],
         ),
+        manifest=artifact_manifest("results/metrics/{model}/{variant}/{corpus}"),
     input:
         package("evaluation"),
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
-        qrels="results/corpora/{corpus}/test/qrels.parquet",
-        queries="results/corpora/{corpus}/test/queries.parquet",
+        runs_manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
+        corpus=corpus_split("test"),
     params:
         evaluation=lambda w: as_json(
             {**config["evaluation"], "descriptor": descriptor(config, w.corpus, w.model, Variant.parse(w.variant))}
         ),
         run=lambda w, input: parent_dir(input.runs[0]),
-        corpus=lambda w, input: parent_dir(input.qrels),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
     resources:
         **job_resources("evaluate"),
@@ -59,11 +61,12 @@ rule evaluate_image_text:
             "results/image_text/metrics/{{corpus}}/{{strategy}}.s{{seed}}/{name}",
             name=["per_query.parquet", "by_language.parquet", "summary.csv"],
         ),
+        manifest=artifact_manifest("results/image_text/metrics/{corpus}/{strategy}.s{seed}"),
     input:
         package("image_text_evaluation"),
         model="results/image_text/models/{corpus}/{strategy}.s{seed}",
         features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
-        split=image_text_inputs("test", ["queries", "images", "qrels"]),
+        split=corpus_split("test"),
     params:
         evaluation=lambda w: as_json(
             {

@@ -4,6 +4,7 @@ rule image_features:
     input:
         package("image_towers"),
         images=expand("results/corpora/{{corpus}}/{split}/images.parquet", split=SPLITS),
+        corpus=lambda w: [path for split in SPLITS for path in corpus_split(split)(w)],
         raw="results/corpora/{corpus}/raw",
     params:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),

@@ -4,13 +4,13 @@ rule embed_shard:
     input:
         package("indexing"),
         model="results/models/{model}/{variant}",
-        corpus="results/corpora/{corpus}/test/passages.parquet",
+        corpus=corpus_split("test"),
     wildcard_constraints:
         shard="[0-9]+",
         shards="[0-9]+",
     params:
         embedding=lambda w: as_json(embedding_params(w.model, (w.shard, w.shards))),
-        corpus=lambda w, input: parent_dir(input.corpus),
+        corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: config["compute"]["threads"]
     resources:
         **job_resources("embed_shard"),
@@ -32,7 +32,7 @@ rule embed:
     input:
         package("indexing"),
         model="results/models/{model}/{variant}",
-        corpus=expand("results/corpora/{{corpus}}/test/{name}.parquet", name=["queries", "passages"]),
+        corpus=corpus_split("test"),
         shards=passage_shards,
     params:
         embedding=lambda w: as_json(embedding_params(w.model)),

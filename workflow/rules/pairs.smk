@@ -2,6 +2,7 @@ rule pairs:
     output:
         pairs="results/train/{trainset}/pairs.parquet",
         qrels="results/train/{trainset}/qrels.parquet",
+        manifest=artifact_manifest("results/train/{trainset}"),
     input:
         package("pairs"),
         corpus=trainset_corpus,

@@ -28,16 +28,15 @@ rule tables:
         heatmaps=report(heatmaps(), caption="../report/heatmap.rst", category="Cross-lingual heatmaps"),
         image_text=report(image_text_tables(), caption="../report/image_text.rst", category="Image-text"),
         record="results/workflow.json",
+        manifest=artifact_manifest("results/tables"),
     input:
         package("tables"),
-        metrics=[f"{d}/{name}" for d in metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")],
-        image_text_metrics=[
-            f"{d}/{name}" for d in image_text_metrics_dirs() for name in ("summary.csv", "per_query.parquet", "by_language.parquet")
-        ],
+        metrics=metrics_files(metrics_dirs()),
+        image_text_metrics=metrics_files(image_text_metrics_dirs()),
     params:
         significance=as_json(config["significance"]),
-        metrics=metrics_dirs(),
-        image_text_metrics=lambda w: " ".join(image_text_metrics_dirs()),
+        metrics=lambda w, input: " ".join(unique_parents(input.metrics)),
+        image_text_metrics=lambda w, input: " ".join(unique_parents(input.image_text_metrics)),
         tables=lambda w, output: parent_dir(output.summary),
         plots=lambda w, output: parent_dir(output.plots[0]),
     resources:

@@ -1,0 +1,42 @@
+"""Manifests record what a stage wrote: hashes taken while writing, equal to the file's."""
+
+import hashlib
+import os
+
+import pyarrow as pa
+import pytest
+
+from hybridbatch import manifest, schema
+
+
+def table(rows: int) -> pa.Table:
+    return pa.table({"pid": [f"p{i}" for i in range(rows)], "lang": ["en"] * rows, "item_id": ["i"] * rows,
+                     "text": [f"text {i}" for i in range(rows)]}, schema=schema.PASSAGES)
+
+
+def test_a_written_file_is_described_without_reading_it_back_and_an_edited_one_is_rehashed(tmp_path, monkeypatch):
+    schema.write_table(table(1000), tmp_path / "a.parquet", row_group_size=100)
+    schema.write_batches((table(10) for _ in range(5)), tmp_path / "b.parquet", schema.PASSAGES)
+    reads = []
+    monkeypatch.setattr(manifest, "sha256_file", lambda path: reads.append(path) or "read back")
+    for name, rows in (("a.parquet", 1000), ("b.parquet", 50)):
+        path = tmp_path / name
+        record = manifest.describe_file(path)
+        assert record == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size, "rows": rows}
+    assert reads == []
+    path = tmp_path / "a.parquet"
+    data = bytearray(path.read_bytes())
+    data[200] ^= 1  # same size, later modification time
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert manifest.describe_file(path)["sha256"] == "read back" and reads == [path]
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
+    def failing():
+        yield table(3)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        schema.write_batches(failing(), tmp_path / "c.parquet", schema.PASSAGES)
+    assert list(tmp_path.iterdir()) == []
