@@ -21,15 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 from hybridbatch import evaluation, schema  # noqa: E402
 from hybridbatch.corpora import lareqa  # noqa: E402
-from hybridbatch.indexing import build_index  # noqa: E402
-from hybridbatch.vectors import POOLED, candidate_rows, embeddings_table  # noqa: E402
+from hybridbatch.vectors import POOLED, embeddings_table  # noqa: E402
 
 LANGS = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 PARAMS = {"top_k": 100}
@@ -61,9 +59,6 @@ def main() -> None:
         q, p = synthetic_embeddings(queries, passages, qrels)
         schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), tmp / "emb/queries.parquet")
         schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), tmp / "emb/passages.parquet")
-        langs = passages.lang.to_numpy()
-        for lang in LANGS + [POOLED]:
-            faiss.write_index(build_index(p[candidate_rows(langs, lang)], "Flat"), str(tmp / f"emb/index-{lang}.faiss"))
 
         started = time.perf_counter()
         evaluation.search(PARAMS, tmp / "emb", tmp / "corpus", tmp / "runs")

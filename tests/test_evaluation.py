@@ -9,7 +9,7 @@ import pytest
 import pytrec_eval
 
 from hybridbatch import evaluation, schema
-from hybridbatch.indexing import build_index
+from hybridbatch.indexing import write_indices
 from hybridbatch.vectors import POOLED, candidate_rows, embeddings_table
 from conftest import REPO
 from test_lareqa import write_fixture
@@ -36,9 +36,6 @@ def evaluated(tmp_path):
     p = rng.standard_normal((len(passages), 8)).astype(np.float32)
     schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), emb / "queries.parquet")
     schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), emb / "passages.parquet")
-    langs = passages.lang.to_numpy()
-    for lang in ["en", "de", "zh", "es", POOLED]:
-        faiss.write_index(build_index(p[candidate_rows(langs, lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
     evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
     return queries, passages, qrels, q, p, tmp_path, summary
@@ -104,9 +101,7 @@ def test_approximate_indices_never_leak_a_minus_one_and_stay_near_exact(evaluate
     the index, then the rest in exact order. IVF4 probes 1 of 4 lists here, hence its tolerance."""
     queries, passages, qrels, q, p, root, exact_summary = evaluated
     emb = root / "emb"
-    langs = passages.lang.to_numpy()
-    for lang in ["en", "de", "zh", "es", POOLED]:
-        faiss.write_index(build_index(p[candidate_rows(langs, lang)], factory), str(emb / f"index-{lang}.faiss"))
+    assert write_indices(emb / "passages.parquet", factory, emb) == ["de", "en", "es", "zh", POOLED]
     evaluation.search({"top_k": 3}, emb, root / "corpus", root / "runs-approx")
     for setting in evaluation.SETTINGS:
         run = pd.read_parquet(root / f"runs-approx/{setting}.parquet")
@@ -133,8 +128,6 @@ def test_a_monolingual_corpus_reports_mono_only(tmp_path):
     q, p = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((12, 4)).astype(np.float32)
     schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), emb / "queries.parquet")
     schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), emb / "passages.parquet")
-    for lang in ["en", "de", POOLED]:
-        faiss.write_index(build_index(p[candidate_rows(passages.lang.to_numpy(), lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
     evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
     assert set(summary.setting) == {"mono"} and "language_bias" not in set(summary.metric)
@@ -226,10 +219,6 @@ def test_real_xquad_r_runs_are_the_same_in_small_score_blocks(xquad_r_test, tmp_
     for name, frame in (("queries", queries), ("passages", passages)):
         vectors = rng.integers(-3, 4, size=(len(frame), 384)).astype(np.float32)
         schema.write_table(embeddings_table(frame.iloc[:, 0].tolist(), frame.lang.tolist(), vectors), emb / f"{name}.parquet")
-    langs = passages.lang.to_numpy()
-    p = evaluation.read_embeddings(emb / "passages.parquet")[2]
-    for lang in sorted(set(langs)) + [POOLED]:
-        faiss.write_index(build_index(p[candidate_rows(langs, lang)], "Flat"), str(emb / f"index-{lang}.faiss"))
     evaluation.search({"top_k": 100, "block_mb": 0.05}, emb, corpus, tmp_path / "small")  # 102 candidates a block
     evaluation.search({"top_k": 100, "block_mb": 1024}, emb, corpus, tmp_path / "whole")
     for setting in evaluation.SETTINGS:

@@ -21,14 +21,6 @@ TRAINING_SAMPLE = 262_144  # vectors an approximate index is trained on (a seede
 EXACT = "Flat"  # the exact factory: search streams passages.parquet, so no index file is written
 
 
-def build_index(vectors: np.ndarray, factory: str) -> faiss.Index:
-    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    if not index.is_trained:
-        index.train(vectors)
-    index.add(vectors)
-    return index
-
-
 def write_indices(passages_path: Path, factory: str, out_dir: Path) -> list[str]:
     """index-<lang>.faiss for each candidate language and the pooled set, built from the
     stored vectors block by block (trained on a seeded sample of at most TRAINING_SAMPLE);

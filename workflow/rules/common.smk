@@ -97,8 +97,12 @@ def evaluated_runs():
     ]
 
 
+METRIC_FILES = ["per_query.parquet", "by_language.parquet", "summary.csv"]  # what the evaluate stages write
+
+
 def metrics_files(dirs):
-    return [f"{d}/{name}" for d in dirs for name in ("summary.csv", "per_query.parquet", "by_language.parquet", "manifest.json")]
+    """The metrics files of every evaluated run and their manifests (the tables stage's inputs)."""
+    return [f"{d}/{name}" for d in dirs for name in METRIC_FILES + ["manifest.json"]]
 
 
 def unique_parents(paths):

@@ -27,7 +27,7 @@ rule evaluate:
     output:
         expand(
             "results/metrics/{{model}}/{{variant}}/{{corpus}}/{name}",
-            name=["per_query.parquet", "by_language.parquet", "summary.csv"],
+            name=METRIC_FILES,
         ),
         manifest=artifact_manifest("results/metrics/{model}/{variant}/{corpus}"),
     input:
@@ -59,7 +59,7 @@ rule evaluate_image_text:
     output:
         expand(
             "results/image_text/metrics/{{corpus}}/{{strategy}}.s{{seed}}/{name}",
-            name=["per_query.parquet", "by_language.parquet", "summary.csv"],
+            name=METRIC_FILES,
         ),
         manifest=artifact_manifest("results/image_text/metrics/{corpus}/{strategy}.s{seed}"),
     input:
