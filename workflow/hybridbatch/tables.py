@@ -388,7 +388,7 @@ def plot_settings(summary: pd.DataFrame, path: Path) -> None:
         block = chosen[chosen.corpus == corpus].pivot_table(index="setting", columns="run", values="value", aggfunc="mean")
         block.reindex([setting for setting in SETTINGS if setting in block.index]).plot.bar(ax=axis, rot=0)
         axis.set(title=f"{corpus}: mAP by setting", ylabel="mAP", ylim=(0, 1))
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not over them
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
