@@ -2,7 +2,7 @@
 words, 8-40 words each, 50k-word vocabulary), every passage asking for a negative, each
 size in its own process.
 
-    .venv/bin/python benchmarks/hard_negatives_scale.py [--sizes 10000 100000 1000000]
+    .venv/bin/python benchmarks/hard_negatives_scale.py [--sizes 10000 100000 1000000] [--postings 100000]
 
 Prints seconds, peak RSS, the share of passages given a negative, and the memory of the
 passage x passage float64 matrix the miner no longer builds (what `config/paper.yaml`'s
@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 
+from hybridbatch.pairs import HARD_NEGATIVE_POSTINGS  # noqa: E402
+
 
 def synthetic_passages(size: int):
     import numpy as np
@@ -34,12 +36,12 @@ def synthetic_passages(size: int):
     return pd.DataFrame({"pid": pids, "lang": "en", "text": texts}), pd.Series({pid: [pid] for pid in pids})
 
 
-def measure(size: int) -> dict:
+def measure(size: int, postings: int) -> dict:
     from hybridbatch.pairs import bm25_hard_negatives
 
     passages, items = synthetic_passages(size)
     start = time.perf_counter()
-    negatives = bm25_hard_negatives(passages, items, depth=20)
+    negatives = bm25_hard_negatives(passages, items, depth=20, postings=postings)
     return {"seconds": time.perf_counter() - start, "found": float(negatives.notna().mean()),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -47,14 +49,16 @@ def measure(size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--postings", type=int, default=HARD_NEGATIVE_POSTINGS, help="the query's postings budget")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(args.one, args.postings)))
         return
+    print(f"postings budget per query: {args.postings:,}")
     print(f"{'passages':>10} {'seconds':>8} {'peak RSS MB':>12} {'with negative':>14} {'dense N x N would need':>23}")
     for size in args.sizes:
-        result = json.loads(subprocess.run([sys.executable, __file__, "--one", str(size)], capture_output=True,
+        result = json.loads(subprocess.run([sys.executable, __file__, "--one", str(size), "--postings", str(args.postings)], capture_output=True,
                                            text=True, check=True).stdout.strip().splitlines()[-1])
         print(f"{size:>10,} {result['seconds']:8.1f} {result['peak_rss_mb']:12.0f} {result['found']:14.3f} "
               f"{size * size * 8 / 2**30:20.1f} GB")

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -40,3 +41,15 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         schema.write_batches(failing(), tmp_path / "c.parquet", schema.PASSAGES)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stage_declares_its_own_modules_and_not_those_of_other_commands():
+    from hybridbatch.__main__ import STAGES
+    from hybridbatch.sources import PACKAGE_DIR, module_path, stage_files
+
+    for stage, (module, _, _) in STAGES.items():
+        files = {Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files(module)}
+        assert {"__main__.py", "manifest.py", module_path(module).relative_to(PACKAGE_DIR).as_posix()} <= files, stage
+        assert "audit.py" not in files, stage  # the audit command's module: editing it reruns no stage
+        assert ("tables.py" in files) == (stage == "tables"), stage  # editing a plot reruns only the tables
+    assert "training.py" not in {Path(path).name for path in stage_files("pairs")}

@@ -1,11 +1,12 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import LANGUAGES
 from hybridbatch import schema
-from hybridbatch.pairs import TOKEN
+from hybridbatch.bm25 import TOKEN
 
 
 def test_pairs_cover_every_language_combination_of_each_item(pairs_dir, corpus_dir):
@@ -57,7 +58,7 @@ def test_the_hard_negative_is_the_best_lucene_bm25_passage_of_another_item():
              "blue car", "red apple pie recipe", "the apple orchard", "fast red car engine oil", "pie chart"]
     passages = pd.DataFrame({"pid": [f"p{i}" for i in range(len(texts))], "lang": "en", "text": texts})
     items = pd.Series({"p0": ["a"], "p1": ["a"], "p3": ["b"], "p4": ["c"], "p5": ["d"], "p8": ["e"]})
-    negatives = bm25_hard_negatives(passages, items, depth=20)
+    negatives = bm25_hard_negatives(passages, items, depth=20, postings=100)
     tokens = [TOKEN.findall(t.lower()) for t in texts]
     for pid in items.index:
         row = int(pid[1:])
@@ -68,4 +69,57 @@ def test_the_hard_negative_is_the_best_lucene_bm25_passage_of_another_item():
         assert best > 0 and scores[int(negatives[pid][1:])] == pytest.approx(best, rel=1e-6), pid
     assert negatives["p0"] != "p1" and negatives["p0"] != "p5"  # same item; same text
     # the only passages sharing a word with "blue car" are of its own item: no negative
-    assert pd.isna(bm25_hard_negatives(passages, pd.Series({"p4": ["c"], "p3": ["c"], "p7": ["c"]}), depth=20)["p4"])
+    assert pd.isna(bm25_hard_negatives(passages, pd.Series({"p4": ["c"], "p3": ["c"], "p7": ["c"]}), depth=20, postings=100)["p4"])
+
+
+def zipf_texts(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(f"w{w}" for w in np.minimum(rng.zipf(1.3, rng.integers(3, 15)), 400)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("postings", [10**6, 40])
+def test_bm25_scores_equal_bm25s_for_the_pruned_query(postings):
+    import bm25s
+
+    from hybridbatch import bm25
+
+    texts = zipf_texts(300) + ["", "w1 w1 w1"]
+    index = bm25.index_texts(texts)
+    reference = bm25s.BM25()  # Lucene scoring, k1 1.5, b 0.75
+    reference.index([bm25.tokens(t) for t in texts], show_progress=False)
+    frequency = {w: sum(w in set(bm25.tokens(t)) for t in texts) for t in texts for w in bm25.tokens(t)}
+    rows = np.arange(len(texts))
+    queries = bm25.pruned_queries(index, rows, postings)
+    pruned = 0
+    for row, candidates, scores in bm25.top_candidates(index, rows, 5, postings):
+        words = sorted(set(bm25.tokens(texts[row])), key=lambda w: (frequency[w], w))
+        kept = [w for i, w in enumerate(words) if i == 0 or sum(frequency[v] for v in words[: i + 1]) <= postings]
+        assert queries[row].nnz == len(kept)  # the rarest words while their postings fit
+        pruned += len(kept) < len(words)
+        expected = reference.get_scores(kept) if kept else np.zeros(len(texts))
+        best = sorted((-expected[c], c) for c in range(len(texts)) if expected[c] > 0)[:5]
+        assert list(candidates) == [c for _, c in best], row  # by score, ties by row
+        np.testing.assert_allclose(scores, [-s for s, _ in best], rtol=1e-5)
+    assert (pruned > 0) == (postings < 10**6)
+
+
+def test_a_judged_non_relevant_passage_is_the_hard_negative_where_there_is_one(tmp_path):
+    from hybridbatch import pairs
+
+    corpus = tmp_path / "corpus"
+    items = {"a": "red apple pie", "b": "red apple tart", "c": "green apple pie", "d": "blue car"}
+    passages = pd.DataFrame([(f"{l}:{i}", l, i, f"{l} {t}") for l in ("en", "de") for i, t in items.items()], columns=schema.PASSAGES.names)
+    queries = pd.DataFrame([(f"{l}:q{i}", l, i, f"{l} which {t}?") for l in ("en", "de") for i, t in items.items()], columns=schema.QUERIES.names)
+    qrels = [(f"{ql}:q{i}", f"{pl}:{i}", 1) for ql in ("en", "de") for pl in ("en", "de") for i in items]
+    qrels += [(f"{ql}:qa", f"{pl}:d", 0) for ql in ("en", "de") for pl in ("en", "de")]  # judged: a car, not a pie
+    schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
+    schema.write_parquet(passages, corpus / "passages.parquet", schema.PASSAGES)
+    schema.write_parquet(pd.DataFrame(qrels, columns=schema.QRELS.names), corpus / "qrels.parquet", schema.QRELS)
+    pairs.build_pairs({"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, corpus, tmp_path / "pairs")
+    built = schema.read_parquet(tmp_path / "pairs/pairs.parquet", schema.PAIRS).set_index("pair_id")
+    for ql in ("en", "de"):
+        for pl in ("en", "de"):
+            assert built.negative_pid[f"{ql}:qa>{pl}:a"] == f"{pl}:d"  # judged, in the positive's language
+            assert built.negative_pid[f"{ql}:qb>{pl}:b"] in (f"{pl}:a", f"{pl}:c")  # BM25: shares "apple"
+    judged = schema.read_parquet(tmp_path / "pairs/qrels.parquet", schema.QRELS)
+    assert (judged.relevance == 1).all() and "en:d" not in set(judged.pid[judged.qid == "en:qa"])

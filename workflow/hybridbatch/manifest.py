@@ -23,7 +23,7 @@ from pathlib import Path
 from .download import sha256_file
 from .hashed import known_sha256
 from .layout import THREAD_VARIABLES
-from .sources import PACKAGE_DIR, source_files
+from .sources import PACKAGE_DIR, stage_files
 
 MANIFEST = "manifest.json"
 IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs
@@ -148,7 +148,7 @@ def manifest_hash(manifest: dict) -> str:
 
 
 def code_version(module: str) -> dict:
-    sources = source_files(module)
+    sources = stage_files(module)
     digest = hashlib.sha256()
     for path in sources:
         digest.update(Path(path).relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + Path(path).read_bytes())

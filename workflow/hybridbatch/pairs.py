@@ -1,48 +1,51 @@
-"""Pairs stage: training triplets (query, positive, BM25 hard negative) from a corpus's train split."""
+"""Pairs stage: training triplets (query, positive, hard negative) from a corpus's train split;
+the hard negative is a passage judged not relevant to the query where the corpus has one
+(mMARCO), else BM25's best passage of another item."""
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import bm25, schema
 
-TOKEN = re.compile(r"\w+", re.UNICODE)
-HARD_NEGATIVE_DEPTH = 20  # BM25 candidates looked at per passage (config trainsets.<name>.hard_negative_depth)
+HARD_NEGATIVE_DEPTH = 20  # BM25 candidates looked at per passage (trainsets.<name>.hard_negative_depth)
+HARD_NEGATIVE_POSTINGS = 10_000  # postings a passage's query may read (trainsets.<name>.hard_negative_postings)
 
 
-def bm25_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, depth: int) -> pd.Series:
+def bm25_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, depth: int, postings: int) -> pd.Series:
     """For each passage in `relevant_items` (pid -> item ids), the passage of its language
-    that BM25 (bm25s, Lucene scoring) ranks highest with the passage's distinct words as the query,
+    that BM25 ranks highest for the passage's own words (pruned to `postings`, hybridbatch.bm25),
     among the top `depth` that share a word with it, are relevant to none of its items and
-    have other text. Memory grows with the corpus's tokens, not its square: one sparse
-    index per language, queried by the passages that need a negative."""
-    import bm25s
-
+    have other text. One sparse index per language; no passage x passage matrix."""
     negatives = pd.Series(index=relevant_items.index, dtype=object)
     item_sets = {pid: set(items) for pid, items in relevant_items.items()}
     for lang, group in passages.groupby("lang", sort=True):
         asking = np.flatnonzero(group.pid.isin(item_sets).to_numpy())
         if not len(asking):
             continue
-        tokens = [TOKEN.findall(text.lower()) for text in group.text]
-        retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
-        queries = [sorted(set(tokens[row])) for row in asking]
-        found, scores = retriever.retrieve(queries, k=min(depth + 1, len(group)), show_progress=False, n_threads=1)
         pids, texts = group.pid.to_numpy(), group.text.to_numpy()
-        for row, candidates, candidate_scores in zip(asking, found, scores):
+        index = bm25.index_texts(texts)
+        for row, candidates, _ in bm25.top_candidates(index, asking, depth + 1, postings):
             mine = item_sets[pids[row]]
-            for candidate, score in zip(candidates, candidate_scores):
-                if score > 0 and texts[candidate] != texts[row] and not mine & item_sets.get(pids[candidate], set()):
+            for candidate in candidates:
+                if texts[candidate] != texts[row] and not mine & item_sets.get(pids[candidate], set()):
                     negatives[pids[row]] = pids[candidate]
                     break
         logging.info("%s: %d of %d passages have a BM25 hard negative", lang, negatives.reindex(pids[asking]).notna().sum(), len(asking))
     return negatives
+
+
+def judged_negatives(links: pd.DataFrame, qrels: pd.DataFrame, passages: pd.DataFrame) -> pd.Series:
+    """For each link (a query and its relevant passage), the first (by pid) passage judged
+    not relevant to the query (relevance 0 in the corpus qrels, as mMARCO's training
+    triples give) in the relevant passage's language; missing where there is none."""
+    judged = qrels[qrels.relevance <= 0].merge(passages[["pid", "lang"]], on="pid")
+    first = judged.groupby(["qid", "lang"]).pid.min()
+    return pd.Series(first.reindex(pd.MultiIndex.from_arrays([links.qid, links.lang_p])).to_numpy(), index=links.index)
 
 
 def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
@@ -64,8 +67,14 @@ def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> di
     schema.require_nonempty(links, corpus_dir, f"training pairs in languages {languages}")
     links["negative_pid"] = None
     if params["hard_negatives"]:
-        relevant_items = links.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
-        links["negative_pid"] = bm25_hard_negatives(passages, relevant_items, params.get("hard_negative_depth", HARD_NEGATIVE_DEPTH)).reindex(links.pid).values
+        links["negative_pid"] = judged_negatives(links, qrels, passages)
+        unjudged = links[links.negative_pid.isna()]
+        relevant_items = unjudged.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
+        depth = params.get("hard_negative_depth", HARD_NEGATIVE_DEPTH)
+        mined = bm25_hard_negatives(passages, relevant_items, depth, params.get("hard_negative_postings", HARD_NEGATIVE_POSTINGS))
+        links.loc[unjudged.index, "negative_pid"] = mined.reindex(unjudged.pid).to_numpy()
+        logging.info("hard negatives: %d judged, %d BM25, %d none", len(links) - len(unjudged),
+                     int(links.loc[unjudged.index, "negative_pid"].notna().sum()), int(links.negative_pid.isna().sum()))
         relevant = pd.MultiIndex.from_frame(links[["qid", "pid"]])
         clash = pd.MultiIndex.from_arrays([links.qid, links.negative_pid]).isin(relevant)
         if clash.any():  # the miner excludes its items' passages; relevance has the last word

@@ -1,6 +1,6 @@
-"""Which package source files a stage runs: a module and, transitively, the package
-modules it imports. Rules declare them as inputs, so editing one reruns exactly the
-stages that use it."""
+"""Which package source files a stage runs: the stage runner, a module and, transitively,
+the package modules it imports. Rules declare them as inputs and manifests hash them, so
+editing one reruns exactly the stages that use it."""
 
 from __future__ import annotations
 
@@ -41,3 +41,10 @@ def source_files(*modules: str) -> list[str]:
             seen.add(module)
             pending.extend(_imported_modules(module) - seen)
     return sorted({str(PACKAGE_DIR / "__init__.py")} | {str(module_path(module)) for module in seen})
+
+
+def stage_files(module: str) -> list[str]:
+    """What `python -m hybridbatch <stage>` runs for a stage in `module`: the command line
+    itself (not the modules of its audit and lineage commands), the manifest writer, and
+    the stage's module with its imports."""
+    return sorted({str(PACKAGE_DIR / "__main__.py")} | set(source_files("manifest", module)))

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
 from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, image_text_descriptor, validate_config, variants
 from hybridbatch.layout import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
-from hybridbatch.sources import source_files
+from hybridbatch.sources import stage_files
 
 validate_config(config)
 
@@ -60,9 +60,9 @@ def job_resources(rule):
 
 
 def package(module):
-    """The package source files a stage runs (its module and what that imports): local files,
+    """The package source files a stage runs (hybridbatch.sources.stage_files): local files,
     also when results live in remote storage (--default-storage-provider)."""
-    return [local(path) for path in source_files("__main__", module)]
+    return [local(path) for path in stage_files(module)]
 
 
 # A stage checks each input artifact against its manifest.json: a rule declares the manifest

@@ -4,8 +4,9 @@ into 13 languages; a training set.
 Ids are shared across languages, so a query's `item_id` is its MS MARCO qid and a
 query is relevant to its positive passage in every language (cross-lingual pairs
 for X-Y batches). The first `max_queries` queries of the small training triples are
-kept, with their positive and negative passages (negatives stay in the corpus for
-the pairs stage's hard-negative mining).
+kept, with their positive passages and the first `negatives_per_query` (default 1) of
+their triples' negatives: BM25-retrieved passages not judged relevant, which the qrels
+record with relevance 0 (in every language) and the pairs stage takes as hard negatives.
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ def raw_tables(params: dict) -> dict[str, tuple[str, str, list[str]]]:
     return tables
 
 
-def load(raw_dir: str | Path, languages: list[str], max_queries: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load(raw_dir: str | Path, languages: list[str], max_queries: int, negatives_per_query: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     raw_dir = Path(raw_dir)
     positives: dict[str, set[str]] = {}
-    passage_ids: set[str] = set()
+    negatives: dict[str, list[str]] = {}
     for qid, positive, negative in tsv_rows(raw_dir, "triples", 3):
         if qid not in positives and len(positives) == max_queries:
             continue
         positives.setdefault(qid, set()).add(positive)
-        passage_ids.update((positive, negative))
+        kept = negatives.setdefault(qid, [])
+        if len(kept) < negatives_per_query and negative not in kept:
+            kept.append(negative)
+    passage_ids = set().union(*positives.values(), *negatives.values())
     queries, passages = [], []
     for lang in languages:
         found = [(qid, text) for qid, text in tsv_rows(raw_dir, f"queries-{lang}", 2) if qid in positives]
@@ -59,18 +63,22 @@ def load(raw_dir: str | Path, languages: list[str], max_queries: int) -> tuple[p
         ]
     queries = pd.DataFrame(queries, columns=schema.QUERIES.names)
     passages = pd.DataFrame(passages, columns=schema.PASSAGES.names)
-    links = pd.DataFrame([(qid, f"p{pid}") for qid, pids in positives.items() for pid in pids], columns=["item_id", "passage_item"])
+    judgments = [(qid, f"p{pid}", 1) for qid, pids in positives.items() for pid in pids]
+    judgments += [(qid, f"p{pid}", 0) for qid, pids in negatives.items() for pid in pids if pid not in positives[qid]]
+    links = pd.DataFrame(judgments, columns=["item_id", "passage_item", "relevance"])
     qrels = (
         queries[["qid", "item_id"]]
         .merge(links, on="item_id")
         .merge(passages[["pid", "item_id"]].rename(columns={"item_id": "passage_item"}), on="passage_item")
     )
-    return queries, passages, qrels[["qid", "pid"]].assign(relevance=1)
+    return queries, passages, qrels[["qid", "pid", "relevance"]]
 
 
 SOURCES.register("mmarco")(
     CorpusSource(
         download=streamed(raw_tables),
-        frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"], params["max_queries"])),
+        frames=lambda params, raw_dir: grouped_by_item(
+            *load(raw_dir, params["languages"], params["max_queries"], params.get("negatives_per_query", 1))
+        ),
     )
 )
