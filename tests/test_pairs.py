@@ -83,16 +83,19 @@ def test_bm25_scores_equal_bm25s_for_the_pruned_query(postings):
 
     from hybridbatch import bm25
 
-    texts = zipf_texts(300) + ["", "w1 w1 w1"]
+    texts = zipf_texts(300) + ["", "w1 w1 w1", "..."]
     index = bm25.index_texts(texts)
     reference = bm25s.BM25()  # Lucene scoring, k1 1.5, b 0.75
     reference.index([bm25.tokens(t) for t in texts], show_progress=False)
     frequency = {w: sum(w in set(bm25.tokens(t)) for t in texts) for t in texts for w in bm25.tokens(t)}
+    first_seen: dict[str, int] = {}  # term ids: the order of first appearance
+    for word in (w for t in texts for w in bm25.tokens(t)):
+        first_seen.setdefault(word, len(first_seen))
     rows = np.arange(len(texts))
     queries = bm25.pruned_queries(index, rows, postings)
     pruned = 0
     for row, candidates, scores in bm25.top_candidates(index, rows, 5, postings):
-        words = sorted(set(bm25.tokens(texts[row])), key=lambda w: (frequency[w], w))
+        words = sorted(set(bm25.tokens(texts[row])), key=lambda w: (frequency[w], first_seen[w]))
         kept = [w for i, w in enumerate(words) if i == 0 or sum(frequency[v] for v in words[: i + 1]) <= postings]
         assert queries[row].nnz == len(kept)  # the rarest words while their postings fit
         pruned += len(kept) < len(words)
@@ -101,6 +104,7 @@ def test_bm25_scores_equal_bm25s_for_the_pruned_query(postings):
         assert list(candidates) == [c for _, c in best], row  # by score, ties by row
         np.testing.assert_allclose(scores, [-s for s, _ in best], rtol=1e-5)
     assert (pruned > 0) == (postings < 10**6)
+    assert [len(c) for _, c, _ in bm25.top_candidates(index, np.array([300, 302]), 5, postings)] == [0, 0]  # no words
 
 
 def test_a_judged_non_relevant_passage_is_the_hard_negative_where_there_is_one(tmp_path):
@@ -108,10 +112,12 @@ def test_a_judged_non_relevant_passage_is_the_hard_negative_where_there_is_one(t
 
     corpus = tmp_path / "corpus"
     items = {"a": "red apple pie", "b": "red apple tart", "c": "green apple pie", "d": "blue car"}
-    passages = pd.DataFrame([(f"{l}:{i}", l, i, f"{l} {t}") for l in ("en", "de") for i, t in items.items()], columns=schema.PASSAGES.names)
+    passages = pd.DataFrame([(f"{l}:{i}", l, i, f"{l} {t}") for l in ("en", "de") for i, t in items.items()]
+                            + [("en:e", "en", "e", "en green apple pie")], columns=schema.PASSAGES.names)  # en:c's text
     queries = pd.DataFrame([(f"{l}:q{i}", l, i, f"{l} which {t}?") for l in ("en", "de") for i, t in items.items()], columns=schema.QUERIES.names)
     qrels = [(f"{ql}:q{i}", f"{pl}:{i}", 1) for ql in ("en", "de") for pl in ("en", "de") for i in items]
     qrels += [(f"{ql}:qa", f"{pl}:d", 0) for ql in ("en", "de") for pl in ("en", "de")]  # judged: a car, not a pie
+    qrels += [("en:qc", "en:e", 0), ("en:qc", "en:c", 0)]  # the positive's text; judged relevant too
     schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
     schema.write_parquet(passages, corpus / "passages.parquet", schema.PASSAGES)
     schema.write_parquet(pd.DataFrame(qrels, columns=schema.QRELS.names), corpus / "qrels.parquet", schema.QRELS)
@@ -120,6 +126,7 @@ def test_a_judged_non_relevant_passage_is_the_hard_negative_where_there_is_one(t
     for ql in ("en", "de"):
         for pl in ("en", "de"):
             assert built.negative_pid[f"{ql}:qa>{pl}:a"] == f"{pl}:d"  # judged, in the positive's language
-            assert built.negative_pid[f"{ql}:qb>{pl}:b"] in (f"{pl}:a", f"{pl}:c")  # BM25: shares "apple"
+            assert built.negative_pid[f"{ql}:qb>{pl}:b"] in (f"{pl}:a", f"{pl}:c", "en:e")  # BM25: shares "apple"
+    assert built.negative_pid["en:qc>en:c"] == "en:a"  # neither judged one qualifies: BM25's
     judged = schema.read_parquet(tmp_path / "pairs/qrels.parquet", schema.QRELS)
     assert (judged.relevance == 1).all() and "en:d" not in set(judged.pid[judged.qid == "en:qa"])

@@ -2,9 +2,10 @@
 
 Scores are Lucene's BM25 as bm25s computes it (k1 1.5, b 0.75). Every passage asks with
 its own words, so the query is pruned: the passage's distinct words, rarest first, as
-many as fit a budget of postings (the passages the words occur in, summed). A query then
-costs at most about `budget` postings whatever the corpus size, and memory grows with
-the corpus's distinct (passage, word) pairs, not with the number of passages squared.
+many as fit a budget of postings (the passages the words occur in, summed), and always
+the rarest. A query then reads at most `budget` postings whatever the corpus size,
+unless its rarest word alone occurs in more passages; memory grows with the corpus's
+distinct (passage, word) pairs, not with the number of passages squared.
 """
 
 from __future__ import annotations
@@ -67,16 +68,16 @@ def index_texts(texts: Iterable[str]) -> TermIndex:
 
 
 def pruned_queries(index: TermIndex, rows: np.ndarray, budget: int) -> sparse.csr_matrix:
-    """One query per passage in `rows`: its distinct words, rarest first (then by term id),
-    while their postings sum to at most `budget`; the rarest word always."""
+    """One query per passage in `rows`: its distinct words, rarest first (then by term id,
+    the order of first appearance in the corpus), while their postings sum to at most
+    `budget`; the rarest word always."""
     own = index.weights[rows]
     owner = np.repeat(np.arange(len(rows)), np.diff(own.indptr))
     frequency = index.document_frequency[own.indices]
     order = np.lexsort((own.indices, frequency, owner))
     cumulative = np.cumsum(frequency[order])
     starts = own.indptr[:-1]
-    before = np.where(starts > 0, cumulative[np.maximum(starts - 1, 0)], 0)
-    within = cumulative - np.repeat(before, np.diff(own.indptr))
+    within = cumulative - np.repeat(np.concatenate(([0], cumulative))[starts], np.diff(own.indptr))
     first = np.zeros(len(order), bool)
     first[starts[np.diff(own.indptr) > 0]] = True
     keep = order[(within <= budget) | first]
@@ -93,7 +94,7 @@ def top_candidates(index: TermIndex, rows: np.ndarray, depth: int, budget: int) 
         for i, row in enumerate(chunk):
             found = scores.indices[scores.indptr[i] : scores.indptr[i + 1]]
             values = scores.data[scores.indptr[i] : scores.indptr[i + 1]]
-            if len(values) > depth:  # every passage scoring at least the depth-th best, ties included
+            if len(values) > depth:  # every passage scoring at least the depth-th best, then by row
                 threshold = -np.partition(-values, depth - 1)[depth - 1]
                 found, values = found[values >= threshold], values[values >= threshold]
             order = np.lexsort((found, -values))[:depth]

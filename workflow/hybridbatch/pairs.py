@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import pandas as pd
@@ -16,36 +17,46 @@ HARD_NEGATIVE_DEPTH = 20  # BM25 candidates looked at per passage (trainsets.<na
 HARD_NEGATIVE_POSTINGS = 10_000  # postings a passage's query may read (trainsets.<name>.hard_negative_postings)
 
 
-def bm25_hard_negatives(passages: pd.DataFrame, relevant_items: pd.Series, depth: int, postings: int) -> pd.Series:
-    """For each passage in `relevant_items` (pid -> item ids), the passage of its language
-    that BM25 ranks highest for the passage's own words (pruned to `postings`, hybridbatch.bm25),
-    among the top `depth` that share a word with it, are relevant to none of its items and
-    have other text. One sparse index per language; no passage x passage matrix."""
-    negatives = pd.Series(index=relevant_items.index, dtype=object)
+def bm25_hard_negatives(
+    passages: pd.DataFrame, relevant_items: pd.Series, depth: int, postings: int, asking: Collection[str] | None = None
+) -> pd.Series:
+    """For each passage in `asking` (default: every passage in `relevant_items`, pid -> the
+    items it is relevant to), the passage of its language that BM25 ranks highest for the
+    passage's own words (pruned to `postings`, hybridbatch.bm25), among the top `depth` that
+    share a word with it, are relevant to none of its items and have other text. One
+    sparse index per language; no passage x passage matrix."""
+    asking = set(relevant_items.index if asking is None else asking)
+    negatives = pd.Series(index=sorted(asking), dtype=object)
     item_sets = {pid: set(items) for pid, items in relevant_items.items()}
     for lang, group in passages.groupby("lang", sort=True):
-        asking = np.flatnonzero(group.pid.isin(item_sets).to_numpy())
-        if not len(asking):
+        asking_rows = np.flatnonzero(group.pid.isin(asking).to_numpy())
+        if not len(asking_rows):
             continue
         pids, texts = group.pid.to_numpy(), group.text.to_numpy()
         index = bm25.index_texts(texts)
-        for row, candidates, _ in bm25.top_candidates(index, asking, depth + 1, postings):
+        for row, candidates, _ in bm25.top_candidates(index, asking_rows, depth + 1, postings):
             mine = item_sets[pids[row]]
             for candidate in candidates:
                 if texts[candidate] != texts[row] and not mine & item_sets.get(pids[candidate], set()):
                     negatives[pids[row]] = pids[candidate]
                     break
-        logging.info("%s: %d of %d passages have a BM25 hard negative", lang, negatives.reindex(pids[asking]).notna().sum(), len(asking))
+        logging.info("%s: %d of %d passages have a BM25 hard negative", lang, negatives.reindex(pids[asking_rows]).notna().sum(), len(asking_rows))
     return negatives
 
 
 def judged_negatives(links: pd.DataFrame, qrels: pd.DataFrame, passages: pd.DataFrame) -> pd.Series:
     """For each link (a query and its relevant passage), the first (by pid) passage judged
     not relevant to the query (relevance 0 in the corpus qrels, as mMARCO's training
-    triples give) in the relevant passage's language; missing where there is none."""
-    judged = qrels[qrels.relevance <= 0].merge(passages[["pid", "lang"]], on="pid")
-    first = judged.groupby(["qid", "lang"]).pid.min()
-    return pd.Series(first.reindex(pd.MultiIndex.from_arrays([links.qid, links.lang_p])).to_numpy(), index=links.index)
+    triples give) in the relevant passage's language, judged relevant by no other qrel and
+    with other text than the relevant passage; missing where there is none."""
+    relevant = pd.MultiIndex.from_frame(qrels.loc[qrels.relevance > 0, ["qid", "pid"]])
+    judged = qrels[(qrels.relevance <= 0) & ~pd.MultiIndex.from_frame(qrels[["qid", "pid"]]).isin(relevant)]
+    text_of = pd.Series(pd.factorize(passages.text)[0], index=passages.pid)  # same text, same code
+    judged = judged[["qid", "pid"]].merge(passages[["pid", "lang"]], on="pid").assign(text=lambda j: text_of[j.pid].to_numpy())
+    offered = links[["qid", "lang_p"]].assign(text_p=text_of[links.pid].to_numpy()).reset_index().merge(
+        judged, left_on=["qid", "lang_p"], right_on=["qid", "lang"])
+    first = offered[offered.text != offered.text_p].groupby("index").pid.min()
+    return first.reindex(links.index)
 
 
 def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
@@ -69,9 +80,10 @@ def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> di
     if params["hard_negatives"]:
         links["negative_pid"] = judged_negatives(links, qrels, passages)
         unjudged = links[links.negative_pid.isna()]
-        relevant_items = unjudged.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
+        relevant_items = links.groupby("pid").item_id_q.apply(lambda ids: sorted(set(ids)))
         depth = params.get("hard_negative_depth", HARD_NEGATIVE_DEPTH)
-        mined = bm25_hard_negatives(passages, relevant_items, depth, params.get("hard_negative_postings", HARD_NEGATIVE_POSTINGS))
+        postings = params.get("hard_negative_postings", HARD_NEGATIVE_POSTINGS)
+        mined = bm25_hard_negatives(passages, relevant_items, depth, postings, asking=unjudged.pid.unique())
         links.loc[unjudged.index, "negative_pid"] = mined.reindex(unjudged.pid).to_numpy()
         logging.info("hard negatives: %d judged, %d BM25, %d none", len(links) - len(unjudged),
                      int(links.loc[unjudged.index, "negative_pid"].notna().sum()), int(links.negative_pid.isna().sum()))

@@ -6,7 +6,8 @@ query is relevant to its positive passage in every language (cross-lingual pairs
 for X-Y batches). The first `max_queries` queries of the small training triples are
 kept, with their positive passages and the first `negatives_per_query` (default 1) of
 their triples' negatives: BM25-retrieved passages not judged relevant, which the qrels
-record with relevance 0 (in every language) and the pairs stage takes as hard negatives.
+record with relevance 0 (in every language); the pairs stage takes one per pair as its hard
+negative (with none kept, BM25 mines among the positive passages).
 """
 
 from __future__ import annotations
