@@ -10,9 +10,14 @@ import pytrec_eval
 
 from hybridbatch import evaluation, schema
 from hybridbatch.indexing import write_indices
-from hybridbatch.vectors import POOLED, candidate_rows, embeddings_table
+from hybridbatch.vectors import POOLED, CandidateBlocks, candidate_rows, embeddings_table
 from conftest import REPO
 from test_lareqa import write_fixture
+
+
+def blocks_of(vectors: np.ndarray, rows: np.ndarray, width: int) -> CandidateBlocks:
+    """Blocks (first column, vectors) of the candidates vectors[rows], at most `width` each."""
+    return lambda: ((lo, vectors[rows[lo : lo + width]]) for lo in range(0, len(rows), width))
 
 METRICS = {"recall_at": [1, 2, 5], "ndcg_at": 3, "mrr_at": 3}
 DESCRIPTOR = {"corpus": "fixture", "model": "random", "strategy": "zero-shot", "alpha": None, "seed": None}
@@ -169,7 +174,7 @@ def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate
         index.train(candidates)
         index.add(candidates)  # probes 1 list of 4: short lists, padded with -1
     rows = np.arange(61)
-    results = [run_tuples(evaluation.search_block(index, queries, evaluation.blocks_of(candidates, rows, width), 61, gold, 10))
+    results = [run_tuples(evaluation.search_block(index, queries, blocks_of(candidates, rows, width), 61, gold, 10))
                for width in (61, 1, 7, 16, 1000)]
     assert all(result == results[0] for result in results[1:])
     scores = queries @ candidates.T

@@ -80,3 +80,8 @@ def test_results_on_s3_upload_rerun_nothing_and_audit_clean(s3_endpoint, tmp_pat
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
     # download, prepare, pairs, batches, base model, model, 2 x (2 shards, embeddings, runs, metrics), tables
     assert "17 of 17 artifacts verified, 0 failing" in audit.stdout, audit.stdout[-3000:]
+
+    config["index"]["factory"] = "HNSW32"  # a search knob: the vectors are re-indexed, no shard re-encoded
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    plan = on_s3(workdir, s3_endpoint, "--dry-run")
+    assert "rule embed:" in plan and "rule embed_shard:" not in plan, plan[-3000:]

@@ -30,7 +30,11 @@ def tokens(text: str) -> list[str]:
 class TermIndex:
     weights: sparse.csr_matrix  # passage x term: the BM25 weight of each word a passage holds
     postings: sparse.csr_matrix  # term x passage: the same weights, by word
-    document_frequency: np.ndarray  # passages per term
+
+    @property
+    def document_frequency(self) -> np.ndarray:
+        """Passages per term."""
+        return np.diff(self.postings.indptr)
 
 
 def index_texts(texts: Iterable[str]) -> TermIndex:
@@ -59,12 +63,12 @@ def index_texts(texts: Iterable[str]) -> TermIndex:
     counts = sparse.vstack(blocks, format="csr")
     n = counts.shape[0]
     length = np.asarray(counts.sum(axis=1)).ravel()
-    frequency = np.bincount(counts.indices, minlength=counts.shape[1])
+    frequency = np.bincount(counts.indices, minlength=counts.shape[1])  # passages per term
     idf = np.log1p((n - frequency + 0.5) / (frequency + 0.5)).astype(np.float32)
     relative = np.repeat(length / max(length.mean(), 1e-9), np.diff(counts.indptr)).astype(np.float32)
     tf = counts.data
     weights = sparse.csr_matrix((idf[counts.indices] * tf / (tf + K1 * (1 - B + B * relative)), counts.indices, counts.indptr), shape=counts.shape)
-    return TermIndex(weights, weights.T.tocsr(), frequency)
+    return TermIndex(weights, weights.T.tocsr())
 
 
 def pruned_queries(index: TermIndex, rows: np.ndarray, budget: int) -> sparse.csr_matrix:

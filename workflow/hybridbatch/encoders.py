@@ -46,12 +46,16 @@ class Encoder:
             pooled = self.model(features)["sentence_embedding"]
         return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def token_counts(self, texts: list[str], kind: str) -> np.ndarray:
-        """Tokens of each text with its prefix and special tokens, after truncation."""
-        tokenizer = self.model.tokenizer
-        ids = tokenizer([self.prefix(kind) + text for text in texts], truncation=True,
-                        max_length=self.model.max_seq_length)["input_ids"]
-        return np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    def token_counts(self, texts: list[str], kind: str, chunk: int = 10_000) -> np.ndarray:
+        """Tokens of each text with its prefix and special tokens, after truncation (counted
+        `chunk` texts at a time, so the token ids of a large shard are never all held)."""
+        tokenizer, prefix = self.model.tokenizer, self.prefix(kind)
+        counts = []
+        for start in range(0, len(texts), chunk):
+            ids = tokenizer([prefix + text for text in texts[start : start + chunk]], truncation=True,
+                            max_length=self.model.max_seq_length)["input_ids"]
+            counts.append(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+        return np.concatenate(counts) if counts else np.zeros(0, np.int64)
 
     @torch.inference_mode()
     def encode(self, texts: list[str], kind: str, batch_size: int, desc: str = "encode") -> np.ndarray:

@@ -70,12 +70,6 @@ def top_k_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(scores, columns, axis=1), columns
 
 
-def blocks_of(vectors: np.ndarray, rows: np.ndarray, width: int) -> CandidateBlocks:
-    """Blocks (first column, vectors) of the candidates vectors[rows], at most `width` each,
-    gathered one block at a time."""
-    return lambda: ((lo, vectors[rows[lo : lo + width]]) for lo in range(0, len(rows), width))
-
-
 def block_width(block_mb: float, rows: int = QUERY_CHUNK) -> int:
     """Candidates per block so that one block of rows x candidates float32 scores fits block_mb."""
     return max(1, int(block_mb * 2**20 // (4 * rows)))

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 
 from . import schema
 from .encoders import Encoder
-from .hashed import atomic_hashed
 from .vectors import POOLED, candidate_rows, embeddings_table, parquet_blocks, read_ids
 
 ROW_GROUP = 65_536  # vectors per Parquet row group: the unit the search reads (100 MB at 384-d)
@@ -86,10 +85,8 @@ def embed_shard(params: dict, model_dir: str | Path, corpus_dir: str | Path, out
 def gather_shards(shard_dirs: list[Path], out_path: Path) -> None:
     """Concatenate the shards' passages embeddings, in shard order, row group by row group."""
     files = [pq.ParquetFile(Path(d) / "passages.parquet") for d in shard_dirs]
-    with atomic_hashed(out_path) as sink, pq.ParquetWriter(sink, files[0].schema_arrow) as writer:
-        for file in files:
-            for group in range(file.num_row_groups):
-                writer.write_table(file.read_row_group(group), row_group_size=ROW_GROUP)
+    groups = (file.read_row_group(group) for file in files for group in range(file.num_row_groups))
+    schema.write_batches(groups, out_path, files[0].schema_arrow)
 
 
 def embed_and_index(params: dict, model_dir: str | Path, corpus_dir: str | Path, shard_dirs: list[str | Path],

@@ -182,11 +182,14 @@ def parent_dir(path, levels=1):
 
 
 def embedding_params(model, shard=None):
-    """The embed stage's config slice: everything but the shard counts (one shard's params
-    say which shard it is)."""
+    """The embed stage's config slice: the embedding keys but the shard counts, the model and
+    the index factory; a shard's says which shard it is and has no index factory, so that
+    changing the index re-encodes no shard."""
     embedding = {key: value for key, value in config["embedding"].items() if key != "shards"}
-    params = {**embedding, "index_factory": config["index"]["factory"], "model": config["models"][model]}
-    return params if shard is None else {**params, "shard": int(shard[0]), "shards": int(shard[1])}
+    params = {**embedding, "model": config["models"][model]}
+    if shard is None:
+        return {**params, "index_factory": config["index"]["factory"]}
+    return {**params, "shard": int(shard[0]), "shards": int(shard[1])}
 
 
 def passage_shards(wildcards):

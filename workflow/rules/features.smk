@@ -3,12 +3,11 @@ rule image_features:
         directory("results/features/{tower}/{corpus}"),
     input:
         package("image_towers"),
-        images=expand("results/corpora/{{corpus}}/{split}/images.parquet", split=SPLITS),
-        corpus=lambda w: [path for split in SPLITS for path in corpus_split(split)(w)],
+        corpus=lambda w: list(dict.fromkeys(path for split in SPLITS for path in corpus_split(split)(w))),
         raw="results/corpora/{corpus}/raw",
     params:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
-        corpus=lambda w, input: parent_dir(input.images[0], 2),
+        corpus=lambda w, input: parent_dir(input.corpus[0], 2),
     threads: config["compute"]["threads"]
     resources:
         **job_resources("image_features"),
