@@ -233,10 +233,10 @@ def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
     left.set(xlabel="alpha (share of X-X-mono batches)", ylabel="mAP", title=f"{corpus}: mAP vs alpha")
     right.set(xlabel="alpha (share of X-X-mono batches)", ylabel="mean rank distance", title="language bias (lower is better)")
     for axis in (left, right):
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)  # below, not over the lines
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
