@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 import numpy as np
@@ -31,9 +32,9 @@ class TermIndex:
     weights: sparse.csr_matrix  # passage x term: the BM25 weight of each word a passage holds
     postings: sparse.csr_matrix  # term x passage: the same weights, by word
 
-    @property
+    @cached_property
     def document_frequency(self) -> np.ndarray:
-        """Passages per term."""
+        """Passages per term (computed once, not per query chunk)."""
         return np.diff(self.postings.indptr)
 
 
