@@ -40,7 +40,7 @@ def main() -> None:
         with torch.inference_mode():
             for start in range(0, len(images), args.batch_size):
                 rows = images.iloc[start : start + args.batch_size]
-                tower(torch.stack([tower.preprocess(read_image(raw, p, d)) for p, d in zip(rows.path, rows.sha256)]))
+                tower.encode([read_image(raw, p, d) for p, d in zip(rows.path, rows.sha256)])
         seconds = time.perf_counter() - started
         print(f"{size:>4} px: {len(images) / seconds:6.1f} images/s ({len(images)} images, {args.threads} threads, batch {args.batch_size})")
 

@@ -157,7 +157,7 @@ def test_image_features_are_computed_once_by_a_locked_tower_and_checked_against_
     prepare.prepare(params, raw, tmp_path / "corpus")
     tower_params = {"name": "lite0", "source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
                     "image_size": 64, "batch_size": 2}  # fmt: skip
-    counts = image_features(tower_params, tmp_path / "corpus", raw, tmp_path / "features")
+    counts = image_features(tower_params, tmp_path / "corpus", raw, None, tmp_path / "features")
     assert counts == {"train": 3, "test": 2}
     ids, langs, vectors = read_embeddings(tmp_path / "features/train.parquet")
     assert vectors.shape == (3, 1280) and set(langs) == {"image"}
@@ -170,4 +170,4 @@ def test_image_features_are_computed_once_by_a_locked_tower_and_checked_against_
     np.testing.assert_allclose(vectors[0], again, rtol=1e-4, atol=1e-5)  # same features whatever the batch
     (raw / images.loc[ids[1], "path"]).write_bytes(image_bytes("white"))
     with pytest.raises(schema.SchemaError, match="sha256 differs from the one prepare recorded"):
-        image_features(tower_params, tmp_path / "corpus", raw, tmp_path / "features2")
+        image_features(tower_params, tmp_path / "corpus", raw, None, tmp_path / "features2")

@@ -245,7 +245,8 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
 
 def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
     from hybridbatch.image_text_evaluation import evaluate_image_text
-    from hybridbatch.lit import ImageTextModel, train_lit
+    from hybridbatch.image_text_model import ImageTextModel
+    from hybridbatch.lit import train_lit
 
     write_image_corpus(tmp_path / "corpus", 24)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import torch
 from conftest import REPO, TINY_MODEL
 from hybridbatch.batching import build_batches
 from hybridbatch.encoders import Encoder
-from hybridbatch.objectives import info_nce, symmetric_info_nce
+from hybridbatch.objectives import info_nce, sigmoid, symmetric_info_nce
 from hybridbatch.trainer import Checkpoints, RunState, Step, Trainer, TrainerSettings, checkpoint_dir, parameter_groups
 
 TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
@@ -56,6 +56,14 @@ def image_text_step(encoder: Encoder, n: int) -> Step:
                 lambda e: symmetric_info_nce(e[0], e[1], torch.zeros(n, n, dtype=torch.bool), 0.07), n)
 
 
+def sigmoid_step(encoder: Encoder, n: int) -> Step:
+    """SigLIP's loss (with a bias) over the image-text step's embeddings, one pair masked."""
+    step = image_text_step(encoder, n)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    mask[2, 3] = True
+    return Step(step.sides, lambda e: sigmoid(e[0], e[1], mask, 0.1, torch.tensor(-2.0)), n)
+
+
 def gradients(trainer: Trainer, step: Step) -> tuple[float, dict[str, torch.Tensor]]:
     loss = trainer.backward(step, "test")
     grads = {name: p.grad.detach().clone() for name, p in trainer.named.items() if p.grad is not None}
@@ -63,7 +71,7 @@ def gradients(trainer: Trainer, step: Step) -> tuple[float, dict[str, torch.Tens
     return loss.item(), grads
 
 
-@pytest.mark.parametrize("make_step", [text_step, image_text_step])
+@pytest.mark.parametrize("make_step", [text_step, image_text_step, sigmoid_step])
 def test_gradcache_gives_the_gradients_of_the_whole_batch(tiny_model_dir, make_step):
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         encoder, whole = tiny_trainer(tiny_model_dir, device, precision="fp32")

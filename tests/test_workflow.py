@@ -511,3 +511,58 @@ def test_results_do_not_depend_on_cores(workdir, tmp_path):
         assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
     threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())["threads"]
     assert threads["OMP_NUM_THREADS"] == str(tiny_config()["compute"]["threads"]) and threads["torch"] == tiny_config()["compute"]["threads"]
+
+
+def config_dry_run(tmp_path, configfile: str) -> dict[str, int]:
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "-n"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+def test_xm3600_zero_shot_config_plans_both_models(tmp_path):
+    """config/xm3600.yaml (network + GPU): mSigLIP and SigLIP 2, each with its own image
+    tower's features, evaluated untrained on XM3600 (beside config.yaml's text track)."""
+    jobs = config_dry_run(tmp_path, "config/xm3600.yaml")
+    assert jobs["image_features"] == 2 and jobs["evaluate_image_text"] == 2 and "train_lit" not in jobs
+    assert jobs["base_model"] == 3  # msiglip, siglip2 and the text track's e5
+
+
+def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
+    """config/xm3600_hybrid.yaml: LiT of mSigLIP on COCO-35L, 6 strategies x 3 seeds, each and
+    the untrained model evaluated on XM3600; features of both corpora by mSigLIP's tower."""
+    jobs = config_dry_run(tmp_path, "config/xm3600_hybrid.yaml")
+    assert jobs["train_lit"] == jobs["image_text_batches"] == 18
+    assert jobs["evaluate_image_text"] == 19 and jobs["image_features"] == 2
+
+
+def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_workflow(tmp_path):
+    """A tiny random CLIP (a local checkpoint) as the image-text model: its base model, its
+    own tower's features, LiT with config.yaml's four strategies and the untrained model,
+    all evaluated; the trained model loads with transformers alone."""
+    from transformers import AutoModel
+
+    from dual_encoders import tiny_clip
+
+    config = tiny_config()
+    config["models"]["tiny-clip"] = {"source": {"kind": "dual-encoder", "path": str(tiny_clip(tmp_path / "clip"))}}
+    config["image_towers"]["tiny-clip-vision"] = {"source": {"kind": "dual-encoder", "model": "tiny-clip"}, "batch_size": 4}
+    image_text = config["image_text"]
+    image_text.update(text_model="tiny-clip", image_tower="tiny-clip-vision", max_length=None, zero_shot=["tiny-clip"])
+    image_text["strategies"] = yaml.safe_load((REPO / "config.yaml").read_text())["image_text"]["strategies"]
+    image_text["training"].update(objective=None, temperature=None)
+    image_text["batching"]["steps"] = 2
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    write_config(workdir, config)
+    runs = ["zero-shot.tiny-clip"] + [f"{strategy}.s0" for strategy in image_text["strategies"]]
+    snakemake(workdir, *[f"results/image_text/metrics/emoji/{run}/summary.csv" for run in runs])
+    for run in runs:
+        summary = pd.read_csv(workdir / f"results/image_text/metrics/emoji/{run}/summary.csv")
+        assert {"t2i/first", "i2t/first", "i2t-multi/first", "t2t-cross/first"} <= set(summary.setting), run
+        assert summary.model.unique().tolist() == ["tiny-clip+tiny-clip-vision"]
+    assert pd.read_csv(workdir / "results/image_text/metrics/emoji/zero-shot.tiny-clip/summary.csv").strategy.unique() == ["zero-shot"]
+    model = AutoModel.from_pretrained(str(workdir / "results/image_text/models/emoji/hybrid.s0"))
+    assert type(model).__name__ == "CLIPModel"

@@ -25,7 +25,7 @@ STAGES = {
     "batches": ("batching", "build_batches", ["pairs", "out"]),
     "base-model": ("model_sources", "build_base_model", ["corpus", "out"]),
     "train": ("training", "train", ["base", "batches", "out"]),
-    "image-features": ("image_towers", "image_features", ["corpus", "raw", "out"]),
+    "image-features": ("image_towers", "image_features", ["corpus", "raw", "model", "out"]),
     "image-text-batches": ("image_text_batches", "build_image_text_batches", ["corpus", "out"]),
     "train-lit": ("lit", "train_lit", ["base", "features", "batches", "out"]),
     "evaluate-image-text": ("image_text_evaluation", "evaluate_image_text", ["model", "features", "corpus", "out"]),
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
-            optional = (name, path) in (("base-model", "corpus"), ("tables", "image_text_metrics"))
+            optional = (name, path) in (("base-model", "corpus"), ("image-features", "model"), ("tables", "image_text_metrics"))
             nargs = {"metrics": "+", "image_text_metrics": "*", "shards": "*"}.get(path)
             command.add_argument(f"--{path.replace('_', '-')}", dest=path, required=not optional, nargs=nargs,
                                  default=[] if nargs == "*" else None)

@@ -11,7 +11,8 @@ import yaml
 from .layout import ZERO_SHOT
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-IMAGE_SOURCES = {"emoji", "xm3600"}  # corpus formats whose candidates are images (images.parquet)
+IMAGE_SOURCES = {"coco35l", "emoji", "xm3600"}  # corpus formats whose candidates are images (images.parquet)
+DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,11 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
         if config["corpora"][name]["source"] in IMAGE_SOURCES:
             raise ConfigError(f"config key experiment.eval_corpora: {name} is an image-text corpus (its candidates are "
                               f"images); the text models of experiment.models cannot embed images")
+    for name in config["experiment"]["models"]:
+        if config["models"][name]["source"]["kind"] == DUAL_ENCODER:
+            raise ConfigError(f"config key experiment.models: {name} is a dual encoder (image-text track); the text "
+                              f"track trains sentence-transformers models")
+    check_image_towers(config)
     check_image_text(config)
     for name, model in config["models"].items():
         source = model["source"]
@@ -60,28 +66,71 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
                               f"of heads ({source['heads']})")
 
 
+def is_dual_encoder(config: dict, model: str) -> bool:
+    return config["models"][model]["source"]["kind"] == DUAL_ENCODER
+
+
+def check_image_towers(config: dict) -> None:
+    """A dual encoder's image tower names a dual-encoder model."""
+    for name, tower in config.get("image_towers", {}).items():
+        model = tower["source"].get("model")
+        if tower["source"]["kind"] == DUAL_ENCODER and (model not in config["models"] or not is_dual_encoder(config, model)):
+            raise ConfigError(f"config key image_towers.{name}.source.model: {model!r} is not a dual-encoder model "
+                              f"under models")
+
+
+def tower_of(config: dict, model: str, key: str) -> str:
+    """The image tower of dual-encoder `model`: the one image_towers entry built from it."""
+    towers = [name for name, tower in config.get("image_towers", {}).items() if tower["source"].get("model") == model]
+    if len(towers) != 1:
+        raise ConfigError(f"config key {key}: {model} needs exactly one image_towers entry with source "
+                          f"{{kind: {DUAL_ENCODER}, model: {model}}} (found {towers})")
+    return towers[0]
+
+
+def eval_corpus(section: dict) -> str:
+    return section["evaluation"].get("corpus", section["corpus"])
+
+
+def image_text_runs(config: dict) -> list[str]:
+    """The evaluated image-text runs: `zero-shot.<model>` per untrained dual encoder, then
+    `<strategy>.s<seed>` per trained cell."""
+    section = config["image_text"]
+    return [f"{ZERO_SHOT}.{model}" for model in section.get("zero_shot", [])] + [
+        f"{strategy}.s{seed}" for strategy in section["strategies"] for seed in section["seeds"]]
+
+
 def check_image_text(config: dict) -> None:
-    """The image-text experiment names an image corpus, a text model and an image tower
-    that exist, and languages its corpus has."""
+    """The image-text experiment names image corpora, a text model and an image tower that
+    exist, languages its corpora have, and text settings its model family allows."""
     if not config.get("image_text"):
         return
     section = config["image_text"]
-    for key, section_name in (("corpus", "corpora"), ("text_model", "models"), ("image_tower", "image_towers")):
-        if section[key] not in config.get(section_name, {}):
-            raise ConfigError(f"config key image_text.{key}: {section[key]!r} not defined under {section_name} "
+    evaluation = section["evaluation"]
+    for key, name, section_name in (("corpus", section["corpus"], "corpora"), ("evaluation.corpus", eval_corpus(section), "corpora"),
+                                    ("text_model", section["text_model"], "models"),
+                                    ("image_tower", section["image_tower"], "image_towers")):
+        if name not in config.get(section_name, {}):
+            raise ConfigError(f"config key image_text.{key}: {name!r} not defined under {section_name} "
                               f"(has {sorted(config.get(section_name, {}))})")
-    corpus = config["corpora"][section["corpus"]]
-    if corpus["source"] not in IMAGE_SOURCES:
-        raise ConfigError(f"config key image_text.corpus: {section['corpus']} is not an image-text corpus "
-                          f"(source {corpus['source']!r}; image sources: {sorted(IMAGE_SOURCES)})")
-    if not 0 < corpus["test_fraction"] < 1:
-        raise ConfigError(f"config key corpora.{section['corpus']}.test_fraction: the image-text experiment needs "
-                          f"train and test images (0 < test_fraction < 1)")
-    for key in ("train_languages", "evaluation.languages"):
-        languages = section[key] if key == "train_languages" else section["evaluation"]["languages"]
-        outside = sorted(set(languages) - set(corpus["languages"]))
+        if section_name == "corpora" and config["corpora"][name]["source"] not in IMAGE_SOURCES:
+            raise ConfigError(f"config key image_text.{key}: {name} is not an image-text corpus "
+                              f"(source {config['corpora'][name]['source']!r}; image sources: {sorted(IMAGE_SOURCES)})")
+    trained, evaluated = section["corpus"], eval_corpus(section)
+    if not image_text_runs(config):
+        raise ConfigError("config key image_text.seeds: empty, and image_text.zero_shot names no model: nothing to evaluate")
+    if section["strategies"] and section["seeds"] and config["corpora"][trained]["test_fraction"] >= 1:
+        raise ConfigError(f"config key corpora.{trained}.test_fraction: 1 leaves no train split, but image_text "
+                          f"trains on {trained}")
+    if config["corpora"][evaluated]["test_fraction"] <= 0:
+        raise ConfigError(f"config key corpora.{evaluated}.test_fraction: 0 leaves no test split, but image_text "
+                          f"evaluates on {evaluated}")
+    for key, languages, corpus in (("train_languages", section["train_languages"], trained),
+                                   ("evaluation.languages", evaluation["languages"], evaluated)):
+        outside = sorted(set(languages) - set(config["corpora"][corpus]["languages"]))
         if outside:
-            raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {section['corpus']}")
+            raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {corpus}")
+    check_image_text_model(config, section)
     evaluated = section["evaluation"]
     outside = sorted(set(evaluated.get("t2t_languages", [])) - set(evaluated["languages"]))
     if outside:
@@ -98,13 +147,45 @@ def check_image_text(config: dict) -> None:
             raise ConfigError(f"{key}.weights: caption-caption batches need two image_text.train_languages")
 
 
-def image_text_descriptor(config: dict, strategy: str, seed: int) -> dict:
-    """The summary contract's identifying columns for an image-text run: the model is
-    text model + image tower, alpha the share of image-caption-mono batches."""
+def check_image_text_model(config: dict, section: dict) -> None:
+    """A dual encoder reads captions as its checkpoint says and sees images through its own
+    tower; a sentence-transformers text tower needs a caption length and a temperature."""
+    text_model = section["text_model"]
+    training = section["training"]
+    for model in section.get("zero_shot", []):
+        if model not in config["models"] or not is_dual_encoder(config, model):
+            raise ConfigError(f"config key image_text.zero_shot: {model!r} is not a dual-encoder model under models "
+                              f"(an untrained text tower with a new image projection retrieves nothing)")
+        tower_of(config, model, "image_text.zero_shot")
+    if is_dual_encoder(config, text_model):
+        if section.get("max_length") is not None:
+            raise ConfigError(f"config key image_text.max_length: {text_model} is a dual encoder: its checkpoint sets "
+                              f"the caption length and padding (SigLIP: 64 tokens, padded); set it to null")
+        tower = tower_of(config, text_model, "image_text.text_model")
+        if section["image_tower"] != tower:
+            raise ConfigError(f"config key image_text.image_tower: {section['image_tower']!r}, but dual encoder "
+                              f"{text_model} scores images through its own tower {tower!r}")
+        return
+    if section.get("max_length") is None:
+        raise ConfigError(f"config key image_text.max_length: required for the sentence-transformers text model {text_model}")
+    if training["temperature"] is None:
+        raise ConfigError(f"config key image_text.training.temperature: null takes a dual encoder's checkpoint "
+                          f"temperature, but {text_model} has none; give a number")
+
+
+def image_text_descriptor(config: dict, run: str) -> dict:
+    """The summary contract's identifying columns for an image-text run (image_text_runs):
+    the model is text model + image tower, alpha the share of image-caption-mono batches."""
     section = config["image_text"]
+    corpus = eval_corpus(section)
+    if run.startswith(f"{ZERO_SHOT}."):
+        model = run.removeprefix(f"{ZERO_SHOT}.")
+        tower = tower_of(config, model, "image_text.zero_shot")
+        return {"corpus": corpus, "model": f"{model}+{tower}", "strategy": ZERO_SHOT, "alpha": None, "seed": None}
+    strategy, seed = run.rsplit(".s", 1)
     weights = section["strategies"][strategy]["weights"]
-    return {"corpus": section["corpus"], "model": f"{section['text_model']}+{section['image_tower']}",
-            "strategy": strategy, "alpha": weights.get("image-caption-mono", 0) / sum(weights.values()), "seed": seed}
+    return {"corpus": corpus, "model": f"{section['text_model']}+{section['image_tower']}",
+            "strategy": strategy, "alpha": weights.get("image-caption-mono", 0) / sum(weights.values()), "seed": int(seed)}
 
 
 def _number_hint(value) -> str:

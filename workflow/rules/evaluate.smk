@@ -58,22 +58,21 @@ rule evaluate:
 rule evaluate_image_text:
     output:
         expand(
-            "results/image_text/metrics/{{corpus}}/{{strategy}}.s{{seed}}/{name}",
+            "results/image_text/metrics/{{corpus}}/{{run}}/{name}",
             name=METRIC_FILES,
         ),
-        manifest=artifact_manifest("results/image_text/metrics/{corpus}/{strategy}.s{seed}"),
+        manifest=artifact_manifest("results/image_text/metrics/{corpus}/{run}"),
     input:
         package("image_text_evaluation"),
-        model="results/image_text/models/{corpus}/{strategy}.s{seed}",
-        features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
+        unpack(image_text_run_inputs),
         split=corpus_split("test"),
     params:
         evaluation=lambda w: as_json(
             {
                 **config["evaluation"],
                 **IMAGE_TEXT["evaluation"],
-                "text_model": image_text_model_params(),
-                "descriptor": image_text_descriptor(config, w.strategy, int(w.seed)),
+                "text_model": image_text_model_params(zero_shot_model(w.run)),
+                "descriptor": image_text_descriptor(config, w.run),
             }
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
@@ -83,9 +82,9 @@ rule evaluate_image_text:
         **job_resources("evaluate_image_text"),
         gpu=config["compute"]["gpus"],
     log:
-        "results/logs/evaluate_image_text/{corpus}/{strategy}.s{seed}.log",
+        "results/logs/evaluate_image_text/{corpus}/{run}.log",
     benchmark:
-        "results/benchmarks/evaluate_image_text/{corpus}/{strategy}.s{seed}.tsv"
+        "results/benchmarks/evaluate_image_text/{corpus}/{run}.tsv"
     conda:
         ENV
     shell:

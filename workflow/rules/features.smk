@@ -5,9 +5,11 @@ rule image_features:
         package("image_towers"),
         corpus=lambda w: list(dict.fromkeys(path for split in SPLITS for path in corpus_split(split)(w))),
         raw="results/corpora/{corpus}/raw",
+        model=tower_model_dir,
     params:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
         corpus=lambda w, input: parent_dir(input.corpus[0], 2),
+        model=lambda w, input: f"--model {input.model}" if input.model else "",
     threads: config["compute"]["threads"]
     resources:
         **job_resources("image_features"),
@@ -20,4 +22,4 @@ rule image_features:
         ENV
     shell:
         "python -m hybridbatch image-features --params {params.tower:q} --corpus {params.corpus}"
-        " --raw {input.raw} --out {output} > {log} 2>&1"
+        " --raw {input.raw} {params.model} --out {output} > {log} 2>&1"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import cldr, emoji, lareqa, miracl, mmarco, xm3600  # noqa: F401  (each registers its format)
+from . import cldr, coco35l, emoji, lareqa, miracl, mmarco, xm3600  # noqa: F401  (each registers its format)
 from .source import SOURCES
 
 

@@ -1,0 +1,60 @@
+"""Tiny random CLIP and SigLIP models built from configs and saved with `save_pretrained`
+(model, tokenizer, PIL image processor), as a hub checkpoint would be laid out."""
+
+from pathlib import Path
+
+import torch
+
+TEXTS = ["a red circle", "ein blauer Kreis auf weißem Grund", "красный квадрат", "绿色三角形", "a"]
+
+
+def xlmr_tokenizer(max_length: int):
+    """The XLM-R tokenizer shipped (offline) with the e5 model's package."""
+    from importlib.resources import files
+
+    from transformers import PreTrainedTokenizerFast
+
+    path = files("semantra_multilingual") / "assets/multilingual-e5-small/tokenizer.json"
+    return PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", model_max_length=max_length)
+
+
+def bpe_tokenizer():
+    """A BERT-style BPE tokenizer ([SEP] id 3 ends a text), learned from a few captions."""
+    from hybridbatch.model_sources import train_tokenizer
+
+    return train_tokenizer(TEXTS * 20, 300)
+
+
+def tiny_clip(out: Path, seed: int = 0) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    tokenizer = bpe_tokenizer()
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+            "num_attention_heads": 2, "max_position_embeddings": 40, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8}
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def tiny_siglip(out: Path, seed: int = 0) -> Path:
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
+
+    tokenizer = xlmr_tokenizer(16)
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+            "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8}
+    torch.manual_seed(seed)
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
+    return out

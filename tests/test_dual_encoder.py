@@ -1,0 +1,268 @@
+"""Pretrained dual encoders through transformers (no torchvision): tiny random CLIP and
+SigLIP models built from configs, loaded by path through the model source; embeddings
+equal transformers' own, SigLIP's padding is followed, the sigmoid loss equals
+SiglipModel's, LiT from a dual encoder with every strategy saves a model that
+`AutoModel.from_pretrained` loads, and the COCO-35L format."""
+
+import bz2
+import importlib.util
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dual_encoders import TEXTS, tiny_clip, tiny_siglip
+from hybridbatch import corpora, schema
+from hybridbatch.corpora import prepare
+from hybridbatch.image_text_batches import CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
+from hybridbatch.objectives import sigmoid, symmetric_info_nce
+from test_image_text import LANGS, plan, write_image_corpus
+
+BUILDERS = {"clip": tiny_clip, "siglip": tiny_siglip}
+
+
+def test_torchvision_is_not_installed():
+    """transformers imports an installed torchvision even for its PIL image processors, and
+    no torchvision wheel imports beside the CPU torch: the project must never install it."""
+    assert importlib.util.find_spec("torchvision") is None, "torchvision is installed: it breaks the PIL image path"
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def base(request, tmp_path_factory):
+    """(family, checkpoint dir, base model dir built by the dual-encoder model source from a local path)."""
+    from hybridbatch.model_sources import build_base_model
+
+    root = tmp_path_factory.mktemp(request.param)
+    checkpoint = BUILDERS[request.param](root / "checkpoint")
+    build_base_model({"name": request.param, "source": {"kind": "dual-encoder", "path": str(checkpoint)}}, None,
+                     root / "base")
+    return request.param, checkpoint, root / "base"
+
+
+def images(n: int) -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def reference(checkpoint):
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    return (AutoModel.from_pretrained(str(checkpoint)).eval(), AutoTokenizer.from_pretrained(str(checkpoint)),
+            AutoImageProcessor.from_pretrained(str(checkpoint), backend="pil"))
+
+
+def pooled(output) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def test_embeddings_equal_transformers_get_features(base):
+    from hybridbatch.dual_encoder import DualEncoderImageText
+
+    family, checkpoint, base_dir = base
+    model, tokenizer, processor = reference(checkpoint)
+    settings = json.loads((base_dir / "text_settings.json").read_text())
+    padding = "max_length" if family == "siglip" else "longest"
+    assert settings["padding"] == padding and settings["max_length"] == model.config.text_config.max_position_embeddings
+    inputs = tokenizer(TEXTS, padding=padding, truncation=True, max_length=settings["max_length"], return_tensors="pt")
+    if family == "siglip":  # trained without a mask, pooling the last (padded) position
+        inputs = {"input_ids": inputs["input_ids"]}
+    with torch.no_grad():
+        texts = torch.nn.functional.normalize(pooled(model.get_text_features(**inputs)), dim=-1).numpy()
+        pixels = processor(images=images(3), return_tensors="pt")
+        image_features = pooled(model.get_image_features(**pixels))
+    ours = DualEncoderImageText(base_dir, "cpu")
+    np.testing.assert_allclose(ours.encode_texts(TEXTS, batch_size=2), texts, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(ours.encoder.image_features(images(3)).numpy(), image_features.numpy(), atol=1e-5)
+    assert ours.default_objective == ("sigmoid" if family == "siglip" else "symmetric-info-nce")
+
+
+def test_siglip_texts_are_padded_to_the_towers_length_without_a_mask(base):
+    """Dynamic padding (or a mask) changes a SigLIP embedding: the pipeline must not use it."""
+    from hybridbatch.dual_encoder import DualEncoder
+
+    family, checkpoint, base_dir = base
+    encoder = DualEncoder(base_dir, "cpu")
+    inputs = encoder.text_inputs(TEXTS[:2])
+    model, tokenizer, _ = reference(checkpoint)
+    dynamic = tokenizer(TEXTS[:2], padding="longest", return_tensors="pt")
+    with torch.no_grad():
+        padded = pooled(model.get_text_features(**inputs))
+        unpadded = pooled(model.get_text_features(**dynamic))
+    if family == "siglip":
+        assert set(inputs) == {"input_ids"} and inputs["input_ids"].shape[1] == model.config.text_config.max_position_embeddings
+        assert (padded - unpadded).abs().max() > 1e-3
+    else:  # CLIP pools its end token under a mask: padding changes nothing
+        assert set(inputs) == {"input_ids", "attention_mask"}
+        torch.testing.assert_close(padded, unpadded, atol=1e-5, rtol=1e-5)
+
+
+def test_sigmoid_and_clip_losses_equal_transformers_own(base):
+    family, checkpoint, _ = base
+    model, tokenizer, processor = reference(checkpoint)
+    inputs = tokenizer(TEXTS[:4], padding="max_length", truncation=True,
+                       max_length=model.config.text_config.max_position_embeddings, return_tensors="pt")
+    pixels = processor(images=images(4), return_tensors="pt")
+    with torch.no_grad():
+        output = model(input_ids=inputs["input_ids"], **pixels, return_loss=True)
+    texts, targets = output.text_embeds, output.image_embeds  # normalised by the model
+    none = torch.zeros(4, 4, dtype=torch.bool)
+    temperature = 1 / model.logit_scale.exp()
+    if family == "siglip":
+        ours = sigmoid(texts, targets, none, temperature, model.logit_bias)
+    else:
+        ours = symmetric_info_nce(texts, targets, none, temperature)
+    assert ours.item() == pytest.approx(output.loss.item(), rel=1e-5)
+
+
+def test_sigmoid_loss_and_its_gradient_equal_a_direct_implementation_with_masked_pairs():
+    generator = torch.Generator().manual_seed(0)
+    texts = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator, dtype=torch.float64), dim=-1)
+    targets = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator, dtype=torch.float64), dim=-1)
+    bias = torch.tensor(-3.0, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(5, 5, dtype=torch.bool)
+    mask[1, 3] = mask[4, 0] = True
+
+    def direct(t, c, b):
+        total = 0
+        for i in range(5):
+            for j in range(5):
+                if not mask[i, j]:
+                    z = (t[i] @ c[j]) / 0.1 + b
+                    total = total - torch.log(torch.sigmoid(z if i == j else -z))
+        return total / 5
+
+    t, c = texts.clone().requires_grad_(), targets.clone().requires_grad_()
+    ours = sigmoid(t, c, mask, 0.1, bias)
+    assert ours.item() == pytest.approx(direct(texts, targets, bias).item(), rel=1e-12)
+    assert torch.autograd.gradcheck(lambda t_, c_, b_: sigmoid(t_, c_, mask, 0.1, b_), (t, c, bias))
+    assert sigmoid(texts, targets, torch.zeros_like(mask), 0.1, bias).item() != pytest.approx(ours.item())
+
+
+STRATEGIES = {"mixed": {IMAGE_MIXED: 1.0}, "X-X-mono": {IMAGE_MONO: 1.0},
+              "hybrid": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}, "hybrid-mixed": {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5}}
+
+
+def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_loads(base, tmp_path):
+    from transformers import AutoModel
+
+    from hybridbatch.dual_encoder import DualEncoderImageText
+    from hybridbatch.image_text_evaluation import evaluate_image_text
+    from hybridbatch.image_towers import image_features
+    from hybridbatch.lit import train_lit
+    from hybridbatch.vectors import read_embeddings
+
+    family, _, base_dir = base
+    write_image_corpus(tmp_path / "corpus", 16)
+    raw = tmp_path / "raw"
+    for split in ("train", "test"):  # real image files with the hashes the corpus records
+        frame = schema.read_parquet(tmp_path / "corpus" / split / "images.parquet", schema.IMAGES)
+        for path, image in zip(frame.path, images(len(frame))):
+            (raw / path).parent.mkdir(parents=True, exist_ok=True)
+            image.save(raw / path)
+        from hybridbatch.download import sha256_file
+
+        frame["sha256"] = [sha256_file(raw / p) for p in frame.path]
+        schema.write_parquet(frame, tmp_path / "corpus" / split / "images.parquet", schema.IMAGES)
+    tower = {"name": "vision", "source": {"kind": "dual-encoder", "model": family}, "batch_size": 3}
+    assert image_features(tower, tmp_path / "corpus", raw, base_dir, tmp_path / "features") == {"train": 16, "test": 16}
+    assert "get_image_features" in json.loads((tmp_path / "features/tower.json").read_text())["features"]
+    text_model = {"source": {"kind": "dual-encoder", "path": "unused"}}
+    training = {"objective": None, "trainable_text_layers": 1, "learning_rate": 1e-3, "projection_learning_rate": 1e-3,
+                "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": None, "learnable_temperature": True}
+    untouched = {k: v.clone() for k, v in AutoModel.from_pretrained(str(base_dir)).state_dict().items()}
+    for strategy, weights in STRATEGIES.items():
+        batches, out = tmp_path / f"batches-{strategy}", tmp_path / f"model-{strategy}"
+        build_image_text_batches(plan({"weights": weights}, 3, validation_fraction=0.5), tmp_path / "corpus/train", batches)
+        params = {"lit": training, "seed": 0, "text_model": text_model, "text_model_name": family,
+                  "image_tower": "vision", "trainer": {"validation_every": 3}}
+        train_lit(params, base_dir, tmp_path / "features", batches, out)
+        log = pd.read_csv(out / "training_log.csv")
+        assert len(log) == 3 and log.loss.notna().all()
+        assert json.loads((out / "model.json").read_text())["objective"] == ("sigmoid" if family == "siglip" else "symmetric-info-nce")
+        trained = AutoModel.from_pretrained(str(out)).state_dict()  # the checkpoint's own format, no project code
+        changed = {k for k in trained if not torch.equal(trained[k], untouched[k])}
+        assert changed and all(k.startswith(("text_model.", "text_projection", "logit_")) for k in changed), changed
+        assert not any(k.startswith(("text_model.embeddings", "vision_model", "visual_projection")) for k in changed)
+    reloaded = DualEncoderImageText(out, "cpu")
+    model = AutoModel.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        direct = torch.nn.functional.normalize(pooled(model.get_text_features(**reloaded.encoder.text_inputs(TEXTS))), dim=-1)
+    np.testing.assert_allclose(reloaded.encode_texts(TEXTS, 2), direct.numpy(), atol=1e-5)
+    evaluation = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": None,
+                  "subset_seed": 0, "protocols": ["first"], "batch_size": 4, "text_model": text_model,
+                  "descriptor": {"corpus": "gen", "model": f"{family}+vision", "strategy": "hybrid-mixed", "alpha": 0.5,
+                                 "seed": 0}}
+    for model_dir, name in ((out, "trained"), (base_dir, "zero-shot")):
+        summary = evaluate_image_text(evaluation, model_dir, tmp_path / "features", tmp_path / "corpus/test", tmp_path / name)
+        assert {"t2i/first", "i2t/first", "i2t-multi/first", "t2t-cross/first"} <= set(summary.setting)
+    per_query = pd.read_parquet(tmp_path / "trained/per_query.parquet")
+    t2i = per_query[per_query.setting == "t2i/first"].set_index("qid")
+    captions = schema.read_parquet(tmp_path / "corpus/test/queries.parquet", schema.CAPTIONS)
+    first = captions[captions.caption == 0].reset_index(drop=True)
+    _, _, vectors = read_embeddings(tmp_path / "features/test.parquet")
+    image_vectors = torch.nn.functional.normalize(torch.from_numpy(np.asarray(vectors, dtype=np.float32)), dim=-1)
+    caption_vectors = torch.from_numpy(reloaded.encode_texts(first.text.tolist(), 4))
+    owner = first.item_id.map({item: row for row, item in enumerate(sorted(set(first.item_id)))}).to_numpy()
+    scores = caption_vectors @ image_vectors.T
+    gold = scores[torch.arange(len(first)), owner]
+    expected = 1 / (1 + (scores > gold[:, None]).sum(dim=1).numpy())  # the evaluation scored what the model embeds
+    np.testing.assert_allclose(t2i.loc[first.qid, "mrr@10"].to_numpy(), np.where(expected >= 0.1, expected, 0), atol=1e-6)
+
+
+def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
+    """COCO-35L's published files in their format: bz2 JSON lines, Karpathy's split in a zip,
+    the photos in train2014.zip / val2014.zip."""
+    mirror.mkdir(parents=True)
+    lines, karpathy = [], []
+    for i in range(n_images):
+        cocoid, folder = 100 + i, ("train2014", "val2014")[i % 2]
+        filename = f"COCO_{folder}_{cocoid:012d}.jpg"
+        karpathy.append({"cocoid": cocoid, "filepath": folder, "filename": filename, "split": "train"})
+        for n in range(2):
+            english = f"a photo number {i} caption {n}"
+            for lang in languages:
+                if lang != "en":
+                    lines.append({"image_id": f"{cocoid}_{n}", "src_lang": "en", "trg_lang": lang,
+                                  "caption_tokenized": english, "translation_tokenized": f"[{lang}] {english}"})
+    with bz2.open(mirror / "coco_mt_train.jsonl.bz2", "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(line) + "\n" for line in lines)
+    with zipfile.ZipFile(mirror / "caption_datasets.zip", "w") as handle:
+        handle.writestr("dataset_coco.json", json.dumps({"images": karpathy, "dataset": "coco"}))
+    for folder in ("train2014", "val2014"):
+        with zipfile.ZipFile(mirror / f"{folder}.zip", "w") as handle:
+            for record, image in zip(karpathy, images(n_images)):
+                if record["filepath"] == folder:
+                    path = mirror / record["filename"]
+                    image.save(path, format="JPEG")
+                    handle.write(path, f"{folder}/{record['filename']}")
+    names = ["coco_mt_train.jsonl.bz2", "caption_datasets.zip", "train2014.zip", "val2014.zip"]
+    return {"name": "coco", "source": "coco35l", "urls": {n: f"https://example.invalid/{n}" for n in names},
+            "sha256": {n: None for n in names}, "mirror": str(mirror), "languages": languages,
+            "test_fraction": 0.0, "split_seed": 0}
+
+
+def test_coco35l_reads_the_published_format(tmp_path):
+    params = write_mini_coco35l(tmp_path / "mirror", ["de", "en", "ja"])
+    raw = corpora.download(params, tmp_path / "raw")
+    counts = prepare.prepare(params, raw, tmp_path / "corpus")
+    assert counts["train"] == {"queries": 4 * 3 * 2, "images": 4, "qrels": 24} and counts["test"]["images"] == 0
+    queries = schema.read_parquet(tmp_path / "corpus/train/queries.parquet", schema.CAPTIONS).set_index("qid")
+    assert queries.loc["en:101:1", "text"] == "a photo number 1 caption 1"  # English: the source side of the de lines
+    assert queries.loc["ja:102:0", "text"] == "[ja] a photo number 2 caption 0"
+    images_ = schema.read_parquet(tmp_path / "corpus/train/images.parquet", schema.IMAGES).set_index("pid")
+    assert images_.loc["image:101", "path"] == "images/val2014/COCO_val2014_000000000101.jpg"
+    sample = prepare.prepare({**params, "max_images": 2}, raw, tmp_path / "sample")
+    assert sample["train"]["images"] == 2
+    with pytest.raises(schema.SchemaError, match="has no 'ko' caption"):
+        prepare.prepare({**params, "languages": ["de", "ko"]}, raw, tmp_path / "ko")
+    with bz2.open(raw / "coco_mt_train.jsonl.bz2", "wt") as handle:
+        handle.write(json.dumps({"image_id": "100_0", "trg_lang": "de"}) + "\n")
+    with pytest.raises(schema.SchemaError, match=r"coco_mt_train.jsonl.bz2:1: a COCO-35L line needs string fields"):
+        from hybridbatch.corpora.coco35l import load
+
+        load(raw, ["de"], None, 0)

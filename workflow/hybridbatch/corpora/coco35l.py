@@ -1,0 +1,109 @@
+"""COCO-35L: COCO 2014 images with their English captions machine-translated into 34
+languages (released with XM3600; big_vision's `datasets/coco35l` reads it the same way).
+
+Raw files (named under `urls`; Google publishes no checksums: pin what the first
+download prints, as for XM3600): `coco_mt_train.jsonl.bz2`, one line per (caption,
+target language) with `image_id` (`<cocoid>_<n>`), `trg_lang`, `caption_tokenized`
+(English) and `translation_tokenized`; `caption_datasets.zip` holding Karpathy's
+`dataset_coco.json` (cocoid -> `filepath`/`filename`); `train2014.zip` and `val2014.zip`
+(the photos, extracted under `images/`).
+
+Canonical image-text form as XM3600's: an image per cocoid (`pid` `image:<cocoid>`),
+every caption a query (`qid` `<lang>:<cocoid>:<n>`, n counting that image's captions in
+that language in file order); English captions are the source sides of the `de` lines
+(each English caption is translated once into every language). `max_images` keeps a
+reproducible sample of images (drawn with `split_seed`).
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..archives import safe_extract
+from ..download import fetch_files, url_fetcher, url_files
+from .source import SOURCES, CorpusSource, grouped_by_item, image_records
+
+CAPTIONS = "coco_mt_train.jsonl.bz2"
+KARPATHY = "dataset_coco.json"
+IMAGES = "images"
+IMAGE_ARCHIVES = ("train2014.zip", "val2014.zip")
+ENGLISH_FROM = "de"  # the target language whose lines carry each English caption once
+FIELDS = ("image_id", "trg_lang", "caption_tokenized", "translation_tokenized")
+
+
+def extract(raw_dir: Path) -> None:
+    safe_extract(raw_dir / "caption_datasets.zip", raw_dir, under=KARPATHY)
+    for archive in IMAGE_ARCHIVES:
+        safe_extract(raw_dir / archive, raw_dir / IMAGES)
+
+
+def photo_paths(raw_dir: Path) -> dict[str, str]:
+    """cocoid -> the photo's path relative to the raw directory, from Karpathy's split file."""
+    path = raw_dir / KARPATHY
+    try:
+        images = json.loads(path.read_text(encoding="utf-8"))["images"]
+        return {str(image["cocoid"]): f"{IMAGES}/{image['filepath']}/{image['filename']}" for image in images}
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise schema.SchemaError(f"{path}: not Karpathy's dataset_coco.json ({error!r})") from error
+
+
+def caption_lines(path: Path):
+    """(line number, record) of the COCO-35L caption file, each checked for its fields."""
+    with bz2.open(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise schema.SchemaError(f"{path}:{number}: not JSON ({error})") from error
+            if not isinstance(record, dict) or any(not isinstance(record.get(field), str) for field in FIELDS):
+                raise schema.SchemaError(f"{path}:{number}: a COCO-35L line needs string fields {list(FIELDS)}")
+            yield number, record
+
+
+def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed: int):
+    raw_dir = Path(raw_dir)
+    path, photos = raw_dir / CAPTIONS, photo_paths(raw_dir)
+    wanted, captions = set(languages), {}
+    for number, record in caption_lines(path):
+        cocoid = record["image_id"].split("_")[0]
+        if cocoid not in photos:
+            raise schema.SchemaError(f"{path}:{number}: image {cocoid} is not in {KARPATHY}")
+        found = [(record["trg_lang"], record["translation_tokenized"])]
+        if record["trg_lang"] == ENGLISH_FROM:
+            found.append(("en", record["caption_tokenized"]))
+        for lang, text in found:
+            if lang in wanted:
+                captions.setdefault((cocoid, lang), []).append(text)
+    keys = sorted({cocoid for cocoid, _ in captions}, key=int)
+    if max_images is not None and max_images < len(keys):
+        keys = sorted(np.random.default_rng(seed).choice(keys, max_images, replace=False).tolist(), key=int)
+    queries = []
+    for cocoid in keys:
+        for lang in languages:
+            texts = captions.get((cocoid, lang))
+            if not texts:
+                raise schema.SchemaError(f"{path}: image {cocoid} has no {lang!r} caption")
+            queries += [(f"{lang}:{cocoid}:{i}", lang, cocoid, text, i) for i, text in enumerate(texts)]
+    queries = pd.DataFrame(queries, columns=schema.CAPTIONS.names)
+    images = image_records(raw_dir, [(cocoid, photos[cocoid]) for cocoid in keys])
+    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
+    return queries, images, qrels.assign(relevance=1)
+
+
+def download(params: dict, out_dir: Path, key: str) -> Path:
+    files = url_files(params, sorted(params["urls"]), key)
+    raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
+    extract(raw_dir)
+    return raw_dir
+
+
+SOURCES.register("coco35l")(
+    CorpusSource(download=download, frames=lambda params, raw_dir: grouped_by_item(
+        *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])))
+)
