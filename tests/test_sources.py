@@ -260,6 +260,13 @@ def default_config() -> dict:
     return config
 
 
+def with_clip(config: dict, **image_text) -> None:
+    """A dual-encoder model `clip` with its tower `clip-vision` as the image-text model, then `image_text` edits."""
+    config["models"]["clip"] = {"source": {"kind": "dual-encoder", "path": "x"}}
+    config["image_towers"]["clip-vision"] = {"source": {"kind": "dual-encoder", "model": "clip"}, "batch_size": 4}
+    config["image_text"].update({"text_model": "clip", "image_tower": "clip-vision", "max_length": None, **image_text})
+
+
 def deep_check(config: dict) -> None:
     from hybridbatch.config import check_config_deeply  # the checks that need Babel or FAISS
 
@@ -275,6 +282,12 @@ def deep_check(config: dict) -> None:
         (validate_config, lambda c: c["models"]["tiny-bert"]["source"].update(hidden_size=130), r"config key models\.tiny-bert\.source\.hidden_size: 130 is not a multiple of heads \(4\)"),
         (validate_config, lambda c: c["training"].update(learning_rate="5e-4"), r"config key training\.learning_rate: .* write the number with a dot: 5\.0e-04"),
         (validate_config, lambda c: c["compute"].update(threads=0), r"config key compute\.threads"),
+        (validate_config, lambda c: with_clip(c, max_length=32), r"config key image_text\.max_length: clip is a dual encoder"),
+        (validate_config, lambda c: with_clip(c, image_tower="efficientnet-lite0"), r"config key image_text\.image_tower: 'efficientnet-lite0', but dual encoder clip scores images through its own tower 'clip-vision'"),
+        (validate_config, lambda c: with_clip(c, zero_shot=["tiny-bert"]), r"config key image_text\.zero_shot: 'tiny-bert' is not a dual-encoder model"),
+        (validate_config, lambda c: c["image_text"]["training"].update(temperature=None), r"config key image_text\.training\.temperature: null .* multilingual-e5-small has none"),
+        (validate_config, lambda c: c["models"].update(clip={"source": {"kind": "dual-encoder", "path": "x"}, "pooling": "mean"}), r"config key models\.clip"),
+        (validate_config, lambda c: c["experiment"].update(models=["clip"]) or with_clip(c, max_length=None), r"config key experiment\.models: clip is a dual encoder"),
         (deep_check, lambda c: c["corpora"]["cldr-locales"].update(languages=["en", "xx"]), r"config key corpora\.cldr-locales\.languages: 'xx' is not a CLDR locale"),
         (deep_check, lambda c: c["index"].update(factory="HNSW32,Bogus"), r"config key index\.factory: FAISS cannot build 'HNSW32,Bogus'"),
     ],

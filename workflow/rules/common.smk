@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
 from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus,
-                               image_text_descriptor, image_text_runs, validate_config, variants)
+                               image_text_descriptor, image_text_runs, tower_of, validate_config, variants)
 from hybridbatch.layout import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
 from hybridbatch.sources import stage_files
 
@@ -154,7 +154,7 @@ def image_text_run_inputs(wildcards):
         tower = IMAGE_TEXT["image_tower"]
     else:
         model_dir = f"results/models/{model}/zero-shot"
-        tower = next(name for name, t in config["image_towers"].items() if t["source"].get("model") == model)
+        tower = tower_of(config, model, "image_text.zero_shot")
     return {"model": model_dir, "features": f"results/features/{tower}/{wildcards.corpus}"}
 
 
