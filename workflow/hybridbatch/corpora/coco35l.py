@@ -26,8 +26,7 @@ import pandas as pd
 
 from .. import schema
 from ..archives import safe_extract
-from ..download import fetch_files, url_fetcher, url_files
-from .source import SOURCES, CorpusSource, grouped_by_item, image_records
+from .source import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
 
 CAPTIONS = "coco_mt_train.jsonl.bz2"
 KARPATHY = "dataset_coco.json"
@@ -96,14 +95,8 @@ def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed
     return queries, images, qrels.assign(relevance=1)
 
 
-def download(params: dict, out_dir: Path, key: str) -> Path:
-    files = url_files(params, sorted(params["urls"]), key)
-    raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
-    extract(raw_dir)
-    return raw_dir
-
 
 SOURCES.register("coco35l")(
-    CorpusSource(download=download, frames=lambda params, raw_dir: grouped_by_item(
+    CorpusSource(download=url_download(extract), frames=lambda params, raw_dir: grouped_by_item(
         *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])))
 )

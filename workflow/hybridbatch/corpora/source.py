@@ -46,6 +46,19 @@ def streamed(raw_tables: Callable[[dict], dict]) -> Callable[[dict, Path, str], 
     return download
 
 
+def url_download(extract: Callable[[Path], None]) -> Callable[[dict, Path, str], Path]:
+    """A download of the files named under `urls` (each pinned by sha256, or null), then `extract` of the raw dir."""
+    from ..download import fetch_files, url_fetcher, url_files
+
+    def download(params: dict, out_dir: Path, key: str) -> Path:
+        files = url_files(params, sorted(params["urls"]), key)
+        raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
+        extract(raw_dir)
+        return raw_dir
+
+    return download
+
+
 def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
     """Canonical images (schema.IMAGES) from (item id, path relative to `raw_dir`): each
     file must exist and decode; its sha256 is recorded so every reader can check it."""

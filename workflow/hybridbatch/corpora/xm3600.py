@@ -21,8 +21,7 @@ import pandas as pd
 
 from .. import schema
 from ..archives import safe_extract
-from ..download import fetch_files, url_fetcher, url_files
-from .source import SOURCES, CorpusSource, grouped_by_item, image_records
+from .source import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
 
 CAPTIONS = "captions.jsonl"
 IMAGES = "images"
@@ -58,13 +57,7 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
     return queries, images, qrels.assign(relevance=1)
 
 
-def download(params: dict, out_dir: Path, key: str) -> Path:
-    files = url_files(params, sorted(params["urls"]), key)
-    raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
-    extract(raw_dir)
-    return raw_dir
-
 
 SOURCES.register("xm3600")(
-    CorpusSource(download=download, frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])))
+    CorpusSource(download=url_download(extract), frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])))
 )
