@@ -205,6 +205,7 @@ def test_recall_follows_clip_benchmark_on_random_embeddings():
 
 
 def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
+    from hybridbatch.evaluation import summary_rows
     from hybridbatch.image_text_evaluation import relevant_pairs, score_settings
 
     write_image_corpus(tmp_path, 12)
@@ -216,7 +217,7 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     owner = pd.Series(np.arange(len(images)), index=images.item_id)[captions.item_id].to_numpy()
     vectors = {"image": image_vectors, "caption": image_vectors[owner] + 1.5 * rng.normal(size=(len(captions), 8))}
     params = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"]}
-    per_query, _ = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors, params)
+    per_query, by_language = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors, params)
     per_query = per_query.set_index(["setting", "qid", "candidate_lang"])
 
     def ranks(query: np.ndarray, candidates: np.ndarray, relevant: np.ndarray) -> np.ndarray:
@@ -241,6 +242,26 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
             found = ranks(vectors["caption"][caption], image_vectors, np.arange(len(images)) == owner[caption])
             key = (f"t2i/{protocol}", captions.qid[caption], "image")
             assert per_query.loc[key, "mrr@10"] == pytest.approx(1 / found[0] if found[0] <= 10 else 0)
+        cross = 0
+        for source in LANGS:  # t2t-cross: captions in one language against another's
+            for target in (lang for lang in LANGS if lang != source):
+                candidates = chosen[chosen.lang == target]
+                for caption in chosen.index[chosen.lang == source][::3]:
+                    found = ranks(vectors["caption"][caption], vectors["caption"][candidates.index],
+                                  owner[candidates.index] == owner[caption])
+                    row = per_query.loc[(f"t2t-cross/{protocol}", captions.qid[caption], target)]
+                    assert row["map"] == pytest.approx(np.mean(np.arange(1, len(found) + 1) / found))
+                    assert row["recall@1"] == float(found[0] == 1) and row["n_relevant"] == len(found)
+                    cross += 1
+        assert cross >= 12 * len(LANGS)
+    rows = per_query.reset_index()  # every block is the mean of its queries; the summary the mean of the blocks
+    block_means = rows.groupby(["setting", "query_lang", "candidate_lang"])[["map", "recall@1", "rank_distance"]].mean()
+    pd.testing.assert_frame_equal(by_language.set_index(["setting", "query_lang", "candidate_lang"])[block_means.columns]
+                                  .sort_index(), block_means.sort_index())
+    summary = summary_rows(by_language, ["map", "recall@1"], {key: None for key in ("corpus", "model", "strategy", "alpha", "seed")})
+    expected = block_means.groupby("setting").mean()
+    for setting, metric, value in zip(summary.setting, summary.metric, summary.value):
+        assert value == pytest.approx(expected.loc[setting, metric if metric != "language_bias" else "rank_distance"])
 
 
 def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
@@ -297,6 +318,19 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     pd.testing.assert_frame_equal(first_only.sort_values(keys, ignore_index=True), both, rtol=1e-6)
     value = summary.set_index(["setting", "metric"]).value
     assert 0 <= value[("t2i/first", "recall@1")] <= value[("t2i/first", "recall@10")] <= 1
+    # every caption against the drawn images, from the saved model and each image's own features
+    feature_table = pq.read_table(tmp_path / "features/test.parquet").to_pandas().set_index("id")
+    drawn = sorted("image:" + per_query.item_id.unique())
+    features = torch.tensor(np.stack(feature_table.embedding[drawn].to_numpy()), dtype=torch.float32)
+    texts = schema.read_parquet(tmp_path / "corpus/test/queries.parquet", schema.CAPTIONS).set_index("qid").text
+    with torch.inference_mode():
+        image_vectors = model.embed_images(features).numpy()
+        caption_vectors = model.encode_texts(texts[t2i.qid].tolist(), 16)
+    scores = caption_vectors @ image_vectors.T
+    own = np.array([drawn.index("image:" + item) for item in t2i.item_id])
+    rank = 1 + (scores > scores[np.arange(len(own)), own][:, None]).sum(axis=1)
+    np.testing.assert_allclose(t2i["mrr@10"].to_numpy(), np.where(rank <= 10, 1 / rank, 0), atol=1e-6)
+    assert len(set(rank)) > 3  # the ranks say which image each caption was scored against
 
 
 @pytest.mark.parametrize("rounded", [False, True])

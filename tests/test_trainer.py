@@ -86,6 +86,30 @@ def test_gradcache_gives_the_gradients_of_the_whole_batch(tiny_model_dir, make_s
             assert torch.allclose(found[name], expected[name], atol=1e-5, rtol=1e-4), name
 
 
+def test_gradcache_replays_dropout_exactly(tiny_model_dir):
+    """With dropout on, GradCache's second pass must draw the masks of its first: its
+    gradients equal those of the same chunks embedded with gradients in one pass under
+    the same seed (the reference draws the masks in the same order)."""
+    encoder, trainer = tiny_trainer(tiny_model_dir, "cpu", mini_batch=5, precision="fp32")
+    encoder.model.train()
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in encoder.model.modules())
+    step = text_step(encoder, 12)
+    torch.manual_seed(7)
+    embeddings = [torch.cat([embed(inputs[start : start + 5]) for start in range(0, len(inputs), 5)])
+                  for embed, inputs in step.sides]
+    step.loss(embeddings).backward()
+    expected = {name: p.grad.detach().clone() for name, p in trainer.named.items() if p.grad is not None}
+    trainer.optimizer.zero_grad(set_to_none=True)
+    torch.manual_seed(7)
+    _, found = gradients(trainer, step)
+    assert found.keys() == expected.keys() and len(found) > 4
+    for name in expected:
+        assert torch.allclose(found[name], expected[name], atol=1e-5, rtol=1e-4), name
+    torch.manual_seed(8)  # other masks: other gradients, so the test can tell
+    _, other = gradients(trainer, step)
+    assert max((other[name] - expected[name]).abs().max() for name in expected) > 1e-3
+
+
 def test_weight_decay_only_on_matrices(tiny_model_dir):
     encoder = Encoder(tiny_model_dir, TINY_MODEL, device="cpu")
     named = dict(encoder.model.named_parameters())
