@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean-results
+.PHONY: run test lint mutation clean-results
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,3 +22,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+
+# Mutation testing of the modules that turn scores into numbers ([tool.mutmut] in
+# pyproject.toml); verdicts are kept in mutants/ and reused by the next run.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -r envs/mutation.txt
+	ln -sfn workflow src
+	mkdir -p mutants
+	HF_HUB_OFFLINE=1 $(BIN)/mutmut run --max-children $(CORES) > mutants/run.log 2>&1 || (tail -20 mutants/run.log; exit 1)
+	$(BIN)/python tests/mutation_report.py

@@ -1,10 +1,14 @@
 """search + evaluate on a small LAReQA corpus with random embeddings, against pytrec_eval
 on full rankings."""
 
+import logging
+
 import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import pytrec_eval
 
@@ -32,7 +36,7 @@ def evaluated(tmp_path):
     for lang, n in (("en", 9), ("de", 7), ("zh", 8), ("es", 5)):
         sentences = [f"{lang} sentence {i}." for i in range(n)]
         starts = np.cumsum([0] + [len(s) + 1 for s in sentences])
-        write_fixture(tmp_path, lang, sentences, {f"q{i}": int(starts[rng.integers(n)]) for i in questions[lang]})
+        write_fixture(tmp_path, lang, sentences, {f"q {i}": int(starts[rng.integers(n)]) for i in questions[lang]})  # ids with a space
     queries, passages, qrels = lareqa.load(tmp_path, ["en", "de", "zh", "es"])
     corpus, emb = tmp_path / "corpus", tmp_path / "emb"
     schema.write_parquet(qrels, corpus / "qrels.parquet", schema.QRELS)
@@ -132,6 +136,33 @@ def test_per_query_rows_carry_the_item_of_their_query(evaluated):
     assert per_query.item_id.nunique() == 6 < per_query.qid.nunique()
 
 
+def test_evaluate_writes_its_three_files_in_their_formats(evaluated):
+    """summary.csv holds the returned summary; the Parquet files have exactly their columns
+    and types (query counts as integers), with no index column."""
+    root, summary = evaluated[5], evaluated[6]
+    written = pd.read_csv(root / "metrics/summary.csv")
+    assert list(written.columns) == list(summary.columns) == evaluation.SUMMARY_COLUMNS
+    columns = ["corpus", "model", "strategy", "setting", "metric", "value"]
+    pd.testing.assert_frame_equal(written[columns], summary[columns])
+    assert written[["alpha", "seed"]].isna().all().all()
+    names = ["map", "recall@1", "recall@2", "recall@5", "ndcg@3", "mrr@3"]
+    per_query = pq.read_schema(root / "metrics/per_query.parquet")
+    assert per_query.names == ["item_id", "n_relevant", *names, "rank_distance", "qid", "query_lang", "candidate_lang", "setting"]
+    assert per_query.field("rank_distance").type == pa.float64() and per_query.field("n_relevant").type == pa.int64()
+    by_language = pq.read_schema(root / "metrics/by_language.parquet")
+    assert by_language.names == ["query_lang", "candidate_lang", *names, "rank_distance", "queries", "skipped", "setting"]
+    assert by_language.field("queries").type == pa.int64() == by_language.field("skipped").type
+
+
+def test_a_run_without_any_relevant_candidate_is_an_error_naming_it(evaluated, tmp_path):
+    root = evaluated[5]
+    for setting in evaluation.SETTINGS:
+        run = pq.read_table(root / "runs" / f"{setting}.parquet")
+        schema.write_table(run.filter(pc.equal(run["rank"], 0)), tmp_path / "empty" / f"{setting}.parquet")
+    with pytest.raises(schema.SchemaError, match=f"{tmp_path / 'empty'}: no run has a query with a relevant candidate"):
+        evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "empty", root / "corpus", tmp_path / "m")
+
+
 def test_queries_without_a_relevant_candidate_are_skipped_and_counted(evaluated):
     root = evaluated[5]
     by_language = pd.read_parquet(root / "metrics/by_language.parquet").set_index(["setting", "query_lang", "candidate_lang"])
@@ -176,13 +207,16 @@ def test_approximate_indices_never_leak_a_minus_one_and_stay_near_exact(evaluate
         assert run.pid.isin(passages.pid).all()
         assert not run.duplicated(["qid", "candidate_lang", "rank"]).any()
         assert not run.duplicated(["qid", "candidate_lang", "pid"]).any()
+    if factory.startswith("IVF"):  # the index's own lists, not an exact search: some are short
+        exact_mono, approx_mono = (pd.read_parquet(root / run / "mono.parquet") for run in ("runs", "runs-approx"))
+        assert (approx_mono["rank"] <= 3).sum() < (exact_mono["rank"] <= 3).sum()
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, root / "runs-approx", root / "corpus", root / "m2")
     merged = summary.merge(exact_summary, on=["setting", "metric"])
     bounded = merged[merged.metric != "language_bias"]
     assert (bounded.value_x - bounded.value_y).abs().max() <= tolerance
 
 
-def test_a_monolingual_corpus_reports_mono_only(tmp_path):
+def test_a_monolingual_corpus_reports_mono_only(tmp_path, caplog):
     """MIRACL-like qrels (relevant passages only in the query's language): no cross, multi or bias."""
     rng = np.random.default_rng(1)
     corpus, emb = tmp_path / "corpus", tmp_path / "emb"
@@ -196,9 +230,47 @@ def test_a_monolingual_corpus_reports_mono_only(tmp_path):
     q, p = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((12, 4)).astype(np.float32)
     schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), emb / "queries.parquet")
     schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), emb / "passages.parquet")
-    evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
+    with caplog.at_level(logging.INFO):
+        counts = evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "runs")
+    assert f"{corpus}: no query has relevant candidates in two languages, so no cross setting" in caplog.text
+    assert counts == {setting: len(pd.read_parquet(tmp_path / f"runs/{setting}.parquet")) for setting in evaluation.SETTINGS}
+    assert counts["mono"] >= 8 * 3 and counts["cross"] == counts["multi"] == 0
     summary = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
     assert set(summary.setting) == {"mono"} and "language_bias" not in set(summary.metric)
+    # de queries judged against en passages only: still no query with two languages, and
+    # mono de has nothing to find; en is evaluated as if the de judgments were not there
+    crossed = qrels.assign(pid=[pid.replace("de:", "en:") for pid in qrels.pid])
+    schema.write_parquet(crossed, corpus / "qrels.parquet", schema.QRELS)
+    evaluation.search({"top_k": 3}, emb, corpus, tmp_path / "crossed-runs")
+    evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "crossed-runs", corpus, tmp_path / "crossed")
+    by_language = pd.read_parquet(tmp_path / "crossed/by_language.parquet").set_index("query_lang")
+    assert (by_language.loc["de", "queries"], by_language.loc["de", "skipped"]) == (0, 4)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "crossed/per_query.parquet"),
+                                  pd.read_parquet(tmp_path / "metrics/per_query.parquet").query("query_lang == 'en'")
+                                  .reset_index(drop=True))
+
+
+def test_judgments_of_relevance_zero_and_repeated_judgments_change_nothing(evaluated, tmp_path):
+    """Relevance 0 (a judged non-relevant passage, as mMARCO's triples give) is not relevant;
+    a pair judged twice (relevance 1 and 2) is one relevant candidate."""
+    queries, passages, qrels, q, p, root, summary = evaluated
+    extra = pd.DataFrame({"qid": [queries.qid[0], qrels.qid[0]], "pid": [passages.pid[5], qrels.pid[0]], "relevance": [0, 2]})
+    assert not ((qrels.qid == extra.qid[0]) & (qrels.pid == extra.pid[0])).any()
+    corpus = tmp_path / "corpus"
+    schema.write_parquet(pd.concat([qrels, extra]), corpus / "qrels.parquet", schema.QRELS)
+    schema.write_parquet(queries, corpus / "queries.parquet", schema.QUERIES)
+    evaluation.search({"top_k": 3}, root / "emb", corpus, tmp_path / "runs")
+    again = evaluation.evaluate({**METRICS, "descriptor": DESCRIPTOR}, tmp_path / "runs", corpus, tmp_path / "metrics")
+    pd.testing.assert_frame_equal(again, summary)
+
+
+def test_a_judged_passage_that_is_not_in_the_corpus_is_an_error_naming_it(evaluated, tmp_path):
+    queries, passages, qrels, q, p, root, summary = evaluated
+    corpus = tmp_path / "corpus"
+    schema.write_parquet(pd.concat([qrels, pd.DataFrame({"qid": ["en:q 1"], "pid": ["xx:9"], "relevance": [1]})]),
+                         corpus / "qrels.parquet", schema.QRELS)
+    with pytest.raises(schema.SchemaError, match=rf"{corpus / 'qrels.parquet'}: pids without passages, e.g. \['xx:9'\]"):
+        evaluation.search({"top_k": 3}, root / "emb", corpus, tmp_path / "runs")
 
 
 def test_exact_top_k_breaks_ties_by_column_at_the_boundary_too():

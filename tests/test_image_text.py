@@ -157,6 +157,9 @@ def test_symmetric_info_nce_and_its_gradient_equal_a_direct_implementation():
                 + torch.nn.functional.cross_entropy(masked.T, torch.arange(6))) / 2
     assert symmetric_info_nce(texts, images, mask, 0.07).item() == pytest.approx(expected.item(), abs=1e-12)
     assert symmetric_info_nce(texts, images, mask, 0.07).item() != pytest.approx(ours.item(), abs=1e-6)
+    one_way = OBJECTIVES.lookup("info-nce", "lit")(texts, images, mask, 0.07)  # caption-caption batches: text to target only
+    direct_one_way = -torch.diagonal(masked - torch.logsumexp(masked, dim=1, keepdim=True)).mean()
+    assert one_way.item() == pytest.approx(direct_one_way.item(), abs=1e-12)
 
 
 def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
@@ -254,6 +257,10 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
                     assert row["recall@1"] == float(found[0] == 1) and row["n_relevant"] == len(found)
                     cross += 1
         assert cross >= 12 * len(LANGS)
+    pivot = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors,
+                           {**params, "protocols": ["first"], "t2t_languages": ["en"]})[1]
+    pairs = pivot[pivot.setting == "t2t-cross/first"][["query_lang", "candidate_lang"]].apply(tuple, axis=1)
+    assert sorted(pairs) == sorted([("en", lang) for lang in LANGS[1:]] + [(lang, "en") for lang in LANGS[1:]])
     rows = per_query.reset_index()  # every block is the mean of its queries; the summary the mean of the blocks
     block_means = rows.groupby(["setting", "query_lang", "candidate_lang"])[["map", "recall@1", "rank_distance"]].mean()
     pd.testing.assert_frame_equal(by_language.set_index(["setting", "query_lang", "candidate_lang"])[block_means.columns]
@@ -331,6 +338,18 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     rank = 1 + (scores > scores[np.arange(len(own)), own][:, None]).sum(axis=1)
     np.testing.assert_allclose(t2i["mrr@10"].to_numpy(), np.where(rank <= 10, 1 / rank, 0), atol=1e-6)
     assert len(set(rank)) > 3  # the ranks say which image each caption was scored against
+    written = pd.read_csv(tmp_path / "metrics/summary.csv")  # the files: the returned summary, no index columns
+    pd.testing.assert_frame_equal(written[["setting", "metric", "value"]], summary[["setting", "metric", "value"]])
+    assert list(written.columns) == list(summary.columns) and written.seed.tolist() == [0] * len(written)
+    assert pq.read_schema(tmp_path / "metrics/per_query.parquet").names == list(per_query.columns) == [
+        "item_id", "qid", "n_relevant", "map", "recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10", "rank_distance",
+        "query_lang", "candidate_lang", "setting"]
+    assert pq.read_schema(tmp_path / "metrics/by_language.parquet").names == [
+        "map", "recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10", "rank_distance", "query_lang", "candidate_lang",
+        "queries", "skipped", "setting"]
+    schema.write_table(pq.read_table(tmp_path / "features/test.parquet").slice(1), tmp_path / "some-features/test.parquet")
+    with pytest.raises(schema.SchemaError, match=rf"{tmp_path / 'some-features'}/test.parquet: no features for images \['image:"):
+        evaluate_image_text(evaluation, tmp_path / "model", tmp_path / "some-features", tmp_path / "corpus/test", tmp_path / "m2")
 
 
 @pytest.mark.parametrize("rounded", [False, True])
@@ -344,5 +363,30 @@ def test_ranks_of_many_relevant_candidates_equal_direct_comparison(rounded):
     rows = np.repeat(np.arange(30), 25)
     columns = np.concatenate([rng.choice(400, 25, replace=False) for _ in range(30)])
     expected = exact_ranks(queries @ candidates.T, columns, rows)
+    assert (ranks_of_relevant(queries, candidates, rows, columns, budget=400 * 7) == expected).all()  # 5 chunks of 7 queries
     assert (ranks_of_relevant(queries, candidates, rows, columns) == expected).all()  # counted (25 a query)
-    assert (ranks_of_relevant(queries, candidates, rows, columns, budget=400 * 7) == expected).all()
+    later = rows >= 14  # the first two chunks hold no relevant candidate
+    assert (ranks_of_relevant(queries, candidates, rows[later], columns[later], budget=400 * 7) == expected[later]).all()
+    few = np.arange(len(rows)) % 25 < 2  # 2 a query: compared, not counted, in chunks of 7 queries
+    assert (ranks_of_relevant(queries, candidates, rows[few], columns[few], budget=400 * 7) == expected[few]).all()
+
+
+def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
+    """Image 3 has no zh caption and item 5 no image: neither is evaluated; `images` draws a
+    sorted subset (all of them when None or more than there are); a language without
+    captions is an error naming it."""
+    from hybridbatch.image_text_evaluation import test_subset
+
+    captions = pd.DataFrame([(f"{lang}:{item}:{c}", lang, str(item), f"{lang} {item}", c)
+                             for item in range(6) for lang in ("en", "zh") for c in (0, 1) if (item, lang) != (3, "zh")],
+                            columns=schema.CAPTIONS.names)
+    images = pd.DataFrame([(f"image:{item}", str(item), f"{item}.png", "0" * 64) for item in (4, 2, 1, 0, 3)],
+                          columns=schema.IMAGES.names)
+    kept_captions, kept_images = test_subset(captions, images, ["en", "zh"], None, 0)
+    assert kept_images.pid.tolist() == ["image:0", "image:1", "image:2", "image:4"] and kept_images.index.tolist() == [0, 1, 2, 3]
+    assert kept_captions.qid.tolist() == [f"{lang}:{item}:{c}" for lang in ("en", "zh") for item in (0, 1, 2, 4) for c in (0, 1)]
+    assert test_subset(captions, images, ["en", "zh"], 10, 0)[1].pid.tolist() == kept_images.pid.tolist()
+    drawn = [test_subset(captions, images, ["en"], 3, seed)[1].item_id.tolist() for seed in range(6)]
+    assert all(len(d) == 3 and d == sorted(d) and set(d) <= {"0", "1", "2", "3", "4"} for d in drawn) and len(set(map(tuple, drawn))) > 1
+    with pytest.raises(schema.SchemaError, match=r"test captions: no captions in \['fr'\]"):
+        test_subset(captions, images, ["en", "fr"], None, 0)

@@ -57,3 +57,21 @@ def test_language_bias_is_worst_minus_best_rank():
     assert result.loc["b", "mrr@10"] == 1.0
     assert result.loc["a", "recall@1"] == 0.0
     assert result.loc["a", "n_relevant"] == 3
+
+
+@pytest.mark.parametrize("case", ["distinct", "tied with others", "tied golds"])
+def test_counted_ranks_of_many_relevant_candidates_break_ties_by_candidate_order(case):
+    """One query with 10 relevant candidates (ranked by counting, not comparison): gold
+    scores all distinct, or some equal to other candidates' scores (before and after
+    them in candidate order), or equal to each other: the ranks of a direct comparison."""
+    from hybridbatch.metrics import ranks_of_relevant
+
+    scores = np.arange(30, dtype=np.float64)[::-1].copy()  # candidate i scores 29 - i
+    gold = np.arange(0, 30, 3)
+    if case == "tied with others":
+        scores[gold[3] - 1], scores[gold[6] + 1] = scores[gold[3]], scores[gold[6]]
+    if case == "tied golds":
+        scores[gold[5]] = scores[gold[4]]
+    rows = np.zeros(len(gold), dtype=np.int64)
+    ranks = ranks_of_relevant(np.ones((1, 1)), scores[:, None], rows, gold)
+    assert ranks.tolist() == exact_ranks(scores[None, :], gold, rows).tolist()

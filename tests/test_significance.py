@@ -11,6 +11,55 @@ from hybridbatch.significance import block_weights, bootstrap_interval, holm, ra
 def test_holm_matches_hand_computation():
     assert holm(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])
     assert holm(np.array([0.5, 0.9])).tolist() == pytest.approx([1.0, 1.0])
+    assert holm(np.array([0.9, 0.6, 0.01])).tolist() == [1.0, 1.0, 0.03]  # 2 x 0.6 is capped at 1
+
+
+def direct_cluster_bootstrap(values, blocks, clusters, samples: int, seed: int) -> np.ndarray:
+    """Macro averages of `samples` resamples of the clusters, one resample at a time."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"value": values, "block": blocks, "cluster": clusters})
+    names = frame.cluster.unique()
+    by_cluster = {name: part for name, part in frame.groupby("cluster")}
+    means = []
+    for _ in range(samples):
+        drawn = pd.concat([by_cluster[name] for name in rng.choice(names, len(names))])
+        means.append(drawn.groupby("block").value.mean().mean())
+    return np.array(means)
+
+
+def test_bootstrap_interval_equals_a_direct_cluster_bootstrap_of_the_macro_average():
+    """Six clusters, each with several rows in some of three blocks (of unequal sizes):
+    the percentile interval is the 2.5% and 97.5% quantiles of a direct resampling loop,
+    within its Monte Carlo error; it is the same again for the same seed."""
+    rng = np.random.default_rng(4)
+    clusters = np.repeat(np.arange(6), [2, 5, 3, 6, 1, 4])
+    blocks = rng.choice(["de", "en", "zh"], size=len(clusters), p=[0.5, 0.3, 0.2])
+    values = rng.normal(clusters / 3, 0.5)
+    direct = direct_cluster_bootstrap(values, blocks, clusters, 4000, seed=1)
+    for level, tails in ((0.95, [0.025, 0.975]), (0.5, [0.25, 0.75])):
+        low, high = bootstrap_interval(values, blocks, clusters, 40_000, seed=0, level=level)
+        reference = np.quantile(direct, tails)
+        assert (low, high) == pytest.approx(tuple(reference), abs=0.03 * np.ptp(np.quantile(direct, [0.025, 0.975])))
+        assert bootstrap_interval(values, blocks, clusters, 40_000, seed=0, level=level) == (low, high)
+
+
+def test_bootstrap_interval_of_one_or_two_clusters_is_exact():
+    """Two clusters (0.2, 0.6): a resample's mean is 0.2, 0.4 or 0.6 with probabilities
+    1/4, 1/2, 1/4, so the 95% interval is (0.2, 0.6) and the 40% one (0.4, 0.4); one
+    cluster gives its mean for every sample, however few."""
+    values, blocks = np.array([0.2, 0.6]), np.zeros(2)
+    assert bootstrap_interval(values, blocks, np.array([0, 1]), 4000, seed=0) == pytest.approx((0.2, 0.6))
+    assert bootstrap_interval(values, blocks, np.array([0, 1]), 4000, seed=0, level=0.4) == pytest.approx((0.4, 0.4))
+    assert bootstrap_interval(values, blocks, np.zeros(2), 3, seed=0) == pytest.approx((0.4, 0.4))
+
+
+def test_bootstrap_samples_drawn_in_several_chunks_are_all_used():
+    """3,000 clusters x 2 blocks: the samples are drawn in chunks of 666, the last one short."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.0, 1.0, size=6000)
+    low, high = bootstrap_interval(values, np.tile(["a", "b"], 3000), np.repeat(np.arange(3000), 2), 1000, seed=0)
+    half_width = 1.96 * values.reshape(3000, 2).mean(axis=1).std() / np.sqrt(3000)
+    assert (low, high) == pytest.approx((values.mean() - half_width, values.mean() + half_width), abs=0.15 * half_width)
 
 
 def test_randomization_test_matches_exact_enumeration():

@@ -1,8 +1,11 @@
-"""The tables stage on runs with planted per-item differences: which row a significance
-letter goes to (mAP: higher is better, language bias: lower is better), and the item,
-not the row, as the unit of the randomization test and the bootstrap."""
+"""The tables stage on runs with planted per-item values: which row a significance letter
+goes to (mAP: higher is better, language bias: lower is better), the item, not the row,
+as the unit of the randomization test and the bootstrap, and every written table read
+back from its file against the runs' own per-query rows."""
 
+import warnings
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,77 +14,196 @@ import pytest
 
 from hybridbatch import schema
 from hybridbatch.evaluation import summary_rows
-from hybridbatch.layout import ZERO_SHOT
-from hybridbatch.tables import Run, comparisons, confidence, headline_table, load_runs
+from hybridbatch.layout import SUMMARY_COLUMNS, ZERO_SHOT
+from hybridbatch.tables import Run, comparisons, confidence, headline_table, load_runs, write_tables
 
 LANGS = ["de", "en", "es", "ru", "zh", "ar"]
 PARAMS = {"alpha": 0.05, "permutations": 20_000, "bootstrap_samples": 4000, "seed": 0}
 
 
-def write_run(root, strategy: str, item_map: np.ndarray, item_bias: np.ndarray, languages=LANGS) -> Run:
-    """A run whose every query (one per item and language) has its item's mAP in mono
-    and multi, and its item's rank distance in multi."""
-    rows = []
-    for (item, value), lang in product(enumerate(item_map), languages):
-        for setting, candidates in (("mono", lang), ("multi", "all")):
-            rows.append({"item_id": f"i{item}", "qid": f"{lang}:i{item}", "query_lang": lang, "candidate_lang": candidates,
-                         "setting": setting, "map": value,
-                         "rank_distance": item_bias[item] if setting == "multi" else np.nan})
-    per_query = pd.DataFrame(rows)
-    by_language = per_query.groupby(["setting", "query_lang", "candidate_lang"], as_index=False)[["map", "rank_distance"]].mean()
-    by_language["queries"], by_language["skipped"] = len(item_map), 0
-    alpha, seed = (None, None) if strategy == ZERO_SHOT else (0.5, 0)
-    descriptor = {"corpus": "planted", "model": "m", "strategy": strategy, "alpha": alpha, "seed": seed}
-    out = root / strategy
+def write_metrics(out: Path, per_query: pd.DataFrame, names: list[str], corpus: str, strategy: str, alpha, seed) -> Path:
+    """per_query.parquet, by_language.parquet (means of the queries of a block) and summary.csv."""
+    keys = ["setting", "query_lang", "candidate_lang"]
+    by_language = per_query.groupby(keys, as_index=False)[names + ["rank_distance"]].mean()
+    by_language["queries"], by_language["skipped"] = per_query.groupby(keys).size().to_numpy(), 0
+    descriptor = {"corpus": corpus, "model": "m", "strategy": strategy, "alpha": alpha, "seed": seed}
     out.mkdir(parents=True)
     for name, frame in (("per_query", per_query), ("by_language", by_language)):
         schema.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
-    summary_rows(by_language, ["map"], descriptor).to_csv(out / "summary.csv", index=False)
+    summary_rows(by_language, names, descriptor).to_csv(out / "summary.csv", index=False)
     return out
 
 
-def letters(runs, metric: str) -> dict[str, str]:
-    """The letters in each row's mono (mAP) or multi (bias) cell."""
+def write_run(root: Path, strategy: str, item_map: np.ndarray, item_bias: np.ndarray, alpha: float | None = 0.5,
+              seed: int | None = 0, cross_map: np.ndarray | None = None, sparse_items: int = 0) -> Path:
+    """A text run: every query (one per item and language) has its item's mAP in mono,
+    multi and cross (against the next language; `cross_map` if given), and its item's rank
+    distance in multi. The first `sparse_items` items have no query in half the languages."""
+    if strategy == ZERO_SHOT:
+        alpha = seed = None
+    rows = []
+    for (item, value), lang in product(enumerate(item_map), LANGS):
+        if item < sparse_items and LANGS.index(lang) >= len(LANGS) // 2:
+            continue
+        following = LANGS[(LANGS.index(lang) + 1) % len(LANGS)]
+        for setting, candidates in (("mono", lang), ("cross", following), ("multi", "all")):
+            rows.append({"item_id": f"i{item}", "qid": f"{lang}:i{item}", "query_lang": lang, "candidate_lang": candidates,
+                         "setting": setting, "map": cross_map[item] if setting == "cross" and cross_map is not None else value,
+                         "rank_distance": item_bias[item] if setting == "multi" else np.nan})
+    return write_metrics(root / f"{strategy}-{seed}", pd.DataFrame(rows), ["map"], "planted", strategy, alpha, seed)
+
+
+def write_image_text_run(root: Path, strategy: str, seed: int) -> Path:
+    """An image-text run evaluated under protocol `all` only, with random per-query values."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for item, lang in product(range(10), LANGS[:3]):
+        image, caption, other = f"image:{item}", f"{lang}:{item}:0", LANGS[(LANGS.index(lang) + 1) % 3]
+        for setting, qid, query_lang, candidate_lang in (("t2i", caption, lang, "image"), ("i2t", image, "image", lang),
+                                                         ("t2t-cross", caption, lang, other)):
+            rows.append({"item_id": str(item), "qid": qid, "query_lang": query_lang, "candidate_lang": candidate_lang,
+                         "setting": f"{setting}/all", "recall@1": float(rng.random() < 0.4), "map": rng.random(),
+                         "rank_distance": np.nan})
+    for item in range(10):
+        rows.append({"item_id": str(item), "qid": f"image:{item}", "query_lang": "image", "candidate_lang": "all",
+                     "setting": "i2t-multi/all", "recall@1": 1.0, "map": rng.random(), "rank_distance": float(rng.integers(0, 9))})
+    alpha, seed = (None, None) if strategy == ZERO_SHOT else (0.5, seed)
+    return write_metrics(root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha, seed)
+
+
+def letters(runs: list[Run], metric: str, setting: str) -> dict[str, str]:
+    """The letters in each row's cell of `setting`, by strategy."""
     table, markers = headline_table(runs, comparisons(runs, PARAMS), metric)
-    column = ("planted", "mono" if metric == "map" else "multi")
-    return {label.split(") ")[1]: markers.loc[("m", label), column] for _, label in table.index}
+    return {label.split(" ")[1]: markers.loc[("m", label), ("planted", setting)] for _, label in table.index}
 
 
 @pytest.mark.parametrize("bias_shift", [-5.0, 5.0])
 def test_a_significance_letter_goes_to_the_better_row(tmp_path, bias_shift):
-    """`hybrid` has a higher mAP on every item (better) and a rank distance `bias_shift`
-    away from zero-shot's: lower is better, so it wins the bias column only when negative."""
+    """(a) zero-shot, (b) X-X-mono: 0.2 lower mAP and 0.5 higher rank distance on every item
+    (worse in both: lower bias is better); (c) hybrid: 0.2 higher mAP in mono and multi, the
+    same mAP as zero-shot in cross, and a rank distance `bias_shift` away from zero-shot's."""
     rng = np.random.default_rng(0)
     base_map, base_bias = rng.uniform(0.2, 0.6, 30), rng.uniform(10, 20, 30)
-    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base_map, base_bias),
-                      write_run(tmp_path, "hybrid", base_map + 0.2, base_bias + bias_shift)])
-    assert [run.label for run in runs] == [ZERO_SHOT, "hybrid (alpha=0.5)"]
-    assert letters(runs, "map") == {ZERO_SHOT: "", "hybrid (alpha=0.5)": "a"}
-    winner = "hybrid (alpha=0.5)" if bias_shift < 0 else ZERO_SHOT
-    expected = {ZERO_SHOT: "", "hybrid (alpha=0.5)": ""}
-    expected[winner] = "b" if winner == ZERO_SHOT else "a"
-    assert letters(runs, "language_bias") == expected
+    paths = [write_run(tmp_path, "hybrid", base_map + 0.2, base_bias + bias_shift, cross_map=base_map),
+             write_run(tmp_path, "X-X-mono", base_map - 0.2, base_bias + 0.5, alpha=1.0),
+             write_run(tmp_path, ZERO_SHOT, base_map, base_bias)]
+    runs = load_runs(paths)
+    assert [run.key[2] for run in runs] == [ZERO_SHOT, "X-X-mono", "hybrid"]  # zero-shot first, then by strategy
+    assert letters(runs, "map", "mono") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"}
+    assert letters(runs, "map", "cross") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "b"}
+    expected = {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"} if bias_shift < 0 else \
+        {ZERO_SHOT: "b,c", "X-X-mono": "c", "hybrid": ""}
+    assert letters(runs, "language_bias", "multi") == expected
+
+
+def test_a_p_value_equal_to_alpha_is_not_significant(tmp_path):
+    """With 19 sign flips and 30 items that all favour one run, p = (0 + 1) / 20 = alpha."""
+    base = np.linspace(0.2, 0.5, 30)
+    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, base), write_run(tmp_path, "hybrid", base + 0.1, base)])
+    (_, test), = comparisons(runs, {**PARAMS, "permutations": 19}, {"map": ("map", ("mono",), True, 3)}).iterrows()
+    assert test.p_value == test.p_holm == 0.05 and not test.significant
 
 
 def test_the_randomization_test_and_bootstrap_take_the_item_as_the_unit(tmp_path):
-    """Every item's difference is the same in all six languages: the p-value is the exact
-    sign-flip p over 8 items (rows as the unit would be far smaller), and the bootstrap
-    interval has the width of a bootstrap over items (rows would make it ~2.4x narrower)."""
+    """Every item's difference is the same in all its languages; items 0-3 have queries
+    in only three of the six languages, so the macro average weighs their rows more. The
+    p-value is the exact sign-flip p over the 8 items with those weights (rows as the unit,
+    or one block, would give another), and the bootstrap interval has the width of a
+    bootstrap over items of the macro average (rows would make it far narrower)."""
     differences = np.array([0.09, 0.10, 0.11, 0.08, 0.12, -0.07, -0.06, 0.10])
     base = np.linspace(0.3, 0.5, 8)
-    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, np.zeros(8)), write_run(tmp_path, "hybrid", base + differences, np.zeros(8))])
-    test = comparisons(runs, PARAMS).set_index(["setting", "metric"]).loc[("mono", "map")]
+    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, np.zeros(8), sparse_items=4),
+                      write_run(tmp_path, "hybrid", base + differences, np.zeros(8), sparse_items=4)])
+    tests = comparisons(runs, PARAMS)
+    pd.testing.assert_frame_equal(tests, comparisons(runs, PARAMS))  # seeded: the same p-values and intervals again
+    test = tests.set_index(["setting", "metric"]).loc[("mono", "map")]
+    # macro weight of an item's row: 1 / (6 blocks x its block's queries): blocks of 8 queries and of 4
+    weight = np.where(np.arange(8) < 4, 3 / (6 * 8), 3 / (6 * 8) + 3 / (6 * 4))
     signs = np.array(list(product([-1, 1], repeat=8)))
-    exact = (np.abs(signs @ differences) >= abs(differences.sum()) - 1e-12).mean()
-    assert 0.02 < exact < 0.2
+
+    def exact_p(contributions: np.ndarray) -> float:
+        return (np.abs(signs @ contributions) >= abs(contributions.sum()) - 1e-12).mean()
+
+    exact = exact_p(differences * weight)
+    assert abs(exact - exact_p(differences * np.where(np.arange(8) < 4, 3, 6) / 36)) > 0.05  # one block: another p
     assert test.p_value == pytest.approx(exact, abs=0.01)
-    assert (test["queries"], test["items"], test["unit"]) == (48, 8, "item")
-    assert (test.run_a, test.difference) == (ZERO_SHOT, pytest.approx(-differences.mean()))
-    rng = np.random.default_rng(1)
-    means = differences[rng.integers(0, 8, size=(20_000, 8))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    assert (test.ci_high - test.ci_low) == pytest.approx(high - low, rel=0.15)
+    assert (test["queries"], test["items"], test["unit"]) == (36, 8, "item")
+    assert (test.run_a, test.difference) == (ZERO_SHOT, pytest.approx(-(differences * weight).sum()))
+
+    def item_bootstrap(values: np.ndarray) -> float:
+        """Width of the 95% interval of the macro average, resampling items."""
+        drawn = np.random.default_rng(1).integers(0, 8, size=(20_000, 8))
+        full, sparse = values[drawn], np.where(drawn < 4, np.nan, values[drawn])  # full / sparse blocks' queries
+        with warnings.catch_warnings():  # a draw of items 0-3 only leaves the sparse blocks empty: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = (3 * np.nanmean(full, axis=1) + 3 * np.nanmean(sparse, axis=1)) / 6
+        return float(np.diff(np.nanquantile(means, [0.025, 0.975]))[0])
+
+    assert (test.ci_high - test.ci_low) == pytest.approx(item_bootstrap(differences), rel=0.15)
     interval = confidence(runs, PARAMS).set_index(["strategy", "setting", "metric"]).loc[("hybrid", "mono", "map")]
-    means = (base + differences)[rng.integers(0, 8, size=(20_000, 8))].mean(axis=1)
-    assert interval.value == pytest.approx((base + differences).mean())
-    assert (interval.ci_high - interval.ci_low) == pytest.approx(np.diff(np.quantile(means, [0.025, 0.975]))[0], rel=0.15)
+    assert interval.value == pytest.approx(((base + differences) * weight).sum())
+    assert (interval.ci_high - interval.ci_low) == pytest.approx(item_bootstrap(base + differences), rel=0.15)
+
+
+def test_a_summary_without_the_contract_columns_is_refused_naming_it(tmp_path):
+    path = write_run(tmp_path, ZERO_SHOT, np.ones(3), np.ones(3))
+    pd.read_csv(path / "summary.csv").rename(columns={"value": "score"}).to_csv(path / "summary.csv", index=False)
+    with pytest.raises(ValueError) as error:
+        Run(path)
+    columns = SUMMARY_COLUMNS[:-1] + ["score"]
+    assert str(error.value) == f"{path / 'summary.csv'}: columns {columns}, expected {SUMMARY_COLUMNS}"
+
+
+def test_written_tables_hold_the_runs_values(tmp_path):
+    """Every table write_tables makes, read back from its files, against the runs' own
+    per-query rows: the summary contract is the runs' summaries (seeds as integers); a
+    headline cell is the mean over seeds ± their standard deviation, with the letters of
+    the rows it beats in every seed; per-language views are means of a language's queries."""
+    rng = np.random.default_rng(2)
+    base, bias = rng.uniform(0.2, 0.6, 12), rng.uniform(5, 9, 12)
+    text = [write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0), write_run(tmp_path, ZERO_SHOT, base, bias),
+            write_run(tmp_path, "hybrid", base + 0.5, np.zeros(12), seed=1)]
+    images = [write_image_text_run(tmp_path, "hybrid", 1), write_image_text_run(tmp_path, ZERO_SHOT, 0)]
+    tables = tmp_path / "tables"
+    write_tables({**PARAMS, "permutations": 2000, "bootstrap_samples": 200}, load_runs(text), tables, load_runs(images))
+    written = pd.read_csv(tables / "summary.csv")
+    expected = pd.concat([pd.read_csv(run / "summary.csv") for run in text + images], ignore_index=True)
+    key = ["corpus", "strategy", "seed", "setting", "metric"]
+    pd.testing.assert_frame_equal(written.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True))
+    assert "planted,m,hybrid,0.5,1,mono,map," in (tables / "summary.csv").read_text()  # seeds stay integers
+    headline = pd.read_csv(tables / "map.csv", header=[0, 1], index_col=[0, 1])
+    assert headline.index.names == ["model", "strategy"] and list(headline.columns.names) == ["corpus", "setting"]
+    cells = [line.split("|")[-2].strip() for line in (tables / "map.md").read_text().splitlines()[2:4]]
+    assert cells == [f"{base.mean():.3f}", f"{base.mean() + 0.4:.3f} ± {np.std([0.3, 0.5], ddof=1):.3f} ^a"]
+    assert (tables / "language_bias.md").read_text().splitlines()[3].endswith("| 0.0 ± 0.0 ^a |")
+    per_language = pd.read_csv(tables / "per_language_planted.csv", header=[0, 1], index_col=0)
+    rows = pd.read_parquet(text[1] / "per_query.parquet")
+    for setting in ("mono", "cross", "multi"):
+        means = rows[rows.setting == setting].groupby("query_lang")["map"].mean()
+        np.testing.assert_allclose(per_language[("m zero-shot", f"{setting} mAP")][LANGS], means[LANGS])
+        assert per_language.loc["average", ("m zero-shot", f"{setting} mAP")] == pytest.approx(means.mean())
+    np.testing.assert_allclose(per_language[("m zero-shot", "bias")][LANGS], pd.Series(bias.mean(), LANGS))
+    table = pd.read_csv(tables / "image_text.csv", header=[0, 1, 2], index_col=[0, 1])
+    by_language = pd.read_csv(tables / "per_language_image_text_images.csv", header=[0, 1], index_col=0)
+    for run, label in zip(images, ["hybrid (alpha=0.5)", "zero-shot"]):
+        rows = pd.read_parquet(run / "per_query.parquet")
+        recall = rows[rows.setting == "t2i/all"].groupby("query_lang")["recall@1"].mean()
+        assert table.loc[("m", label), ("all", "t2i", "recall@1")] == pytest.approx(recall.mean())
+        multi = rows[rows.setting == "i2t-multi/all"]
+        assert table.loc[("m", label), ("all", "i2t-multi", "language_bias")] == pytest.approx(multi.rank_distance.mean())
+        np.testing.assert_allclose(by_language[(label, "T->I R@1")][LANGS[:3]], recall[LANGS[:3]])
+        i2t = rows[rows.setting == "i2t/all"].groupby("candidate_lang")["recall@1"].mean()
+        np.testing.assert_allclose(by_language[(label, "I->T R@1")][LANGS[:3]], i2t[LANGS[:3]])
+        t2t = rows[rows.setting == "t2t-cross/all"].groupby("query_lang")["recall@1"].mean()
+        np.testing.assert_allclose(by_language[(label, "T->T R@1")][LANGS[:3]], t2t[LANGS[:3]])
+        assert by_language.loc["average", (label, "T->I R@1")] == pytest.approx(recall.mean())
+    tests = pd.read_csv(tables / "significance.csv")
+    assert list(tests.columns) == ["corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b",
+                                   "difference", "ci_low", "ci_high", "queries", "items", "unit", "p_value", "p_holm",
+                                   "significant", "family"]
+    assert (tests.value_a - tests.value_b).to_numpy() == pytest.approx(tests.difference.to_numpy())
+    # text: 2 seeds x 1 pair (zero-shot joins each seed) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
+    assert sorted(tests.family.value_counts().items()) == [("image-text", 4), ("text", 8)]
+    assert set(tests[tests.family == "image-text"].setting) == {"t2i/all", "i2t/all", "i2t-multi/all"}
+    intervals = pd.read_csv(tables / "confidence.csv")
+    assert len(intervals) == 3 * 4 + 2 * 4 and set(intervals.unit) == {"item"}

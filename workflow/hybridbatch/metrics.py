@@ -116,9 +116,7 @@ def _ranks_by_counting(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
     order = np.argsort(gold, kind="stable")
     ascending = gold[order]
     below = np.searchsorted(ascending, scores, side="left")  # gold scores strictly below each candidate's
-    if (np.searchsorted(ascending, scores, side="right") - below).sum() != len(np.unique(columns)) or len(
-        np.unique(ascending)
-    ) != len(ascending):
+    if (np.searchsorted(ascending, scores, side="right") - below).sum() != len(np.unique(columns)):  # a tie at a gold score
         return exact_ranks(scores[None, :], columns, np.zeros(len(columns), dtype=np.int64))
     above = np.cumsum(np.bincount(below, minlength=len(ascending) + 1)[::-1])[::-1][1:]
     ranks = np.empty(len(columns), dtype=np.int64)
