@@ -273,6 +273,15 @@ def test_a_judged_passage_that_is_not_in_the_corpus_is_an_error_naming_it(evalua
         evaluation.search({"top_k": 3}, root / "emb", corpus, tmp_path / "runs")
 
 
+def test_exact_top_k_of_wide_score_rows_equals_a_full_sort():
+    """5,000 candidates a row (numpy's partition leaves the prefix unsorted at this size), distinct or tied."""
+    rng = np.random.default_rng(1)
+    for scores in (rng.random((20, 5000)).astype(np.float32), rng.integers(0, 400, size=(20, 5000)).astype(np.float32)):
+        top_scores, columns = evaluation.top_k_exact(scores, 50)
+        order = np.lexsort((np.broadcast_to(np.arange(5000), scores.shape), -scores), axis=1)[:, :50]
+        assert (columns == order).all() and (top_scores == np.take_along_axis(scores, order, axis=1)).all()
+
+
 def test_exact_top_k_breaks_ties_by_column_at_the_boundary_too():
     from hybridbatch.metrics import exact_ranks
 
@@ -309,9 +318,12 @@ def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate
         index.train(candidates)
         index.add(candidates)  # probes 1 list of 4: short lists, padded with -1
     rows = np.arange(61)
+    late = gold[0] >= 2 * evaluation.QUERY_CHUNK  # relevant candidates of the third query chunk only
+    alone = run_tuples(evaluation.search_block(index, queries, blocks_of(candidates, rows, 7), 61, (gold[0][late], gold[1][late]), 10))
     results = [run_tuples(evaluation.search_block(index, queries, blocks_of(candidates, rows, width), 61, gold, 10))
                for width in (61, 1, 7, 16, 1000)]
     assert all(result == results[0] for result in results[1:])
+    assert {row for row in alone if row[0] >= 2 * evaluation.QUERY_CHUNK} == {row for row in results[0] if row[0] >= 2 * evaluation.QUERY_CHUNK}
     scores = queries @ candidates.T
     ranked = {(r, c): rank for r, c, rank, _ in results[0]}
     if approximate:

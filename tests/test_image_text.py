@@ -220,6 +220,9 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     owner = pd.Series(np.arange(len(images)), index=images.item_id)[captions.item_id].to_numpy()
     vectors = {"image": image_vectors, "caption": image_vectors[owner] + 1.5 * rng.normal(size=(len(captions), 8))}
     params = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"]}
+    unjudged = pd.DataFrame({"qid": captions.qid[:5], "pid": images.pid[7], "relevance": 0})  # judged, not relevant
+    pd.testing.assert_frame_equal(relevant_pairs(captions, images, pd.concat([qrels, unjudged])),
+                                  relevant_pairs(captions, images, qrels))
     per_query, by_language = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors, params)
     per_query = per_query.set_index(["setting", "qid", "candidate_lang"])
 
@@ -265,6 +268,9 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     block_means = rows.groupby(["setting", "query_lang", "candidate_lang"])[["map", "recall@1", "rank_distance"]].mean()
     pd.testing.assert_frame_equal(by_language.set_index(["setting", "query_lang", "candidate_lang"])[block_means.columns]
                                   .sort_index(), block_means.sort_index())
+    assert (by_language.skipped == 0).all()  # every caption's image and every image's captions are evaluated
+    counts = rows.groupby(["setting", "query_lang", "candidate_lang"]).size()
+    assert by_language.set_index(["setting", "query_lang", "candidate_lang"]).queries.sort_index().tolist() == counts.tolist()
     summary = summary_rows(by_language, ["map", "recall@1"], {key: None for key in ("corpus", "model", "strategy", "alpha", "seed")})
     expected = block_means.groupby("setting").mean()
     for setting, metric, value in zip(summary.setting, summary.metric, summary.value):

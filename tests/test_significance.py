@@ -78,6 +78,8 @@ def test_randomization_test_agrees_with_a_paired_t_test_on_normal_data():
     p = randomization_test(differences, blocks, np.arange(400), 20_000, seed=0)
     assert p == pytest.approx(stats.ttest_1samp(differences, 0).pvalue, abs=0.01)
     assert randomization_test(np.zeros(50), np.zeros(50), np.arange(50), 1000, seed=0) == 1.0
+    # 5,000 clusters: sign flips drawn in chunks of 400, the last one short; every flip ties a zero difference
+    assert randomization_test(np.zeros(5000), np.zeros(5000), np.arange(5000), 1000, seed=0) == 1.0
 
 
 def test_block_weights_give_the_macro_average():

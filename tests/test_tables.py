@@ -15,18 +15,31 @@ import pytest
 from hybridbatch import schema
 from hybridbatch.evaluation import summary_rows
 from hybridbatch.layout import SUMMARY_COLUMNS, ZERO_SHOT
-from hybridbatch.tables import Run, comparisons, confidence, headline_table, load_runs, write_tables
+from hybridbatch.tables import (
+    Run,
+    comparisons,
+    confidence,
+    headline_table,
+    image_text_per_language,
+    image_text_table,
+    load_runs,
+    render,
+    skipped_notes,
+    write_table,
+    write_tables,
+)
 
 LANGS = ["de", "en", "es", "ru", "zh", "ar"]
 PARAMS = {"alpha": 0.05, "permutations": 20_000, "bootstrap_samples": 4000, "seed": 0}
 
 
-def write_metrics(out: Path, per_query: pd.DataFrame, names: list[str], corpus: str, strategy: str, alpha, seed) -> Path:
+def write_metrics(out: Path, per_query: pd.DataFrame, names: list[str], corpus: str, strategy: str, alpha, seed,
+                  model: str = "m") -> Path:
     """per_query.parquet, by_language.parquet (means of the queries of a block) and summary.csv."""
     keys = ["setting", "query_lang", "candidate_lang"]
     by_language = per_query.groupby(keys, as_index=False)[names + ["rank_distance"]].mean()
     by_language["queries"], by_language["skipped"] = per_query.groupby(keys).size().to_numpy(), 0
-    descriptor = {"corpus": corpus, "model": "m", "strategy": strategy, "alpha": alpha, "seed": seed}
+    descriptor = {"corpus": corpus, "model": model, "strategy": strategy, "alpha": alpha, "seed": seed}
     out.mkdir(parents=True)
     for name, frame in (("per_query", per_query), ("by_language", by_language)):
         schema.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
@@ -53,22 +66,26 @@ def write_run(root: Path, strategy: str, item_map: np.ndarray, item_bias: np.nda
     return write_metrics(root / f"{strategy}-{seed}", pd.DataFrame(rows), ["map"], "planted", strategy, alpha, seed)
 
 
-def write_image_text_run(root: Path, strategy: str, seed: int) -> Path:
-    """An image-text run evaluated under protocol `all` only, with random per-query values."""
+def write_image_text_run(root: Path, strategy: str, seed: int, protocols=("all",), model: str = "m",
+                         perfect: bool = False) -> Path:
+    """An image-text run evaluated under `protocols` (default `all` only), with random
+    per-query values (`perfect`: R@1 is 1 for every query)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for item, lang in product(range(10), LANGS[:3]):
+    for protocol, item, lang in product(protocols, range(10), LANGS[:3]):
         image, caption, other = f"image:{item}", f"{lang}:{item}:0", LANGS[(LANGS.index(lang) + 1) % 3]
         for setting, qid, query_lang, candidate_lang in (("t2i", caption, lang, "image"), ("i2t", image, "image", lang),
                                                          ("t2t-cross", caption, lang, other)):
             rows.append({"item_id": str(item), "qid": qid, "query_lang": query_lang, "candidate_lang": candidate_lang,
-                         "setting": f"{setting}/all", "recall@1": float(rng.random() < 0.4), "map": rng.random(),
+                         "setting": f"{setting}/{protocol}", "recall@1": float(perfect or rng.random() < 0.4), "map": rng.random(),
                          "rank_distance": np.nan})
-    for item in range(10):
+    for protocol, item in product(protocols, range(10)):
         rows.append({"item_id": str(item), "qid": f"image:{item}", "query_lang": "image", "candidate_lang": "all",
-                     "setting": "i2t-multi/all", "recall@1": 1.0, "map": rng.random(), "rank_distance": float(rng.integers(0, 9))})
+                     "setting": f"i2t-multi/{protocol}", "recall@1": 1.0, "map": rng.random(),
+                     "rank_distance": float(rng.integers(0, 9))})
     alpha, seed = (None, None) if strategy == ZERO_SHOT else (0.5, seed)
-    return write_metrics(root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha, seed)
+    return write_metrics(root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha,
+                         seed, model)
 
 
 def letters(runs: list[Run], metric: str, setting: str) -> dict[str, str]:
@@ -161,11 +178,16 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     the rows it beats in every seed; per-language views are means of a language's queries."""
     rng = np.random.default_rng(2)
     base, bias = rng.uniform(0.2, 0.6, 12), rng.uniform(5, 9, 12)
-    text = [write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0), write_run(tmp_path, ZERO_SHOT, base, bias),
+    text = [write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0),
+            write_run(tmp_path, ZERO_SHOT, base, bias, cross_map=base / 2),
             write_run(tmp_path, "hybrid", base + 0.5, np.zeros(12), seed=1)]
-    images = [write_image_text_run(tmp_path, "hybrid", 1), write_image_text_run(tmp_path, ZERO_SHOT, 0)]
+    images = [write_image_text_run(tmp_path, "hybrid", 1, perfect=True), write_image_text_run(tmp_path, ZERO_SHOT, 0)]
     tables = tmp_path / "tables"
-    write_tables({**PARAMS, "permutations": 2000, "bootstrap_samples": 200}, load_runs(text), tables, load_runs(images))
+    params = {**PARAMS, "permutations": 2000, "bootstrap_samples": 200}
+    write_tables(params, load_runs(text), tables, load_runs(images))
+    write_tables(params, load_runs(text[::-1]), tmp_path / "again", load_runs(images[::-1]))
+    for path in tables.iterdir():  # seeded tests and intervals, runs in a fixed order: the very same files
+        assert path.read_bytes() == (tmp_path / "again" / path.name).read_bytes(), path.name
     written = pd.read_csv(tables / "summary.csv")
     expected = pd.concat([pd.read_csv(run / "summary.csv") for run in text + images], ignore_index=True)
     key = ["corpus", "strategy", "seed", "setting", "metric"]
@@ -176,7 +198,11 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     cells = [line.split("|")[-2].strip() for line in (tables / "map.md").read_text().splitlines()[2:4]]
     assert cells == [f"{base.mean():.3f}", f"{base.mean() + 0.4:.3f} ± {np.std([0.3, 0.5], ddof=1):.3f} ^a"]
     assert (tables / "language_bias.md").read_text().splitlines()[3].endswith("| 0.0 ± 0.0 ^a |")
+    assert "$^{a}$" in (tables / "map.tex").read_text().splitlines()[5]  # the hybrid row (seed 0 and 1)
+    assert (tables / "image_text_recall_at_1.md").read_text().splitlines()[3].endswith("| 1.000 ^a | 1.000 ^a |")
+    assert (tables / "per_language_planted.md").read_text().endswith(" |\n")  # a table without a note ends with its last row
     per_language = pd.read_csv(tables / "per_language_planted.csv", header=[0, 1], index_col=0)
+    assert per_language.index.name == "language"
     rows = pd.read_parquet(text[1] / "per_query.parquet")
     for setting in ("mono", "cross", "multi"):
         means = rows[rows.setting == setting].groupby("query_lang")["map"].mean()
@@ -185,6 +211,7 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     np.testing.assert_allclose(per_language[("m zero-shot", "bias")][LANGS], pd.Series(bias.mean(), LANGS))
     table = pd.read_csv(tables / "image_text.csv", header=[0, 1, 2], index_col=[0, 1])
     by_language = pd.read_csv(tables / "per_language_image_text_images.csv", header=[0, 1], index_col=0)
+    assert table.index.names == ["model", "strategy"] and by_language.index.name == "language"
     for run, label in zip(images, ["hybrid (alpha=0.5)", "zero-shot"]):
         rows = pd.read_parquet(run / "per_query.parquet")
         recall = rows[rows.setting == "t2i/all"].groupby("query_lang")["recall@1"].mean()
@@ -207,3 +234,59 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     assert set(tests[tests.family == "image-text"].setting) == {"t2i/all", "i2t/all", "i2t-multi/all"}
     intervals = pd.read_csv(tables / "confidence.csv")
     assert len(intervals) == 3 * 4 + 2 * 4 and set(intervals.unit) == {"item"}
+    assert list(intervals.columns) == SUMMARY_COLUMNS[:5] + ["setting", "metric", "value", "ci_low", "ci_high", "unit"]
+
+
+def test_markdown_and_latex_tables_are_rendered_exactly():
+    """A missing value, a standard deviation, letters and LaTeX's special characters."""
+    columns = pd.MultiIndex.from_tuples([("c_1", "mono"), ("c_1", "multi")], names=["corpus", "setting"])
+    index = pd.MultiIndex.from_tuples([("m", "(a) zero-shot"), ("m", "(b) X&Y 50%")], names=["model", "strategy"])
+    table = pd.DataFrame([[0.5, np.nan], [0.75, 0.25]], index=index, columns=columns)
+    table.attrs["std"] = pd.DataFrame([[np.nan, np.nan], [0.125, np.nan]], index=index, columns=columns)
+    markers = pd.DataFrame([["", ""], ["a", "a,b"]], index=index, columns=columns)
+    assert render(table, markers, 3, latex=False) == (
+        "| model | strategy | c_1 mono | c_1 multi |\n"
+        "|---|---|---|---|\n"
+        "| m | (a) zero-shot | 0.500 | – |\n"
+        "| m | (b) X&Y 50% | 0.750 ± 0.125 ^a | 0.250 ^a,b |\n")
+    assert render(table, markers, 3, latex=True) == (
+        "\\begin{tabular}{llrr}\n\\toprule\n"
+        "model & strategy & c\\_1 mono & c\\_1 multi \\\\\n\\midrule\n"
+        "m & (a) zero-shot & 0.500 & – \\\\\n"
+        "m & (b) X\\&Y 50\\% & 0.750 $\\pm$ 0.125$^{a}$ & 0.250$^{a,b}$ \\\\\n"
+        "\\bottomrule\n\\end{tabular}\n")
+
+
+def test_notes_name_skipped_queries_empty_blocks_and_missing_settings(tmp_path):
+    """mono only (no cross or multi); de has no query with a relevant candidate in 1 block."""
+    rows = pd.DataFrame({"item_id": ["i0", "i1"], "qid": ["en:0", "en:1"], "query_lang": "en", "candidate_lang": "en",
+                         "setting": "mono", "map": [0.5, 1.0], "rank_distance": np.nan})
+    path = write_metrics(tmp_path / "run", rows, ["map"], "mono-corpus", ZERO_SHOT, None, None)
+    by_language = pd.read_parquet(path / "by_language.parquet")
+    empty = by_language.assign(query_lang="de", candidate_lang="de", queries=0, skipped=3, map=np.nan)
+    schema.write_table(pa.Table.from_pandas(pd.concat([by_language, empty]), preserve_index=False), path / "by_language.parquet")
+    assert skipped_notes([Run(path)]) == [
+        "mono-corpus: queries skipped for a language pair with no relevant candidate: mono 3.",
+        "mono-corpus mono: averaged over 1 of 2 language blocks (1 have no query with a relevant candidate).",
+        "mono-corpus: no cross, multi setting (its items are not parallel across languages).",
+    ]
+    write_table(pd.DataFrame({"x": [1.0]}, index=pd.Index(["r"], name="row")), None, 1, tmp_path / "t", "a note")
+    assert (tmp_path / "t.md").read_text() == "| row | x |\n|---|---|\n| r | 1.0 |\n\na note\n"
+    assert (tmp_path / "t.tex").read_text().startswith("\\begin{tabular}{lr}") and (tmp_path / "t.csv").is_file()
+
+
+def test_image_text_views_use_protocol_first_where_evaluated_and_name_each_model(tmp_path):
+    """Runs of two models under both protocols: per-language views show `first`, the
+    Table 1 csv both, and columns carry the model's name."""
+    paths = [write_image_text_run(tmp_path / model, ZERO_SHOT, seed, ("first", "all"), model)
+             for seed, model in enumerate(["m1", "m2"])]
+    runs = load_runs(paths)
+    view = image_text_per_language(runs, "images")
+    for path, model in zip(paths, ["m1", "m2"]):
+        rows = pd.read_parquet(path / "per_query.parquet")
+        recall = rows[rows.setting == "t2i/first"].groupby("query_lang")["recall@1"].mean()
+        np.testing.assert_allclose(view[(f"{model}: zero-shot", "T->I R@1")][LANGS[:3]], recall[LANGS[:3]])
+    table = image_text_table(runs)
+    assert table.index.names == ["model", "strategy"]
+    assert [column[0] for column in table.columns] == ["first"] * 4 + ["all"] * 4  # R@1 t2i, i2t; mAP, bias
+

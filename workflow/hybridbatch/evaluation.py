@@ -100,7 +100,7 @@ def streamed_search(queries: np.ndarray, blocks: CandidateBlocks, k: int | None,
     None), merged block by block (ties: the earlier candidate, as top_k_exact over all of
     them), and the scores of the gold (row, column) pairs read off the same score blocks."""
     top = [(np.empty((len(chunk), 0), np.float32), np.empty((len(chunk), 0), np.int64)) for _, chunk in query_chunks(queries)]
-    gold_scores = np.empty(len(gold[0]), np.float32)
+    gold_scores = np.full(len(gold[0]), np.nan, np.float32)  # NaN until its block is scored
     by_chunk = golds_by_chunk(gold[0])
     for lo, block in blocks():
         for number, (start, chunk) in enumerate(query_chunks(queries)):
