@@ -218,25 +218,13 @@ def test_xquad_r_batches_hold_no_relevant_candidate_as_a_negative(tmp_path, corp
     """An XQuAD-R-format corpus (generated, tests/xquad_like.py; and the real files of
     ../shared, skipped when absent), where questions share gold sentences: every
     strategy's shards are checked against the corpus qrels alone."""
-    from conftest import REPO
+    from xquad_like import xquad_r_raw
+
     from hybridbatch import pairs as pairs_stage
     from hybridbatch.corpora import prepare
-    from xquad_like import LANGUAGES, write_xquad_like
 
+    languages = xquad_r_raw(tmp_path / "raw", corpus_files, ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"])
     raw = tmp_path / "raw"
-    if corpus_files == "generated":
-        languages = LANGUAGES
-        write_xquad_like(raw)
-    else:
-        mirror = REPO.parent / "shared" / "corpora" / "xquad-r"
-        if not mirror.is_dir():
-            pytest.skip("../shared/corpora/xquad-r is not here")
-        languages = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
-        raw.mkdir()
-        for lang in languages:
-            (raw / f"{lang}.json").symlink_to(mirror / f"{lang}.json")
-        sums = {line.split()[1]: line for line in (mirror / "SHA256SUMS").read_text().splitlines()}
-        (raw / "SHA256SUMS").write_text("".join(sums[f"{lang}.json"] + "\n" for lang in languages))
     corpus = {"source": "lareqa", "languages": languages, "test_fraction": 0.5, "split_seed": 0}
     prepare.prepare(corpus, raw, tmp_path / "corpus")
     pairs_stage.build_pairs({"languages": languages, "hard_negatives": True, "seed": 0}, tmp_path / "corpus/train", tmp_path / "pairs")

@@ -11,12 +11,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import pytrec_eval
+from test_lareqa import write_fixture
 
 from hybridbatch import evaluation, schema
 from hybridbatch.indexing import write_indices
 from hybridbatch.vectors import POOLED, CandidateBlocks, candidate_rows, embeddings_table
-from conftest import REPO
-from test_lareqa import write_fixture
 
 
 def blocks_of(vectors: np.ndarray, rows: np.ndarray, width: int) -> CandidateBlocks:
@@ -340,29 +339,17 @@ def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate
         assert listed == {(r, c): i + 1 for r in range(300) for i, c in enumerate(top_columns[r])}
 
 
-XQUAD_R = REPO.parent / "shared" / "corpora" / "xquad-r"
-
-
 @pytest.fixture(scope="module", params=["generated", "real"])
 def xquad_r_test(request, tmp_path_factory):
     """The test split (30% of the articles) of an XQuAD-R-format corpus: generated in the
     exact file format (5 languages, tests/xquad_like.py), and the real XQuAD-R (11
     languages, 1,190 items; skipped without ../shared/corpora/xquad-r)."""
+    from xquad_like import xquad_r_raw
+
     from hybridbatch.corpora import prepare
-    from xquad_like import LANGUAGES, write_xquad_like
 
     root = tmp_path_factory.mktemp(f"xquad-r-{request.param}")
-    if request.param == "generated":
-        languages = LANGUAGES
-        write_xquad_like(root / "raw")
-    else:
-        if not XQUAD_R.is_dir():
-            pytest.skip("../shared/corpora/xquad-r is not here")
-        languages = sorted(p.stem for p in XQUAD_R.glob("*.json"))
-        (root / "raw").mkdir()
-        for lang in languages:
-            (root / "raw" / f"{lang}.json").symlink_to(XQUAD_R / f"{lang}.json")
-        (root / "raw" / "SHA256SUMS").write_text((XQUAD_R / "SHA256SUMS").read_text())
+    languages = xquad_r_raw(root / "raw", request.param)
     prepare.prepare({"source": "lareqa", "languages": languages, "test_fraction": 0.3, "split_seed": 0}, root / "raw", root / "c")
     return root / "c" / "test"
 
@@ -393,6 +380,7 @@ def test_float16_vectors_give_the_float32_metrics_on_xquad_r(xquad_r_test, tiny_
     """The tiny encoder's vectors of an XQuAD-R-format corpus stored as float16: every metric within
     0.002 of float32's (language bias within 1%), the files at most 60% of the size."""
     from conftest import TINY_MODEL
+
     from hybridbatch.indexing import embed_and_index
 
     summaries, sizes = {}, {}
@@ -415,6 +403,7 @@ def test_passages_embedded_in_shards_give_the_unsharded_runs_on_xquad_r(xquad_r_
     """An XQuAD-R-format corpus's test passages embedded in 3 shard jobs (uneven, contiguous) and gathered:
     the same ids in the same order, vectors within 1e-6, and the very runs of one job."""
     from conftest import TINY_MODEL
+
     from hybridbatch.indexing import embed_and_index, embed_shard, shard_rows
 
     params = {"batch_size": 64, "dtype": "float32", "index_factory": "Flat", "model": TINY_MODEL}

@@ -55,3 +55,24 @@ def write_xquad_like(raw: Path, languages: list[str] = LANGUAGES, articles: int 
         digests[path.name] = sha256_file(path)
     write_checksums(raw, digests)
     return raw
+
+
+def xquad_r_raw(raw: Path, files: str, languages: list[str] | None = None) -> list[str]:
+    """A raw directory of XQuAD-R-format files: `generated` (this module's corpus) or `real`
+    (links to ../shared/corpora/xquad-r, `languages` or all of them, with their checksums;
+    the test is skipped when it is absent). Returns the languages."""
+    import pytest
+
+    if files == "generated":
+        write_xquad_like(raw)
+        return LANGUAGES
+    mirror = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "xquad-r"
+    if not mirror.is_dir():
+        pytest.skip("../shared/corpora/xquad-r is not here")
+    languages = languages or sorted(path.stem for path in mirror.glob("*.json"))
+    raw.mkdir(parents=True)
+    for lang in languages:
+        (raw / f"{lang}.json").symlink_to(mirror / f"{lang}.json")
+    sums = {line.split()[1]: line for line in (mirror / "SHA256SUMS").read_text().splitlines()}
+    (raw / "SHA256SUMS").write_text("".join(sums[f"{lang}.json"] + "\n" for lang in languages))
+    return languages
