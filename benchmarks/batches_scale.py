@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
-from hybridbatch import schema  # noqa: E402
+from hybridbatch.artifacts import schema
 
 LANGS = ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"]
 
@@ -35,8 +35,10 @@ def write_pairs(directory: Path, n_pairs: int) -> None:
     lq = np.repeat(LANGS, len(LANGS))
     lp = np.tile(LANGS, len(LANGS))
     items_per_chunk = 10_000
-    with pq.ParquetWriter(directory / "pairs.parquet", schema.PAIRS) as writer, \
-            pq.ParquetWriter(directory / "qrels.parquet", schema.QRELS) as judgments:
+    with (
+        pq.ParquetWriter(directory / "pairs.parquet", schema.PAIRS) as writer,
+        pq.ParquetWriter(directory / "qrels.parquet", schema.QRELS) as judgments,
+    ):
         for start in range(0, n_pairs // per_item, items_per_chunk):
             items = np.arange(start, min(start + items_per_chunk, n_pairs // per_item))
             item_ids = np.repeat([f"item{i}" for i in items], per_item)
@@ -56,16 +58,32 @@ def write_pairs(directory: Path, n_pairs: int) -> None:
                 "positive": positive,
                 "negative": positive[::-1],
             }
-            writer.write_table(pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}, schema=schema.PAIRS))
-            judgments.write_table(pa.table({"qid": pa.array(qid.tolist()), "pid": pa.array(pid.tolist()),
-                                            "relevance": pa.array(np.ones(len(qid), dtype=np.int32))}, schema=schema.QRELS))
+            writer.write_table(
+                pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}, schema=schema.PAIRS)
+            )
+            judgments.write_table(
+                pa.table(
+                    {
+                        "qid": pa.array(qid.tolist()),
+                        "pid": pa.array(pid.tolist()),
+                        "relevance": pa.array(np.ones(len(qid), dtype=np.int32)),
+                    },
+                    schema=schema.QRELS,
+                )
+            )
 
 
 def build(pairs: str, out: str, epochs: int) -> None:
-    from hybridbatch.batching import build_batches
+    from hybridbatch.batches.text import build_batches
 
-    params = {"alpha": 0.5, "batch_size": 100, "epochs": epochs, "seed": 0,
-              "mono_language_sampling": "uniform", "drop_last": True}
+    params = {
+        "alpha": 0.5,
+        "batch_size": 100,
+        "epochs": epochs,
+        "seed": 0,
+        "mono_language_sampling": "uniform",
+        "drop_last": True,
+    }
     started = time.perf_counter()
     stats = build_batches(params, pairs, out)
     seconds = time.perf_counter() - started
@@ -89,13 +107,20 @@ def main() -> None:
         rows = pq.read_metadata(pairs / "pairs.parquet").num_rows
         size = (pairs / "pairs.parquet").stat().st_size
         print(f"wrote {rows:,} pairs ({size / 1e6:.0f} MB) and their qrels in {time.perf_counter() - started:.1f} s")
-        result = subprocess.run([sys.executable, __file__, "--epochs", str(args.epochs), "--build", str(pairs), str(Path(tmp) / "out")],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, __file__, "--epochs", str(args.epochs), "--build", str(pairs), str(Path(tmp) / "out")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         measured = json.loads(result.stdout.strip().splitlines()[-1])
         rate = rows / measured["seconds"]
-        print(f"built {measured['batches']:,} batches ({args.epochs} epoch) from {rows:,} pairs in {measured['seconds']:.1f} s: "
-              f"{rate:,.0f} pairs/s ({rate / 200_000:.2f}x the 200k pairs/s goal); "
-              f"peak RSS {measured['peak_rss_mb']:,} MB ({measured['peak_rss_mb'] / 2048:.2f}x the 2 GB limit)")
+        print(
+            f"built {measured['batches']:,} batches ({args.epochs} epoch) from {rows:,} pairs "
+            f"in {measured['seconds']:.1f} s: "
+            f"{rate:,.0f} pairs/s ({rate / 200_000:.2f}x the 200k pairs/s goal); "
+            f"peak RSS {measured['peak_rss_mb']:,} MB ({measured['peak_rss_mb'] / 2048:.2f}x the 2 GB limit)"
+        )
 
 
 if __name__ == "__main__":

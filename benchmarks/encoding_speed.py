@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hybridbatch.encoders import Encoder  # noqa: E402
+from hybridbatch.models.encoders import Encoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = {"pooling": "mean", "query_prefix": "query: ", "passage_prefix": "passage: ", "max_length": 128}
@@ -70,8 +70,13 @@ def main() -> None:
     reference.max_seq_length = MODEL["max_length"]
 
     def st_encode(model):
-        return lambda batch: model.encode(batch, prompt=MODEL["passage_prefix"], batch_size=args.batch_size,
-                                          normalize_embeddings=True, convert_to_numpy=True)
+        return lambda batch: model.encode(
+            batch,
+            prompt=MODEL["passage_prefix"],
+            batch_size=args.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
 
     contenders = {"sentence-transformers encode (torch)": st_encode(reference)}
     for backend in ("onnx", "openvino"):
@@ -79,6 +84,7 @@ def main() -> None:
             model = SentenceTransformer(str(args.model), device="cpu", backend=backend, local_files_only=True)
             model.max_seq_length = MODEL["max_length"]
             contenders[f"sentence-transformers encode ({backend})"] = st_encode(model)
+
     def st_in_token_order(batch):  # sentence-transformers' own forward, fed the project's batches
         order = np.argsort(encoder.token_counts(batch, "passage"), kind="stable")
         out = np.empty((len(batch), reference.get_embedding_dimension()), dtype=np.float32)
@@ -100,11 +106,16 @@ def main() -> None:
     base_label = next(iter(contenders))
     base_speed, base = max(speeds[base_label]), vectors[base_label]
     rows = [(label, max(speeds[label]), float((vectors[label] * base).sum(1).min())) for label in contenders]
-    rows += [(f"sentence-transformers encode ({b})", None, None) for b in ("onnx", "openvino")
-             if importlib.util.find_spec("optimum") is None]
+    rows += [
+        (f"sentence-transformers encode ({b})", None, None)
+        for b in ("onnx", "openvino")
+        if importlib.util.find_spec("optimum") is None
+    ]
 
-    print(f"{len(texts)} XQuAD-R sentences, {args.model.name} e5-small, batch {args.batch_size}, "
-          f"max length {MODEL['max_length']}, {args.threads} threads, torch {torch.__version__}")
+    print(
+        f"{len(texts)} XQuAD-R sentences, {args.model.name} e5-small, batch {args.batch_size}, "
+        f"max length {MODEL['max_length']}, {args.threads} threads, torch {torch.__version__}"
+    )
     print(f"{'contender':<58} {'texts/s':>8} {'vs ST':>6} {'min cos':>8}")
     for label, speed, cosine in rows:
         if speed is None:

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
-from hybridbatch import evaluation, schema  # noqa: E402
+from hybridbatch.artifacts import schema
+from hybridbatch.artifacts.vectors import POOLED, embeddings_table  # noqa: E402
 from hybridbatch.corpora import lareqa  # noqa: E402
-from hybridbatch.vectors import POOLED, embeddings_table  # noqa: E402
+from hybridbatch.evaluate import text as evaluation
 
 LANGS = ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
 PARAMS = {"top_k": 100}
@@ -57,8 +58,12 @@ def main() -> None:
         tmp = Path(tmp)
         schema.write_parquet(qrels, tmp / "corpus/qrels.parquet", schema.QRELS)
         q, p = synthetic_embeddings(queries, passages, qrels)
-        schema.write_table(embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), tmp / "emb/queries.parquet")
-        schema.write_table(embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), tmp / "emb/passages.parquet")
+        schema.write_table(
+            embeddings_table(queries.qid.tolist(), queries.lang.tolist(), q), tmp / "emb/queries.parquet"
+        )
+        schema.write_table(
+            embeddings_table(passages.pid.tolist(), passages.lang.tolist(), p), tmp / "emb/passages.parquet"
+        )
 
         started = time.perf_counter()
         evaluation.search(PARAMS, tmp / "emb", tmp / "corpus", tmp / "runs")
@@ -79,20 +84,31 @@ def main() -> None:
                 pids = set(passages.pid[passages.lang == candidate_lang]) if candidate_lang != POOLED else None
                 top = block[block["rank"] <= PARAMS["top_k"]]
                 runs = {key: dict(zip(g.pid, g.score.astype(float))) for key, g in top.groupby("key")}
-                qrels_block = {key: {pid: 1 for pid in relevant[key.split("\t")[0]] if pids is None or pid in pids} for key in runs}
+                qrels_block = {
+                    key: {pid: 1 for pid in relevant[key.split("\t")[0]] if pids is None or pid in pids} for key in runs
+                }
                 qrels_block = {key: value for key, value in qrels_block.items() if value}
-                scores = pytrec_eval.RelevanceEvaluator(qrels_block, measures).evaluate({k: runs[k] for k in qrels_block})
-                reference += [(setting, *key.split("\t"), v["recall_10"], v["ndcg_cut_10"]) for key, v in scores.items()]
+                scores = pytrec_eval.RelevanceEvaluator(qrels_block, measures).evaluate(
+                    {k: runs[k] for k in qrels_block}
+                )
+                reference += [
+                    (setting, *key.split("\t"), v["recall_10"], v["ndcg_cut_10"]) for key, v in scores.items()
+                ]
         reference_time = time.perf_counter() - started
         ours = pd.read_parquet(tmp / "metrics/per_query.parquet")
     reference = pd.DataFrame(reference, columns=["setting", "qid", "candidate_lang", "recall@10", "ndcg@10"])
     both = ours.merge(reference, on=["setting", "qid", "candidate_lang"], suffixes=("", "_reference"))
     gap = max((both[m] - both[f"{m}_reference"]).abs().max() for m in ("recall@10", "ndcg@10"))
-    print(f"compared {len(both):,} (query, setting) rows with pytrec_eval: max |difference| of R@10, nDCG@10 = {gap:.2e}")
+    print(
+        f"compared {len(both):,} (query, setting) rows with pytrec_eval: max |difference| of R@10, nDCG@10 = {gap:.2e}"
+    )
     total = ours_search + ours_eval
     print(f"ours: search {ours_search:.1f} s + evaluate {ours_eval:.1f} s = {total:.1f} s (goal < 30 s)")
     print(f"pytrec_eval on the same runs: {reference_time:.1f} s")
-    print(f"ratio pytrec_eval / ours: evaluate only {reference_time / ours_eval:.1f}x, search + evaluate {reference_time / total:.2f}x")
+    print(
+        f"ratio pytrec_eval / ours: evaluate only {reference_time / ours_eval:.1f}x, "
+        f"search + evaluate {reference_time / total:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ MODEL = {"source": {"kind": "random", "corpus": "c", "vocab_size": 2000, "hidden
 def build_model(root: Path, params: dict = MODEL) -> Path:
     from hybridbatch import corpora
     from hybridbatch.corpora import prepare
-    from hybridbatch.model_sources import build_base_model
+    from hybridbatch.models.base_model import build_base_model
 
     corpus = {"source": "cldr", "languages": ["en", "de", "ru", "zh"], "test_fraction": 0.3, "split_seed": 1}
     corpora.download(corpus, root / "raw")
@@ -41,29 +41,42 @@ def build_model(root: Path, params: dict = MODEL) -> Path:
     return root / "model"
 
 
-def trainer_and_step(model_dir: str | Path, params: dict, batch: int, device: str, varied: bool = False, packed: bool = True,
-                     **settings):
+def trainer_and_step(
+    model_dir: str | Path, params: dict, batch: int, device: str, varied: bool = False, packed: bool = True, **settings
+):
     """A Trainer over the encoder in `model_dir` and one text InfoNCE step of `batch`
     queries, each with a positive and a hard negative of 64 tokens (`varied`: 8 to 64
     words, as real texts; `packed` False: the padded forward)."""
     import torch
 
-    from hybridbatch.encoders import Encoder
-    from hybridbatch.objectives import info_nce
-    from hybridbatch.trainer import Step, Trainer, TrainerSettings, parameter_groups
+    from hybridbatch.models.encoders import Encoder
+    from hybridbatch.train.loop import Step, Trainer, TrainerSettings, parameter_groups
+    from hybridbatch.train.objectives import info_nce
 
     torch.manual_seed(0)
     encoder = Encoder(model_dir, params, device=device, packed=packed)
     named = {n: p for n, p in encoder.model.named_parameters() if p.requires_grad}
-    trainer = Trainer(TrainerSettings(**settings), named, parameter_groups(named, lambda _: 1e-4, 0.01), 0.0, 100,
-                      [encoder.model], device)
+    trainer = Trainer(
+        TrainerSettings(**settings),
+        named,
+        parameter_groups(named, lambda _: 1e-4, 0.01),
+        0.0,
+        100,
+        [encoder.model],
+        device,
+    )
     words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
     length = (lambda i: 8 + (i * 37) % 57) if varied else (lambda i: 80)  # noqa: E731  (80 words: truncated to 64 tokens)
     text = lambda i: " ".join(words[(i + j) % len(words)] for j in range(length(i)))  # noqa: E731
     mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
-    step = Step([(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
-                 (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)])],
-                lambda e: info_nce(e[0], e[1], mask, 0.05), batch)
+    step = Step(
+        [
+            (partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
+            (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)]),
+        ],
+        lambda e: info_nce(e[0], e[1], mask, 0.05),
+        batch,
+    )
     return trainer, step
 
 
@@ -107,8 +120,12 @@ def main() -> None:
         peaks: dict[int, list[float]] = {}
         for mini in (0, args.mini_batch):
             for size in args.sizes:
-                child = subprocess.run([sys.executable, __file__, "--device", args.device, "--one", str(model_dir),
-                                        str(size), str(mini)], capture_output=True, text=True, check=True)
+                child = subprocess.run(
+                    [sys.executable, __file__, "--device", args.device, "--one", str(model_dir), str(size), str(mini)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 peak = json.loads(child.stdout.strip().splitlines()[-1])
                 peaks.setdefault(mini, []).append(peak)
                 print(f"{size:>6} {mini or '-':>10} {peak:>9.0f}", flush=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 
-from hybridbatch.pairs import HARD_NEGATIVE_POSTINGS  # noqa: E402
+from hybridbatch.pairs.build import HARD_NEGATIVE_POSTINGS  # noqa: E402
 
 
 def synthetic_passages(size: int):
@@ -37,13 +37,16 @@ def synthetic_passages(size: int):
 
 
 def measure(size: int, postings: int) -> dict:
-    from hybridbatch.pairs import bm25_hard_negatives
+    from hybridbatch.pairs.build import bm25_hard_negatives
 
     passages, items = synthetic_passages(size)
     start = time.perf_counter()
     negatives = bm25_hard_negatives(passages, items, depth=20, postings=postings)
-    return {"seconds": time.perf_counter() - start, "found": float(negatives.notna().mean()),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": time.perf_counter() - start,
+        "found": float(negatives.notna().mean()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -58,10 +61,20 @@ def main() -> None:
     print(f"postings budget per query: {args.postings:,}")
     print(f"{'passages':>10} {'seconds':>8} {'peak RSS MB':>12} {'with negative':>14} {'dense N x N would need':>23}")
     for size in args.sizes:
-        result = json.loads(subprocess.run([sys.executable, __file__, "--one", str(size), "--postings", str(args.postings)], capture_output=True,
-                                           text=True, check=True).stdout.strip().splitlines()[-1])
-        print(f"{size:>10,} {result['seconds']:8.1f} {result['peak_rss_mb']:12.0f} {result['found']:14.3f} "
-              f"{size * size * 8 / 2**30:20.1f} GB")
+        result = json.loads(
+            subprocess.run(
+                [sys.executable, __file__, "--one", str(size), "--postings", str(args.postings)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        print(
+            f"{size:>10,} {result['seconds']:8.1f} {result['peak_rss_mb']:12.0f} {result['found']:14.3f} "
+            f"{size * size * 8 / 2**30:20.1f} GB"
+        )
 
 
 if __name__ == "__main__":

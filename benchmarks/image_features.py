@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
-from hybridbatch import schema  # noqa: E402
-from hybridbatch.image_towers import build_tower, read_image  # noqa: E402
+from hybridbatch.artifacts import schema
+from hybridbatch.models.image_towers import build_tower, read_image  # noqa: E402
 
 
 def main() -> None:
@@ -34,15 +34,23 @@ def main() -> None:
     raw = Path(args.raw) if args.raw else corpus / "raw"
     images = schema.read_parquet(corpus / "train/images.parquet", schema.IMAGES).head(args.images)
     for size in args.sizes:
-        tower = build_tower({"source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
-                             "image_size": size, "batch_size": args.batch_size})
+        tower = build_tower(
+            {
+                "source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
+                "image_size": size,
+                "batch_size": args.batch_size,
+            }
+        )
         started = time.perf_counter()
         with torch.inference_mode():
             for start in range(0, len(images), args.batch_size):
                 rows = images.iloc[start : start + args.batch_size]
                 tower.encode([read_image(raw, p, d) for p, d in zip(rows.path, rows.sha256)])
         seconds = time.perf_counter() - started
-        print(f"{size:>4} px: {len(images) / seconds:6.1f} images/s ({len(images)} images, {args.threads} threads, batch {args.batch_size})")
+        print(
+            f"{size:>4} px: {len(images) / seconds:6.1f} images/s "
+            f"({len(images)} images, {args.threads} threads, batch {args.batch_size})"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
-from hybridbatch import schema  # noqa: E402
-from hybridbatch.image_text_evaluation import relevant_pairs, score_settings  # noqa: E402
+from hybridbatch.artifacts import schema
+from hybridbatch.evaluate.image_text import relevant_pairs, score_settings  # noqa: E402
 
 
 def main() -> None:
@@ -45,13 +45,21 @@ def main() -> None:
     caption_vectors = image_vectors[owner] + 4.0 * rng.normal(size=(len(captions), args.dimension)).astype(np.float32)
     normalise = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
     vectors = {"caption": normalise(caption_vectors), "image": normalise(image_vectors)}
-    params = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"], "t2t_languages": ["en"]}
+    params = {
+        "recall_at": [1, 5, 10],
+        "ndcg_at": 10,
+        "mrr_at": 10,
+        "protocols": ["first", "all"],
+        "t2t_languages": ["en"],
+    }
     started = time.perf_counter()
     relevant = relevant_pairs(captions, images, qrels)
     per_query, by_language = score_settings(captions, images, relevant, vectors, params)
     seconds = time.perf_counter() - started
-    print(f"{args.languages} languages x {args.images} images, {len(captions):,} captions ({args.dimension}-d), "
-          f"both protocols: {len(by_language)} blocks, {len(per_query):,} query rows scored in {seconds:.1f} s")
+    print(
+        f"{args.languages} languages x {args.images} images, {len(captions):,} captions ({args.dimension}-d), "
+        f"both protocols: {len(by_language)} blocks, {len(per_query):,} query rows scored in {seconds:.1f} s"
+    )
     for setting, rows in per_query.groupby("setting"):
         print(f"  {setting:16s} R@1 {rows['recall@1'].mean():.3f} over {len(rows):,} queries")
 

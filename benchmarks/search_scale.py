@@ -11,9 +11,10 @@ candidates at a time, as the stage takes an embeddings file (the stage also deco
 Parquet; here the time to generate the vectors, twice, is in the exact search's time). Every query has one relevant
 passage drawn at random (almost always beyond the top 100, so every query also takes the
 second pass that ranks it exactly). Each size runs in its own process; printed: seconds,
-peak RSS (ru_maxrss of that process, read before any approximate index is built), and for an approximate index its build time and
-recall@100 against the exact top 100 (the index's own search time; the stage still ranks
-gold passages beyond an approximate list exactly, with the streamed passes).
+peak RSS (ru_maxrss of that process, read before any approximate index is built), and for
+an approximate index its build time and recall@100 against the exact top 100 (the index's
+own search time; the stage still ranks gold passages beyond an approximate list exactly,
+with the streamed passes).
 """
 
 from __future__ import annotations
@@ -54,27 +55,34 @@ def synthetic_blocks(size: int, seed: int):
     def blocks():
         for number, lo in enumerate(range(0, size, GENERATED_BLOCK)):
             yield lo, generated_block(seed, number, min(GENERATED_BLOCK, size - lo), centre_vectors)
+
     return blocks
 
 
 def run_size(size: int, queries: int, block_mb: float, approximate: str | None, seed: int = 0) -> dict:
     import faiss
 
-    from hybridbatch.evaluation import block_width, search_block
+    from hybridbatch.evaluate.ranks import block_width, search_block
 
     faiss.omp_set_num_threads(2)
     rng = np.random.default_rng(seed + 1)
-    query_vectors = unit(centres(seed)[rng.integers(0, CENTRES, queries)]
-                         + rng.standard_normal((queries, DIM), dtype=np.float32) * np.float32(0.08))
+    query_vectors = unit(
+        centres(seed)[rng.integers(0, CENTRES, queries)]
+        + rng.standard_normal((queries, DIM), dtype=np.float32) * np.float32(0.08)
+    )
     gold = (np.arange(queries), rng.integers(0, size, queries))
     blocks = synthetic_blocks(size, seed)
     rebatched = rebatch(blocks, block_width(block_mb))
     started = time.perf_counter()
     q, c, rank, _ = search_block(None, query_vectors, rebatched, size, gold, 100)
     is_gold = c == gold[1][q]
-    result = {"size": size, "queries": queries, "exact_seconds": time.perf_counter() - started,
-              "median_gold_rank": float(np.median(rank[is_gold])),
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {
+        "size": size,
+        "queries": queries,
+        "exact_seconds": time.perf_counter() - started,
+        "median_gold_rank": float(np.median(rank[is_gold])),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     if approximate:
         exact_top = {(int(a), int(b)) for a, b, r in zip(q, c, rank) if r <= 100}
         started = time.perf_counter()
@@ -98,6 +106,7 @@ def run_size(size: int, queries: int, block_mb: float, approximate: str | None, 
 def rebatch(blocks, width: int):
     """The generated blocks re-cut to the search's block width (as the stage reads a file:
     `width` rows at a time, whatever the row groups)."""
+
     def cut():
         buffer, first = np.empty((0, DIM), np.float32), 0
         for _, block in blocks():
@@ -108,6 +117,7 @@ def rebatch(blocks, width: int):
             buffer = buffer[start:]
         if len(buffer):
             yield first, buffer
+
     return cut
 
 
@@ -124,15 +134,24 @@ def main() -> None:
         approximate = args.approximate if args.one in args.approximate_sizes else None
         print(json.dumps(run_size(args.one, args.queries, args.block_mb, approximate)))
         return
-    print(f"{'passages':>10} {'exact s':>8} {'peak RSS MB':>12} {'approximate':>14} {'build s':>8} {'search s':>9} {'recall@100':>10}")
+    print(
+        f"{'passages':>10} {'exact s':>8} {'peak RSS MB':>12} {'approximate':>14} "
+        f"{'build s':>8} {'search s':>9} {'recall@100':>10}"
+    )
     for size in args.sizes:
         command = [sys.executable, __file__, *sys.argv[1:], "--one", str(size)]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode:
             raise SystemExit(f"{size} passages failed:\n{run.stderr[-3000:]}")
         row = json.loads(run.stdout.splitlines()[-1])
-        approximate = (f"{row['approximate']:>14} {row['approximate_build_seconds']:8.1f} {row['approximate_seconds']:9.1f} "
-                       f"{row['recall_at_100_vs_exact']:10.3f}") if "approximate" in row else ""
+        approximate = (
+            (
+                f"{row['approximate']:>14} {row['approximate_build_seconds']:8.1f} {row['approximate_seconds']:9.1f} "
+                f"{row['recall_at_100_vs_exact']:10.3f}"
+            )
+            if "approximate" in row
+            else ""
+        )
         print(f"{size:>10,} {row['exact_seconds']:8.1f} {row['peak_rss_mb']:12.0f} {approximate}", flush=True)
 
 

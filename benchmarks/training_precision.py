@@ -26,10 +26,26 @@ from gradcache_memory import MODEL, build_model, trainer_and_step  # noqa: E402
 BASE = {**MODEL, "source": {**MODEL["source"], "hidden_size": 768, "layers": 12, "heads": 12}}
 
 
-def throughput(model_dir: Path, batch: int, steps: int, precision: str, mini_batch: int | None, varied: bool = False,
-               packed: bool = True) -> float:
-    trainer, step = trainer_and_step(model_dir, BASE, batch, "cuda", varied, packed, precision=precision,
-                                     mini_batch=mini_batch, gradient_clipping=1.0)
+def throughput(
+    model_dir: Path,
+    batch: int,
+    steps: int,
+    precision: str,
+    mini_batch: int | None,
+    varied: bool = False,
+    packed: bool = True,
+) -> float:
+    trainer, step = trainer_and_step(
+        model_dir,
+        BASE,
+        batch,
+        "cuda",
+        varied,
+        packed,
+        precision=precision,
+        mini_batch=mini_batch,
+        gradient_clipping=1.0,
+    )
     for _ in range(2):
         trainer.optimise(step, "warm-up")
     torch.cuda.synchronize()

@@ -34,9 +34,9 @@ import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from hybridbatch import training  # noqa: E402
-from hybridbatch.batching import RELEVANCE  # noqa: E402
-from hybridbatch.encoders import Encoder  # noqa: E402
+from hybridbatch.batches.sampling import RELEVANCE  # noqa: E402
+from hybridbatch.models.encoders import Encoder  # noqa: E402
+from hybridbatch.train import text as training
 
 MODEL = {"pooling": "mean", "query_prefix": "query: ", "passage_prefix": "passage: ", "max_length": 128}
 TRAINING = {"learning_rate": 5e-5, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
@@ -53,7 +53,9 @@ def complete_batches(batch_dir: Path, steps: int) -> pd.DataFrame:
     return rows[rows.batch_id.isin(chosen)]
 
 
-def ours(model_dir: Path, rows: pd.DataFrame, batch_dir: Path, mini_batch: int | None, packed: bool, work: Path) -> list[float]:
+def ours(
+    model_dir: Path, rows: pd.DataFrame, batch_dir: Path, mini_batch: int | None, packed: bool, work: Path
+) -> list[float]:
     """Seconds of each optimisation step of training.train on these batches."""
     batches = work / "batches"
     shutil.rmtree(batches, ignore_errors=True)
@@ -79,9 +81,16 @@ def ours(model_dir: Path, rows: pd.DataFrame, batch_dir: Path, mini_batch: int |
 def sentence_transformers(model_dir: Path, rows: pd.DataFrame, mini_batch: int | None, work: Path) -> list[float]:
     """Seconds of each optimisation step of SentenceTransformerTrainer on the same batches."""
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import DefaultBatchSampler
-    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
     from torch.utils.data import SequentialSampler
     from transformers import TrainerCallback
 
@@ -90,14 +99,24 @@ def sentence_transformers(model_dir: Path, rows: pd.DataFrame, mini_batch: int |
     model.max_seq_length = MODEL["max_length"]
     model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     q, p = MODEL["query_prefix"], MODEL["passage_prefix"]
-    data = Dataset.from_dict({"anchor": [q + t for t in rows["query"]], "positive": [p + t for t in rows["positive"]],
-                              "negative": [p + t for t in rows["negative"]]})
+    data = Dataset.from_dict(
+        {
+            "anchor": [q + t for t in rows["query"]],
+            "positive": [p + t for t in rows["positive"]],
+            "negative": [p + t for t in rows["negative"]],
+        }
+    )
     scale = 1 / TRAINING["temperature"]
-    loss = (CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=mini_batch) if mini_batch
-            else MultipleNegativesRankingLoss(model, scale=scale))
+    loss = (
+        CachedMultipleNegativesRankingLoss(model, scale=scale, mini_batch_size=mini_batch)
+        if mini_batch
+        else MultipleNegativesRankingLoss(model, scale=scale)
+    )
     sizes = rows.groupby("batch_id").size()
     if sizes.nunique() != 1:
-        raise SystemExit(f"batches of several sizes ({sorted(set(sizes))}): sentence-transformers' batches would not be ours")
+        raise SystemExit(
+            f"batches of several sizes ({sorted(set(sizes))}): sentence-transformers' batches would not be ours"
+        )
     batch_size = int(sizes.iloc[0])
 
     class StepTimer(TrainerCallback):
@@ -110,12 +129,23 @@ def sentence_transformers(model_dir: Path, rows: pd.DataFrame, mini_batch: int |
             self.seconds.append(time.perf_counter() - self.started)
 
     arguments = SentenceTransformerTrainingArguments(
-        output_dir=str(work / "st"), per_device_train_batch_size=batch_size, max_steps=int(rows.batch_id.nunique()),
-        learning_rate=TRAINING["learning_rate"], weight_decay=TRAINING["weight_decay"],
-        warmup_ratio=TRAINING["warmup_fraction"], lr_scheduler_type="linear", max_grad_norm=1.0,
-        dataloader_drop_last=True, save_strategy="no", report_to="none", logging_steps=10_000, use_cpu=True, seed=0,
+        output_dir=str(work / "st"),
+        per_device_train_batch_size=batch_size,
+        max_steps=int(rows.batch_id.nunique()),
+        learning_rate=TRAINING["learning_rate"],
+        weight_decay=TRAINING["weight_decay"],
+        warmup_ratio=TRAINING["warmup_fraction"],
+        lr_scheduler_type="linear",
+        max_grad_norm=1.0,
+        dataloader_drop_last=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=10_000,
+        use_cpu=True,
+        seed=0,
         batch_sampler=lambda dataset, batch_size, drop_last, **_: DefaultBatchSampler(
-            SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last),
+            SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last
+        ),
     )
     timer = StepTimer()
     SentenceTransformerTrainer(model=model, args=arguments, train_dataset=data, loss=loss, callbacks=[timer]).train()
@@ -151,8 +181,10 @@ def main() -> None:
             raise SystemExit(f"{name} failed:\n{run.stderr[-3000:]}")
         results[name] = json.loads(run.stdout.strip().splitlines()[-1])
     reference = sum(results["sentence-transformers"])
-    print(f"{args.steps} batches of {len(rows) // args.steps} (query, positive, hard negative), "
-          f"{args.threads} threads, mini-batch {args.mini_batch or 'none'}, model {args.model}")
+    print(
+        f"{args.steps} batches of {len(rows) // args.steps} (query, positive, hard negative), "
+        f"{args.threads} threads, mini-batch {args.mini_batch or 'none'}, model {args.model}"
+    )
     print(f"{'trainer':24} {'s/step':>8} {'total s':>8} {'speed vs ST':>12}")
     for name, seconds in results.items():
         print(f"{name:24} {sum(seconds) / len(seconds):8.2f} {sum(seconds):8.1f} {reference / sum(seconds):11.2f}x")

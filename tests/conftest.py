@@ -8,14 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from hybridbatch import corpora, pairs
+from hybridbatch import corpora
 from hybridbatch.corpora import prepare
+from hybridbatch.pairs import build as pairs
 
 REPO = Path(__file__).resolve().parent.parent
 LANGUAGES = ["en", "de", "ru", "zh"]
 CORPUS = {"source": "cldr", "languages": LANGUAGES, "test_fraction": 0.3, "split_seed": 1}
 TINY_MODEL = {
-    "source": {"kind": "random", "corpus": "c", "vocab_size": 400, "hidden_size": 32, "layers": 1, "heads": 2, "seed": 0},
+    "source": {
+        "kind": "random",
+        "corpus": "c",
+        "vocab_size": 400,
+        "hidden_size": 32,
+        "layers": 1,
+        "heads": 2,
+        "seed": 0,
+    },
     "pooling": "mean",
     "query_prefix": "query: ",
     "passage_prefix": "passage: ",
@@ -42,7 +51,7 @@ def pairs_dir(corpus_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(corpus_dir, tmp_path_factory) -> Path:
-    from hybridbatch.model_sources import build_base_model
+    from hybridbatch.models.base_model import build_base_model
 
     out = tmp_path_factory.mktemp("model")
     build_base_model(TINY_MODEL, corpus_dir / "train", out)

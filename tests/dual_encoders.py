@@ -15,13 +15,19 @@ def xlmr_tokenizer(max_length: int):
     from transformers import PreTrainedTokenizerFast
 
     path = files("semantra_multilingual") / "assets/multilingual-e5-small/tokenizer.json"
-    return PreTrainedTokenizerFast(tokenizer_file=str(path), bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", model_max_length=max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(path),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        model_max_length=max_length,
+    )
 
 
 def bpe_tokenizer():
     """A BERT-style BPE tokenizer ([SEP] id 3 ends a text), learned from a few captions."""
-    from hybridbatch.model_sources import train_tokenizer
+    from hybridbatch.models.base_model import train_tokenizer
 
     return train_tokenizer(TEXTS * 20, 300)
 
@@ -30,11 +36,25 @@ def tiny_clip(out: Path, seed: int = 0) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     tokenizer = bpe_tokenizer()
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-            "num_attention_heads": 2, "max_position_embeddings": 40, "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": 32, "patch_size": 8}
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 40,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
     torch.manual_seed(seed)
     model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
     model.save_pretrained(out)
@@ -47,11 +67,24 @@ def tiny_siglip(out: Path, seed: int = 0) -> Path:
     from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
 
     tokenizer = xlmr_tokenizer(16)
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
-            "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id}
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": 32, "patch_size": 8}
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
     torch.manual_seed(seed)
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
     model.save_pretrained(out)

@@ -33,7 +33,9 @@ def main() -> None:
         tested = counts["killed"] + counts["survived"] + counts["timeout"]
         share = f"{100 * (counts['killed'] + counts['timeout']) / tested:.1f}%" if tested else "–"
         other = len(by_name) - sum(counts[c] for c in COLUMNS)  # e.g. skipped, segfault
-        print(f"| {module} | " + " | ".join(str(counts[c]) for c in COLUMNS) + f" | {other} | {len(by_name)} | {share} |")
+        print(
+            f"| {module} | " + " | ".join(str(counts[c]) for c in COLUMNS) + f" | {other} | {len(by_name)} | {share} |"
+        )
     for module, by_name in found.items():
         survivors = sorted(name for name, verdict in by_name.items() if verdict == "survived")
         if survivors:

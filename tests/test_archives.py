@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from hybridbatch.archives import UnsafeArchiveError, safe_extract
+from hybridbatch.fetch.archives import UnsafeArchiveError, safe_extract
 
 
 def make_tar(path, members):
@@ -65,7 +65,7 @@ def test_unsafe_zip_members_are_refused(tmp_path):
     link = tmp_path / "link.zip"
     with zipfile.ZipFile(link, "w") as handle:
         info = zipfile.ZipInfo("escape")
-        info.external_attr = (0o120777 << 16)  # a symbolic link
+        info.external_attr = 0o120777 << 16  # a symbolic link
         handle.writestr(info, "/etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="link or special file"):
         safe_extract(link, tmp_path / "out")
@@ -82,7 +82,9 @@ def test_zip_extraction_keeps_only_the_member_asked_for(tmp_path):
 
 
 def test_duplicate_member_names_are_refused_and_nothing_is_written(tmp_path):
-    archive = make_tar(tmp_path / "dup.tar.gz", [("images/a.jpg", "file", b"first"), ("images/a.jpg", "file", b"second")])
+    archive = make_tar(
+        tmp_path / "dup.tar.gz", [("images/a.jpg", "file", b"first"), ("images/a.jpg", "file", b"second")]
+    )
     with pytest.raises(UnsafeArchiveError, match=r"member 'images/a.jpg' appears twice"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -8,16 +8,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hybridbatch import schema
-from hybridbatch.batching import CROSS, MONO, BatchUnfillable, build_batches, iter_batches
+from hybridbatch.artifacts import schema
+from hybridbatch.batches.sampling import BatchUnfillable, iter_batches
+from hybridbatch.batches.text import CROSS, MONO, build_batches
 
 LANGS = ["ar", "de", "en", "zh", "hi"]
 
 
 def pair_row(item, lq, lp, negative_pid=None, pid=None):
     pid = pid or f"p{item}:{lp}"
-    return (f"i{item}:{lq}>{lp}", f"i{item}", f"q{item}:{lq}", pid, negative_pid, lq, lp, f"q {item} {lq}",
-            f"text of {pid}", None if negative_pid is None else f"text of {negative_pid}")
+    return (
+        f"i{item}:{lq}>{lp}",
+        f"i{item}",
+        f"q{item}:{lq}",
+        pid,
+        negative_pid,
+        lq,
+        lp,
+        f"q {item} {lq}",
+        f"text of {pid}",
+        None if negative_pid is None else f"text of {negative_pid}",
+    )
 
 
 def synthetic_pairs(n_items: int, seed: int, single_language: int = 0) -> pd.DataFrame:
@@ -54,7 +65,14 @@ def conflicts(frame: pd.DataFrame, qrels: pd.DataFrame) -> int:
 
 
 def plan(**overrides):
-    return {"alpha": 0.5, "batch_size": 8, "epochs": 2, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True} | overrides
+    return {
+        "alpha": 0.5,
+        "batch_size": 8,
+        "epochs": 2,
+        "seed": 0,
+        "mono_language_sampling": "uniform",
+        "drop_last": True,
+    } | overrides
 
 
 def shards(out_dir) -> pd.DataFrame:
@@ -108,8 +126,10 @@ def test_realised_alpha_tracks_alpha(tmp_path):
 
 def test_shards_are_byte_identical_for_a_seed_and_differ_across_seeds(tmp_path):
     write_pairs(synthetic_pairs(50, 1), tmp_path)
-    hashes = [digest(build_batches(plan(seed=s), tmp_path, tmp_path / f"{i}") and tmp_path / f"{i}")
-              for i, s in enumerate([7, 7, 8])]
+    hashes = [
+        digest(build_batches(plan(seed=s), tmp_path, tmp_path / f"{i}") and tmp_path / f"{i}")
+        for i, s in enumerate([7, 7, 8])
+    ]
     assert hashes[0] == hashes[1] != hashes[2]
 
 
@@ -148,14 +168,18 @@ def test_single_language_items_are_counted_not_hidden(tmp_path):
 
 
 def test_reader_yields_the_shards_batches_in_order(tmp_path, monkeypatch):
-    import hybridbatch.batching as batching
+    import hybridbatch.batches.sampling as sampling
+    import hybridbatch.batches.text as batching
 
-    monkeypatch.setattr(batching, "ROW_GROUP_ROWS", 7)  # batches straddle row groups
+    monkeypatch.setattr(batching, "ROW_GROUP_ROWS", 7)  # batches straddle row groups, as written
+    monkeypatch.setattr(sampling, "ROW_GROUP_ROWS", 7)  # and as read
     write_pairs(synthetic_pairs(60, 4), tmp_path)
     build_batches(plan(batch_size=5, epochs=3), tmp_path, tmp_path / "out")
     frame = shards(tmp_path / "out")
-    seen = [(batch_id, table.column("pair_id").to_pylist()) for batch_id, _, table in
-            iter_batches(list((tmp_path / "out").glob("shard-*.parquet")))]
+    seen = [
+        (batch_id, table.column("pair_id").to_pylist())
+        for batch_id, _, table in iter_batches(list((tmp_path / "out").glob("shard-*.parquet")))
+    ]
     expected = [(batch_id, group.pair_id.tolist()) for batch_id, group in frame.groupby("batch_id", sort=False)]
     assert seen == expected
     assert [b for b, _ in seen] == list(range(len(seen)))
@@ -170,8 +194,9 @@ def test_proportional_sampling_follows_language_sizes(tmp_path):
     write_pairs(pd.DataFrame(rows, columns=schema.PAIRS.names), tmp_path)
     shares = {}
     for sampling in ("uniform", "proportional"):
-        build_batches(plan(alpha=1.0, batch_size=4, epochs=10, mono_language_sampling=sampling),
-                      tmp_path, tmp_path / sampling)
+        build_batches(
+            plan(alpha=1.0, batch_size=4, epochs=10, mono_language_sampling=sampling), tmp_path, tmp_path / sampling
+        )
         frame = shards(tmp_path / sampling)
         shares[sampling] = (frame.groupby("batch_id").query_lang.first() == "zh").mean()
     assert abs(shares["uniform"] - 1 / 3) < 0.03
@@ -209,7 +234,9 @@ def test_questions_sharing_a_gold_sentence_never_share_a_batch(tmp_path):
 def test_a_batch_that_cannot_be_filled_without_conflicts_is_an_error_not_a_smaller_batch(tmp_path):
     rows = [pair_row(item, "en", "en", pid="p-shared") for item in range(6)]  # every question has one gold sentence
     write_pairs(pd.DataFrame(rows, columns=schema.PAIRS.names), tmp_path)
-    with pytest.raises(BatchUnfillable, match=r"no 3 of 6 items could share a batch without a relevance conflict in 20 tries"):
+    with pytest.raises(
+        BatchUnfillable, match=r"no 3 of 6 items could share a batch without a relevance conflict in 20 tries"
+    ):
         build_batches(plan(alpha=1.0, batch_size=3), tmp_path, tmp_path / "out")
 
 
@@ -220,14 +247,16 @@ def test_xquad_r_batches_hold_no_relevant_candidate_as_a_negative(tmp_path, corp
     strategy's shards are checked against the corpus qrels alone."""
     from xquad_like import xquad_r_raw
 
-    from hybridbatch import pairs as pairs_stage
     from hybridbatch.corpora import prepare
+    from hybridbatch.pairs import build as pairs_stage
 
     languages = xquad_r_raw(tmp_path / "raw", corpus_files, ["ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh"])
     raw = tmp_path / "raw"
     corpus = {"source": "lareqa", "languages": languages, "test_fraction": 0.5, "split_seed": 0}
     prepare.prepare(corpus, raw, tmp_path / "corpus")
-    pairs_stage.build_pairs({"languages": languages, "hard_negatives": True, "seed": 0}, tmp_path / "corpus/train", tmp_path / "pairs")
+    pairs_stage.build_pairs(
+        {"languages": languages, "hard_negatives": True, "seed": 0}, tmp_path / "corpus/train", tmp_path / "pairs"
+    )
     corpus_qrels = pd.read_parquet(tmp_path / "corpus/train/qrels.parquet")
     for alpha in (1.0, 0.0, 0.5):
         out = tmp_path / f"batches-{alpha}"
@@ -239,10 +268,12 @@ def test_xquad_r_batches_hold_no_relevant_candidate_as_a_negative(tmp_path, corp
 def test_a_fillable_batch_is_always_filled_even_when_a_greedy_pick_blocks_the_rest():
     """a-b-c in a path: picking b first blocks both others, yet {a, c} is a batch of 2.
     Also 13 groups whose members all conflict: one item per group always fills 13."""
-    from hybridbatch.batching import ConflictGraph, ItemQueue
+    from hybridbatch.batches.sampling import ConflictGraph, ItemQueue
 
     for seed in range(300):
-        queue = ItemQueue(np.arange(3), np.random.default_rng(seed), ConflictGraph(3, np.array([[0, 1], [1, 2]])), "path")
+        queue = ItemQueue(
+            np.arange(3), np.random.default_rng(seed), ConflictGraph(3, np.array([[0, 1], [1, 2]])), "path"
+        )
         for _ in range(5):
             assert sorted(queue.take(2).tolist()) == [0, 2]
     groups = np.repeat(np.arange(13), 3)

@@ -3,11 +3,12 @@ import unicodedata
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import CORPUS, REPO
-from hybridbatch import corpora, schema
+
+from hybridbatch import corpora
+from hybridbatch.artifacts import schema
 from hybridbatch.corpora import prepare
-from hybridbatch.download import ChecksumError
+from hybridbatch.fetch.download import ChecksumError
 
 
 def read(corpus_dir, split, name):

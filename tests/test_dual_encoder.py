@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
 from dual_encoders import TEXTS, tiny_clip, tiny_siglip
-from hybridbatch import corpora, schema
-from hybridbatch.corpora import prepare
-from hybridbatch.image_text_batches import CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
-from hybridbatch.objectives import sigmoid, symmetric_info_nce
+from PIL import Image
 from test_image_text import LANGS, plan, write_image_corpus
+
+from hybridbatch import corpora
+from hybridbatch.artifacts import schema
+from hybridbatch.batches.image_text import CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
+from hybridbatch.corpora import prepare
+from hybridbatch.train.objectives import sigmoid, symmetric_info_nce
 
 BUILDERS = {"clip": tiny_clip, "siglip": tiny_siglip}
 
@@ -34,12 +35,13 @@ def test_torchvision_is_not_installed():
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
 def base(request, tmp_path_factory):
     """(family, checkpoint dir, base model dir built by the dual-encoder model source from a local path)."""
-    from hybridbatch.model_sources import build_base_model
+    from hybridbatch.models.base_model import build_base_model
 
     root = tmp_path_factory.mktemp(request.param)
     checkpoint = BUILDERS[request.param](root / "checkpoint")
-    build_base_model({"name": request.param, "source": {"kind": "dual-encoder", "path": str(checkpoint)}}, None,
-                     root / "base")
+    build_base_model(
+        {"name": request.param, "source": {"kind": "dual-encoder", "path": str(checkpoint)}}, None, root / "base"
+    )
     return request.param, checkpoint, root / "base"
 
 
@@ -51,8 +53,11 @@ def images(n: int) -> list[Image.Image]:
 def reference(checkpoint):
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    return (AutoModel.from_pretrained(str(checkpoint)).eval(), AutoTokenizer.from_pretrained(str(checkpoint)),
-            AutoImageProcessor.from_pretrained(str(checkpoint), backend="pil"))
+    return (
+        AutoModel.from_pretrained(str(checkpoint)).eval(),
+        AutoTokenizer.from_pretrained(str(checkpoint)),
+        AutoImageProcessor.from_pretrained(str(checkpoint), backend="pil"),
+    )
 
 
 def pooled(output) -> torch.Tensor:
@@ -60,7 +65,7 @@ def pooled(output) -> torch.Tensor:
 
 
 def test_embeddings_equal_transformers_get_features(base):
-    from hybridbatch.dual_encoder import DualEncoderImageText
+    from hybridbatch.models.dual_encoder import DualEncoderImageText
 
     family, checkpoint, base_dir = base
     model, tokenizer, processor = reference(checkpoint)
@@ -83,7 +88,7 @@ def test_embeddings_equal_transformers_get_features(base):
 
 def test_siglip_texts_are_padded_to_the_towers_length_without_a_mask(base):
     """Dynamic padding (or a mask) changes a SigLIP embedding: the pipeline must not use it."""
-    from hybridbatch.dual_encoder import DualEncoder
+    from hybridbatch.models.dual_encoder import DualEncoder
 
     family, checkpoint, base_dir = base
     encoder = DualEncoder(base_dir, "cpu")
@@ -94,7 +99,10 @@ def test_siglip_texts_are_padded_to_the_towers_length_without_a_mask(base):
         padded = pooled(model.get_text_features(**inputs))
         unpadded = pooled(model.get_text_features(**dynamic))
     if family == "siglip":
-        assert set(inputs) == {"input_ids"} and inputs["input_ids"].shape[1] == model.config.text_config.max_position_embeddings
+        assert (
+            set(inputs) == {"input_ids"}
+            and inputs["input_ids"].shape[1] == model.config.text_config.max_position_embeddings
+        )
         assert (padded - unpadded).abs().max() > 1e-3
     else:  # CLIP pools its end token under a mask: padding changes nothing
         assert set(inputs) == {"input_ids", "attention_mask"}
@@ -104,8 +112,13 @@ def test_siglip_texts_are_padded_to_the_towers_length_without_a_mask(base):
 def test_sigmoid_and_clip_losses_equal_transformers_own(base):
     family, checkpoint, _ = base
     model, tokenizer, processor = reference(checkpoint)
-    inputs = tokenizer(TEXTS[:4], padding="max_length", truncation=True,
-                       max_length=model.config.text_config.max_position_embeddings, return_tensors="pt")
+    inputs = tokenizer(
+        TEXTS[:4],
+        padding="max_length",
+        truncation=True,
+        max_length=model.config.text_config.max_position_embeddings,
+        return_tensors="pt",
+    )
     pixels = processor(images=images(4), return_tensors="pt")
     with torch.no_grad():
         output = model(input_ids=inputs["input_ids"], **pixels, return_loss=True)
@@ -143,18 +156,22 @@ def test_sigmoid_loss_and_its_gradient_equal_a_direct_implementation_with_masked
     assert sigmoid(texts, targets, torch.zeros_like(mask), 0.1, bias).item() != pytest.approx(ours.item())
 
 
-STRATEGIES = {"mixed": {IMAGE_MIXED: 1.0}, "X-X-mono": {IMAGE_MONO: 1.0},
-              "hybrid": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}, "hybrid-mixed": {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5}}
+STRATEGIES = {
+    "mixed": {IMAGE_MIXED: 1.0},
+    "X-X-mono": {IMAGE_MONO: 1.0},
+    "hybrid": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5},
+    "hybrid-mixed": {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5},
+}
 
 
 def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_loads(base, tmp_path):
     from transformers import AutoModel
 
-    from hybridbatch.dual_encoder import DualEncoderImageText
-    from hybridbatch.image_text_evaluation import evaluate_image_text
-    from hybridbatch.image_towers import image_features
-    from hybridbatch.lit import train_lit
-    from hybridbatch.vectors import read_embeddings
+    from hybridbatch.artifacts.vectors import read_embeddings
+    from hybridbatch.evaluate.image_text import evaluate_image_text
+    from hybridbatch.models.dual_encoder import DualEncoderImageText
+    from hybridbatch.models.image_towers import image_features
+    from hybridbatch.train.image_text import train_lit
 
     family, _, base_dir = base
     write_image_corpus(tmp_path / "corpus", 16)
@@ -164,7 +181,7 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
         for path, image in zip(frame.path, images(len(frame))):
             (raw / path).parent.mkdir(parents=True, exist_ok=True)
             image.save(raw / path)
-        from hybridbatch.download import sha256_file
+        from hybridbatch.fetch.download import sha256_file
 
         frame["sha256"] = [sha256_file(raw / p) for p in frame.path]
         schema.write_parquet(frame, tmp_path / "corpus" / split / "images.parquet", schema.IMAGES)
@@ -172,18 +189,36 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
     assert image_features(tower, tmp_path / "corpus", raw, base_dir, tmp_path / "features") == {"train": 16, "test": 16}
     assert "get_image_features" in json.loads((tmp_path / "features/tower.json").read_text())["features"]
     text_model = {"source": {"kind": "dual-encoder", "path": "unused"}}
-    training = {"objective": None, "trainable_text_layers": 1, "learning_rate": 1e-3, "projection_learning_rate": 1e-3,
-                "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": None, "learnable_temperature": True}
+    training = {
+        "objective": None,
+        "trainable_text_layers": 1,
+        "learning_rate": 1e-3,
+        "projection_learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "warmup_fraction": 0.0,
+        "temperature": None,
+        "learnable_temperature": True,
+    }
     untouched = {k: v.clone() for k, v in AutoModel.from_pretrained(str(base_dir)).state_dict().items()}
     for strategy, weights in STRATEGIES.items():
         batches, out = tmp_path / f"batches-{strategy}", tmp_path / f"model-{strategy}"
-        build_image_text_batches(plan({"weights": weights}, 3, validation_fraction=0.5), tmp_path / "corpus/train", batches)
-        params = {"lit": training, "seed": 0, "text_model": text_model, "text_model_name": family,
-                  "image_tower": "vision", "trainer": {"validation_every": 3}}
+        build_image_text_batches(
+            plan({"weights": weights}, 3, validation_fraction=0.5), tmp_path / "corpus/train", batches
+        )
+        params = {
+            "lit": training,
+            "seed": 0,
+            "text_model": text_model,
+            "text_model_name": family,
+            "image_tower": "vision",
+            "trainer": {"validation_every": 3},
+        }
         train_lit(params, base_dir, tmp_path / "features", batches, out)
         log = pd.read_csv(out / "training_log.csv")
         assert len(log) == 3 and log.loss.notna().all()
-        assert json.loads((out / "model.json").read_text())["objective"] == ("sigmoid" if family == "siglip" else "symmetric-info-nce")
+        assert json.loads((out / "model.json").read_text())["objective"] == (
+            "sigmoid" if family == "siglip" else "symmetric-info-nce"
+        )
         trained = AutoModel.from_pretrained(str(out)).state_dict()  # the checkpoint's own format, no project code
         changed = {k for k in trained if not torch.equal(trained[k], untouched[k])}
         assert changed and all(k.startswith(("text_model.", "text_projection", "logit_")) for k in changed), changed
@@ -191,14 +226,32 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
     reloaded = DualEncoderImageText(out, "cpu")
     model = AutoModel.from_pretrained(str(out)).eval()
     with torch.no_grad():
-        direct = torch.nn.functional.normalize(pooled(model.get_text_features(**reloaded.encoder.text_inputs(TEXTS))), dim=-1)
+        direct = torch.nn.functional.normalize(
+            pooled(model.get_text_features(**reloaded.encoder.text_inputs(TEXTS))), dim=-1
+        )
     np.testing.assert_allclose(reloaded.encode_texts(TEXTS, 2), direct.numpy(), atol=1e-5)
-    evaluation = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": None,
-                  "subset_seed": 0, "protocols": ["first"], "batch_size": 4, "text_model": text_model,
-                  "descriptor": {"corpus": "gen", "model": f"{family}+vision", "strategy": "hybrid-mixed", "alpha": 0.5,
-                                 "seed": 0}}
+    evaluation = {
+        "recall_at": [1, 5, 10],
+        "ndcg_at": 10,
+        "mrr_at": 10,
+        "languages": LANGS,
+        "images": None,
+        "subset_seed": 0,
+        "protocols": ["first"],
+        "batch_size": 4,
+        "text_model": text_model,
+        "descriptor": {
+            "corpus": "gen",
+            "model": f"{family}+vision",
+            "strategy": "hybrid-mixed",
+            "alpha": 0.5,
+            "seed": 0,
+        },
+    }
     for model_dir, name in ((out, "trained"), (base_dir, "zero-shot")):
-        summary = evaluate_image_text(evaluation, model_dir, tmp_path / "features", tmp_path / "corpus/test", tmp_path / name)
+        summary = evaluate_image_text(
+            evaluation, model_dir, tmp_path / "features", tmp_path / "corpus/test", tmp_path / name
+        )
         assert {"t2i/first", "i2t/first", "i2t-multi/first", "t2t-cross/first"} <= set(summary.setting)
     per_query = pd.read_parquet(tmp_path / "trained/per_query.parquet")
     t2i = per_query[per_query.setting == "t2i/first"].set_index("qid")
@@ -211,7 +264,9 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
     scores = caption_vectors @ image_vectors.T
     gold = scores[torch.arange(len(first)), owner]
     expected = 1 / (1 + (scores > gold[:, None]).sum(dim=1).numpy())  # the evaluation scored what the model embeds
-    np.testing.assert_allclose(t2i.loc[first.qid, "mrr@10"].to_numpy(), np.where(expected >= 0.1, expected, 0), atol=1e-6)
+    np.testing.assert_allclose(
+        t2i.loc[first.qid, "mrr@10"].to_numpy(), np.where(expected >= 0.1, expected, 0), atol=1e-6
+    )
 
 
 def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
@@ -227,8 +282,15 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
             english = f"a photo number {i} caption {n}"
             for lang in languages:
                 if lang != "en":
-                    lines.append({"image_id": f"{cocoid}_{n}", "src_lang": "en", "trg_lang": lang,
-                                  "caption_tokenized": english, "translation_tokenized": f"[{lang}] {english}"})
+                    lines.append(
+                        {
+                            "image_id": f"{cocoid}_{n}",
+                            "src_lang": "en",
+                            "trg_lang": lang,
+                            "caption_tokenized": english,
+                            "translation_tokenized": f"[{lang}] {english}",
+                        }
+                    )
     with bz2.open(mirror / "coco_mt_train.jsonl.bz2", "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(line) + "\n" for line in lines)
     with zipfile.ZipFile(mirror / "caption_datasets.zip", "w") as handle:
@@ -241,9 +303,16 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
                     image.save(path, format="JPEG")
                     handle.write(path, f"{folder}/{record['filename']}")
     names = ["coco_mt_train.jsonl.bz2", "caption_datasets.zip", "train2014.zip", "val2014.zip"]
-    return {"name": "coco", "source": "coco35l", "urls": {n: f"https://example.invalid/{n}" for n in names},
-            "sha256": {n: None for n in names}, "mirror": str(mirror), "languages": languages,
-            "test_fraction": 0.0, "split_seed": 0}
+    return {
+        "name": "coco",
+        "source": "coco35l",
+        "urls": {n: f"https://example.invalid/{n}" for n in names},
+        "sha256": {n: None for n in names},
+        "mirror": str(mirror),
+        "languages": languages,
+        "test_fraction": 0.0,
+        "split_seed": 0,
+    }
 
 
 def test_coco35l_reads_the_published_format(tmp_path):

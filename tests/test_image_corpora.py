@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hybridbatch import corpora, schema
+from hybridbatch import corpora
+from hybridbatch.artifacts import schema
 from hybridbatch.corpora import prepare
-from hybridbatch.download import sha256_file
+from hybridbatch.fetch.download import sha256_file
 
 
 def image_bytes(color, kind="PNG", size=8) -> bytes:
@@ -57,7 +58,11 @@ def test_xm3600_from_a_mirror_gives_images_every_caption_and_qrels(tmp_path):
     raw = corpora.download(params, tmp_path / "raw")
     prepare.prepare(params, raw, tmp_path / "out")
     captions = read(tmp_path / "out", "test", "queries", schema.CAPTIONS).set_index("qid")
-    assert len(captions) == 9 and captions.loc["en:000b:0", "text"] == "a photo 000b" and captions.loc["en:000b:1", "caption"] == 1
+    assert (
+        len(captions) == 9
+        and captions.loc["en:000b:0", "text"] == "a photo 000b"
+        and captions.loc["en:000b:1", "caption"] == 1
+    )
     images = read(tmp_path / "out", "test", "images", schema.IMAGES).set_index("pid")
     assert (raw / images.loc["image:000c", "path"]).read_bytes() == photos["000c"]
     assert images.loc["image:000c", "sha256"] == sha256_file(raw / images.loc["image:000c", "path"])
@@ -73,8 +78,13 @@ def test_xm3600_without_a_pinned_hash_warns_and_records_the_observed_one(tmp_pat
     assert sha256_file(tmp_path / "mirror/images.tgz") in (raw / "SHA256SUMS").read_text()
 
 
-@pytest.mark.parametrize("broken, message", [({"000c": b"not a jpeg"}, "images/000c.jpg: missing or not a readable image"),
-                                             ({}, "images/000c.jpg: missing or not a readable image")])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ({"000c": b"not a jpeg"}, "images/000c.jpg: missing or not a readable image"),
+        ({}, "images/000c.jpg: missing or not a readable image"),
+    ],
+)
 def test_a_corrupt_or_missing_photo_is_named(tmp_path, broken, message):
     photos = {key: image_bytes("red", "JPEG") for key in ("000a", "000b")} | broken
     mini_xm3600(tmp_path / "mirror", photos)
@@ -112,12 +122,21 @@ def emoji_mirror(mirror):
     with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
         add(handle, "package/emoji.json", json.dumps(EMOJI).encode())
         add(handle, "package/README.md", b"not extracted")
-        for i, name in enumerate(["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]):
+        for i, name in enumerate(
+            ["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]
+        ):
             add(handle, f"package/img/google/64/{name}", image_bytes((40 * i, 0, 0)))
-    for archive, folder, data in (("annotations.tgz", "annotations", ANNOTATIONS), ("derived.tgz", "annotationsDerived", DERIVED)):
+    for archive, folder, data in (
+        ("annotations.tgz", "annotations", ANNOTATIONS),
+        ("derived.tgz", "annotationsDerived", DERIVED),
+    ):
         with tarfile.open(mirror / archive, "w:gz") as handle:
             for lang, entries in data.items():
-                add(handle, f"package/{folder}/{lang}/annotations.json", json.dumps({folder: {"annotations": entries}}).encode())
+                add(
+                    handle,
+                    f"package/{folder}/{lang}/annotations.json",
+                    json.dumps({folder: {"annotations": entries}}).encode(),
+                )
     names = ("images.tgz", "annotations.tgz", "derived.tgz")
     return {"name": "emoji", "source": "emoji", "urls": {n: f"https://registry.invalid/{n}" for n in names},
             "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
@@ -133,12 +152,14 @@ def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):
     assert sorted(images.index) == ["1F1E9-1F1EA", "1F44B", "1F44B-1F3FD", "1F600", "2764-FE0F"]  # the alien lacks ru
     captions = read(tmp_path / "out", "train", "queries", schema.CAPTIONS)
     first = captions[captions.caption == 0].set_index(["item_id", "lang"]).text
-    assert first[("1F44B-1F3FD", "ru")] == "машет рукой: средний тон кожи"  # a skin-tone variant, from the derived names
+    assert (
+        first[("1F44B-1F3FD", "ru")] == "машет рукой: средний тон кожи"
+    )  # a skin-tone variant, from the derived names
     assert first[("1F1E9-1F1EA", "en")] == "flag: Germany"
     assert first[("2764-FE0F", "ru")] == "красное сердце"  # emoji.json's FE0F, CLDR's key without it
     keywords = captions[captions.caption == 1].set_index(["item_id", "lang"]).text
     assert keywords[("1F600", "en")] == "face, grin"
-    for pid, path, digest in zip(images.pid, images.path, images.sha256):
+    for path, digest in zip(images.path, images.sha256):
         assert sha256_file(raw / path) == digest
     qrels = read(tmp_path / "out", "train", "qrels", schema.QRELS)
     assert len(qrels) == len(captions) and set(qrels.pid) == set(images.pid)
@@ -148,8 +169,8 @@ def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):
 def test_image_features_are_computed_once_by_a_locked_tower_and_checked_against_the_recorded_hashes(tmp_path):
     import numpy as np
 
-    from hybridbatch.image_towers import build_tower, image_features
-    from hybridbatch.vectors import read_embeddings
+    from hybridbatch.artifacts.vectors import read_embeddings
+    from hybridbatch.models.image_towers import build_tower, image_features
 
     params = emoji_mirror(tmp_path / "mirror")
     params["test_fraction"] = 0.4
@@ -200,10 +221,16 @@ def test_efficientnet_lite0_tower_gives_the_reference_features_and_classes():
     still names the reference's ImageNet class."""
     import torch
 
-    from hybridbatch.image_towers import build_tower
+    from hybridbatch.models.image_towers import build_tower
 
-    tower = build_tower({"name": "lite0", "source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
-                         "image_size": 224, "batch_size": 2})
+    tower = build_tower(
+        {
+            "name": "lite0",
+            "source": {"kind": "efficientnet-lite", "architecture": "efficientnet-lite0"},
+            "image_size": 224,
+            "batch_size": 2,
+        }
+    )
     images = drawn_images()
     features = tower.encode(list(images.values()))
     for row, name in enumerate(images):

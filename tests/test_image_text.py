@@ -8,14 +8,22 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import TINY_MODEL
-from hybridbatch import schema
-from hybridbatch.batching import CROSS, MONO, batch_type_weights, draw_batch_types
-from hybridbatch.image_text_batches import BATCH_TYPES, CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
-from hybridbatch.metrics import rank_metrics, ranks_of_relevant
-from hybridbatch.objectives import OBJECTIVES, symmetric_info_nce
-from hybridbatch.vectors import embeddings_table
+
+from hybridbatch.artifacts import schema
+from hybridbatch.artifacts.vectors import embeddings_table
+from hybridbatch.batches.image_text import (
+    BATCH_TYPES,
+    CAPTION_CAPTION,
+    IMAGE_MIXED,
+    IMAGE_MONO,
+    build_image_text_batches,
+)
+from hybridbatch.batches.sampling import batch_type_weights, draw_batch_types
+from hybridbatch.batches.text import CROSS, MONO
+from hybridbatch.evaluate.metrics import rank_metrics
+from hybridbatch.evaluate.ranks import ranks_of_relevant
+from hybridbatch.train.objectives import OBJECTIVES, symmetric_info_nce
 
 LANGS = ["en", "de", "ru", "zh"]
 WORDS = {"en": "red blue green small big round", "de": "rot blau grün klein groß rund",
@@ -43,14 +51,31 @@ def write_image_corpus(root, n_images: int, seed: int = 0, conflict: tuple[str, 
             extra = {"qid": f"en:{conflict[0]}:0", "pid": f"image:{conflict[1]}", "relevance": 1}
             qrels = pd.concat([qrels, pd.DataFrame([extra])], ignore_index=True)
         schema.write_parquet(queries, root / split / "queries.parquet", schema.CAPTIONS)
-        schema.write_parquet(pd.DataFrame(images, columns=schema.IMAGES.names), root / split / "images.parquet", schema.IMAGES)
+        schema.write_parquet(
+            pd.DataFrame(images, columns=schema.IMAGES.names), root / split / "images.parquet", schema.IMAGES
+        )
         schema.write_parquet(qrels, root / split / "qrels.parquet", schema.QRELS)
 
 
-def plan(strategy: dict, steps: int = 200, captions: str = "all", seed: int = 0, type_draws: str = "per-batch",
-         validation_fraction: float = 0.0) -> dict:
-    return {"strategy": strategy, "languages": LANGS[:3], "batch_size": 8, "steps": steps, "captions": captions,
-            "seed": seed, "type_draws": type_draws, "validation_fraction": validation_fraction, "validation_seed": 0}
+def plan(
+    strategy: dict,
+    steps: int = 200,
+    captions: str = "all",
+    seed: int = 0,
+    type_draws: str = "per-batch",
+    validation_fraction: float = 0.0,
+) -> dict:
+    return {
+        "strategy": strategy,
+        "languages": LANGS[:3],
+        "batch_size": 8,
+        "steps": steps,
+        "captions": captions,
+        "seed": seed,
+        "type_draws": type_draws,
+        "validation_fraction": validation_fraction,
+        "validation_seed": 0,
+    }
 
 
 def read_batches(out) -> pd.DataFrame:
@@ -58,13 +83,13 @@ def read_batches(out) -> pd.DataFrame:
 
 
 def test_text_strategies_are_two_batch_types_drawn_as_before():
-    assert batch_type_weights({"alpha": 0.3}) == {MONO: 0.3, CROSS: pytest.approx(0.7)}
+    assert batch_type_weights({"alpha": 0.3}, (MONO, CROSS)) == {MONO: 0.3, CROSS: pytest.approx(0.7)}
     for alpha in (0.0, 0.3, 1.0):
-        drawn = draw_batch_types(batch_type_weights({"alpha": alpha}), 500, np.random.default_rng(4))
+        drawn = draw_batch_types(batch_type_weights({"alpha": alpha}, (MONO, CROSS)), 500, np.random.default_rng(4))
         old = [MONO if u < alpha else CROSS for u in np.random.default_rng(4).random(500)]  # the former rule
         assert drawn == old
     with pytest.raises(ValueError, match="not among"):
-        batch_type_weights({"weights": {"caption-caption": 1}})
+        batch_type_weights({"weights": {"caption-caption": 1}}, (MONO, CROSS))
 
 
 @pytest.mark.parametrize("weights", [{IMAGE_MIXED: 1}, {IMAGE_MONO: 1}, {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5},
@@ -102,7 +127,9 @@ def test_image_text_batches_obey_their_type(tmp_path, weights):
 def test_stratified_draws_fix_each_type_count(tmp_path):
     write_image_corpus(tmp_path / "corpus", 20)
     weights = {IMAGE_MONO: 0.25, IMAGE_MIXED: 0.35, CAPTION_CAPTION: 0.4}
-    types = build_image_text_batches(plan({"weights": weights}, 41, type_draws="stratified"), tmp_path / "corpus/train", tmp_path / "out")
+    types = build_image_text_batches(
+        plan({"weights": weights}, 41, type_draws="stratified"), tmp_path / "corpus/train", tmp_path / "out"
+    )
     assert types == {IMAGE_MONO: 10, IMAGE_MIXED: 14, CAPTION_CAPTION: 17}  # 10.25, 14.35, 16.4: the largest remainder
     kinds = read_batches(tmp_path / "out").groupby("batch_id").batch_type.first().tolist()
     assert kinds != sorted(kinds)  # shuffled, not in blocks
@@ -148,28 +175,55 @@ def test_symmetric_info_nce_and_its_gradient_equal_a_direct_implementation():
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-12)
     torch.testing.assert_close(ours_t.grad, theirs_t.grad, rtol=0, atol=1e-12)
     torch.testing.assert_close(ours_i.grad, theirs_i.grad, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda t, i: symmetric_info_nce(t, i, mask, 0.07), (ours_t.detach().requires_grad_(), ours_i.detach().requires_grad_()))
+    assert torch.autograd.gradcheck(
+        lambda t, i: symmetric_info_nce(t, i, mask, 0.07),
+        (ours_t.detach().requires_grad_(), ours_i.detach().requires_grad_()),
+    )
     assert OBJECTIVES.lookup("symmetric-info-nce", "lit.objective") is symmetric_info_nce
     mask[1, 3] = mask[4, 0] = True  # never a negative, in either direction
     masked = texts @ images.T / 0.07
     masked = masked.masked_fill(mask, float("-inf"))
-    expected = (torch.nn.functional.cross_entropy(masked, torch.arange(6))
-                + torch.nn.functional.cross_entropy(masked.T, torch.arange(6))) / 2
+    expected = (
+        torch.nn.functional.cross_entropy(masked, torch.arange(6))
+        + torch.nn.functional.cross_entropy(masked.T, torch.arange(6))
+    ) / 2
     assert symmetric_info_nce(texts, images, mask, 0.07).item() == pytest.approx(expected.item(), abs=1e-12)
     assert symmetric_info_nce(texts, images, mask, 0.07).item() != pytest.approx(ours.item(), abs=1e-6)
-    one_way = OBJECTIVES.lookup("info-nce", "lit")(texts, images, mask, 0.07)  # caption-caption batches: text to target only
+    one_way = OBJECTIVES.lookup("info-nce", "lit")(
+        texts, images, mask, 0.07
+    )  # caption-caption batches: text to target only
     direct_one_way = -torch.diagonal(masked - torch.logsumexp(masked, dim=1, keepdim=True)).mean()
     assert one_way.item() == pytest.approx(direct_one_way.item(), abs=1e-12)
 
 
 def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
-    from hybridbatch.lit import caption_false_negatives
+    from hybridbatch.train.masks import caption_false_negatives
 
-    relevant_to = {"a": {"image:1"}, "b": {"image:2"}, "c": {"image:3"}, "x": {"image:1"}, "y": {"image:2"}, "z": {"image:1"}}
-    rows = {"qid": ["a", "b", "c"], "pid": ["x", "y", "z"], "query": ["red", "blue", "red"], "positive": ["rot", "blau", "rot"]}
+    relevant_to = {
+        "a": {"image:1"},
+        "b": {"image:2"},
+        "c": {"image:3"},
+        "x": {"image:1"},
+        "y": {"image:2"},
+        "z": {"image:1"},
+    }
+    rows = {
+        "qid": ["a", "b", "c"],
+        "pid": ["x", "y", "z"],
+        "query": ["red", "blue", "red"],
+        "positive": ["rot", "blau", "rot"],
+    }
     relevant, duplicate = caption_false_negatives(rows, False, relevant_to)
-    assert relevant.tolist() == [[False, False, True], [False, False, False], [False, False, False]]  # z shares a's image
-    assert duplicate.tolist() == [[False, False, False], [False, False, False], [True, False, False]]  # same target text
+    assert relevant.tolist() == [
+        [False, False, True],
+        [False, False, False],
+        [False, False, False],
+    ]  # z shares a's image
+    assert duplicate.tolist() == [
+        [False, False, False],
+        [False, False, False],
+        [True, False, False],
+    ]  # same target text
     images = {"qid": ["a", "b", "c"], "pid": ["image:1", "image:2", "image:1"], "query": ["red", "blue", "red"]}
     relevant, duplicate = caption_false_negatives(images, True, relevant_to)
     assert relevant.tolist() == [[False, False, True], [False, False, False], [False, False, False]]
@@ -192,11 +246,16 @@ def test_recall_follows_clip_benchmark_on_random_embeddings():
     rng = np.random.default_rng(0)
     n_images, per_image = 50, 5
     images = rng.normal(size=(n_images, 16)).astype(np.float32)
-    texts = (np.repeat(images, per_image, axis=0) + 1.5 * rng.normal(size=(n_images * per_image, 16))).astype(np.float32)
+    texts = (np.repeat(images, per_image, axis=0) + 1.5 * rng.normal(size=(n_images * per_image, 16))).astype(
+        np.float32
+    )
     owner = np.repeat(np.arange(n_images), per_image)
     positive = torch.from_numpy(owner[:, None] == np.arange(n_images)[None, :]).long()  # texts x images
     scores = torch.from_numpy(texts @ images.T)
-    for queries, candidates, pairs, matrix in ((texts, images, positive, scores), (images, texts, positive.T, scores.T)):
+    for queries, candidates, pairs, matrix in (
+        (texts, images, positive, scores),
+        (images, texts, positive.T, scores.T),
+    ):
         gold_rows, gold_columns = np.nonzero(pairs.numpy())
         ranks = ranks_of_relevant(queries, candidates, gold_rows, gold_columns, budget=997)
         ours = rank_metrics(gold_rows, ranks, [1, 5, 10], 10, 10, recall_rule="any").sort_index()
@@ -208,8 +267,8 @@ def test_recall_follows_clip_benchmark_on_random_embeddings():
 
 
 def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
-    from hybridbatch.evaluation import summary_rows
-    from hybridbatch.image_text_evaluation import relevant_pairs, score_settings
+    from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
+    from hybridbatch.evaluate.metrics import summary_rows
 
     write_image_corpus(tmp_path, 12)
     captions = schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS)
@@ -221,8 +280,9 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     vectors = {"image": image_vectors, "caption": image_vectors[owner] + 1.5 * rng.normal(size=(len(captions), 8))}
     params = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"]}
     unjudged = pd.DataFrame({"qid": captions.qid[:5], "pid": images.pid[7], "relevance": 0})  # judged, not relevant
-    pd.testing.assert_frame_equal(relevant_pairs(captions, images, pd.concat([qrels, unjudged])),
-                                  relevant_pairs(captions, images, qrels))
+    pd.testing.assert_frame_equal(
+        relevant_pairs(captions, images, pd.concat([qrels, unjudged])), relevant_pairs(captions, images, qrels)
+    )
     per_query, by_language = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors, params)
     per_query = per_query.set_index(["setting", "qid", "candidate_lang"])
 
@@ -236,8 +296,12 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
             pooled = ranks(image_vectors[image], vectors["caption"][chosen.index], owner[chosen.index] == image)
             row = per_query.loc[(f"i2t-multi/{protocol}", images.pid[image], "all")]
             assert row["map"] == pytest.approx(np.mean(np.arange(1, len(pooled) + 1) / pooled))
-            langs = chosen.lang.to_numpy()[owner[chosen.index] == image][np.argsort(
-                -(vectors["caption"][chosen.index][owner[chosen.index] == image] @ image_vectors[image]), kind="stable")]
+            langs = chosen.lang.to_numpy()[owner[chosen.index] == image][
+                np.argsort(
+                    -(vectors["caption"][chosen.index][owner[chosen.index] == image] @ image_vectors[image]),
+                    kind="stable",
+                )
+            ]
             best = pd.Series(pooled).groupby(langs).min()
             assert row["rank_distance"] == best.max() - best.min()  # across languages, best caption of each
             for lang in LANGS:
@@ -253,48 +317,74 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
             for target in (lang for lang in LANGS if lang != source):
                 candidates = chosen[chosen.lang == target]
                 for caption in chosen.index[chosen.lang == source][::3]:
-                    found = ranks(vectors["caption"][caption], vectors["caption"][candidates.index],
-                                  owner[candidates.index] == owner[caption])
+                    found = ranks(
+                        vectors["caption"][caption],
+                        vectors["caption"][candidates.index],
+                        owner[candidates.index] == owner[caption],
+                    )
                     row = per_query.loc[(f"t2t-cross/{protocol}", captions.qid[caption], target)]
                     assert row["map"] == pytest.approx(np.mean(np.arange(1, len(found) + 1) / found))
                     assert row["recall@1"] == float(found[0] == 1) and row["n_relevant"] == len(found)
                     cross += 1
         assert cross >= 12 * len(LANGS)
-    pivot = score_settings(captions, images, relevant_pairs(captions, images, qrels), vectors,
-                           {**params, "protocols": ["first"], "t2t_languages": ["en"]})[1]
+    pivot = score_settings(
+        captions,
+        images,
+        relevant_pairs(captions, images, qrels),
+        vectors,
+        {**params, "protocols": ["first"], "t2t_languages": ["en"]},
+    )[1]
     pairs = pivot[pivot.setting == "t2t-cross/first"][["query_lang", "candidate_lang"]].apply(tuple, axis=1)
     assert sorted(pairs) == sorted([("en", lang) for lang in LANGS[1:]] + [(lang, "en") for lang in LANGS[1:]])
     rows = per_query.reset_index()  # every block is the mean of its queries; the summary the mean of the blocks
     block_means = rows.groupby(["setting", "query_lang", "candidate_lang"])[["map", "recall@1", "rank_distance"]].mean()
-    pd.testing.assert_frame_equal(by_language.set_index(["setting", "query_lang", "candidate_lang"])[block_means.columns]
-                                  .sort_index(), block_means.sort_index())
+    pd.testing.assert_frame_equal(
+        by_language.set_index(["setting", "query_lang", "candidate_lang"])[block_means.columns].sort_index(),
+        block_means.sort_index(),
+    )
     assert (by_language.skipped == 0).all()  # every caption's image and every image's captions are evaluated
     counts = rows.groupby(["setting", "query_lang", "candidate_lang"]).size()
-    assert by_language.set_index(["setting", "query_lang", "candidate_lang"]).queries.sort_index().tolist() == counts.tolist()
-    summary = summary_rows(by_language, ["map", "recall@1"], {key: None for key in ("corpus", "model", "strategy", "alpha", "seed")})
+    assert (
+        by_language.set_index(["setting", "query_lang", "candidate_lang"]).queries.sort_index().tolist()
+        == counts.tolist()
+    )
+    summary = summary_rows(
+        by_language, ["map", "recall@1"], {key: None for key in ("corpus", "model", "strategy", "alpha", "seed")}
+    )
     expected = block_means.groupby("setting").mean()
     for setting, metric, value in zip(summary.setting, summary.metric, summary.value):
         assert value == pytest.approx(expected.loc[setting, metric if metric != "language_bias" else "rank_distance"])
 
 
 def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
-    from hybridbatch.image_text_evaluation import evaluate_image_text
-    from hybridbatch.image_text_model import ImageTextModel
-    from hybridbatch.lit import train_lit
+    from hybridbatch.evaluate.image_text import evaluate_image_text
+    from hybridbatch.models.image_text import ImageTextModel
+    from hybridbatch.train.image_text import train_lit
 
     write_image_corpus(tmp_path / "corpus", 24)
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
         pids = schema.read_parquet(tmp_path / "corpus" / split / "images.parquet", schema.IMAGES).pid.tolist()
-        schema.write_table(embeddings_table(pids, ["image"] * len(pids), rng.normal(size=(len(pids), 12))),
-                           tmp_path / "features" / f"{split}.parquet")
-    build_image_text_batches(plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6, validation_fraction=0.4),
-                             tmp_path / "corpus/train", tmp_path / "batches")
+        schema.write_table(
+            embeddings_table(pids, ["image"] * len(pids), rng.normal(size=(len(pids), 12))),
+            tmp_path / "features" / f"{split}.parquet",
+        )
+    build_image_text_batches(
+        plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6, validation_fraction=0.4),
+        tmp_path / "corpus/train",
+        tmp_path / "batches",
+    )
     training = {"objective": "symmetric-info-nce", "trainable_text_layers": 1, "learning_rate": 1e-3,
                 "projection_learning_rate": 1e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": 0.1,
                 "learnable_temperature": True}  # fmt: skip
-    params = {"lit": training, "seed": 0, "text_model": TINY_MODEL, "text_model_name": "tiny", "image_tower": "random",
-              "trainer": {"validation_every": 2}}
+    params = {
+        "lit": training,
+        "seed": 0,
+        "text_model": TINY_MODEL,
+        "text_model_name": "tiny",
+        "image_tower": "random",
+        "trainer": {"validation_every": 2},
+    }
     summary = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", tmp_path / "model")
     log = pd.read_csv(tmp_path / "model/training_log.csv")
     assert len(log) == 6 and set(log.batch_type) <= {IMAGE_MONO, CAPTION_CAPTION} and log.loss.notna().all()
@@ -312,7 +402,9 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     evaluation = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": 10,
                   "subset_seed": 0, "protocols": ["first", "all"], "batch_size": 16, "text_model": TINY_MODEL,
                   "descriptor": descriptor}  # fmt: skip
-    summary = evaluate_image_text(evaluation, tmp_path / "model", tmp_path / "features", tmp_path / "corpus/test", tmp_path / "metrics")
+    summary = evaluate_image_text(
+        evaluation, tmp_path / "model", tmp_path / "features", tmp_path / "corpus/test", tmp_path / "metrics"
+    )
     settings = {f"{s}/{p}" for s in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")}
     assert set(summary.setting) == settings
     assert set(summary[summary.metric == "language_bias"].setting) == {"i2t-multi/first", "i2t-multi/all"}
@@ -324,8 +416,13 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     assert (i2t_all.n_relevant == 2).all() and set(i2t_all.candidate_lang) == set(LANGS)
     multi = per_query[per_query.setting == "i2t-multi/first"]
     assert (multi.n_relevant == len(LANGS)).all() and multi.rank_distance.notna().all()
-    first_only = evaluate_image_text({**evaluation, "protocols": ["first"]}, tmp_path / "model", tmp_path / "features",
-                                     tmp_path / "corpus/test", tmp_path / "first")  # encodes caption 0 only
+    first_only = evaluate_image_text(
+        {**evaluation, "protocols": ["first"]},
+        tmp_path / "model",
+        tmp_path / "features",
+        tmp_path / "corpus/test",
+        tmp_path / "first",
+    )  # encodes caption 0 only
     keys = ["setting", "metric"]
     both = summary[summary.setting.str.endswith("/first")].sort_values(keys, ignore_index=True)
     pd.testing.assert_frame_equal(first_only.sort_values(keys, ignore_index=True), both, rtol=1e-6)
@@ -347,20 +444,53 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     written = pd.read_csv(tmp_path / "metrics/summary.csv")  # the files: the returned summary, no index columns
     pd.testing.assert_frame_equal(written[["setting", "metric", "value"]], summary[["setting", "metric", "value"]])
     assert list(written.columns) == list(summary.columns) and written.seed.tolist() == [0] * len(written)
-    assert pq.read_schema(tmp_path / "metrics/per_query.parquet").names == list(per_query.columns) == [
-        "item_id", "qid", "n_relevant", "map", "recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10", "rank_distance",
-        "query_lang", "candidate_lang", "setting"]
+    assert (
+        pq.read_schema(tmp_path / "metrics/per_query.parquet").names
+        == list(per_query.columns)
+        == [
+            "item_id",
+            "qid",
+            "n_relevant",
+            "map",
+            "recall@1",
+            "recall@5",
+            "recall@10",
+            "ndcg@10",
+            "mrr@10",
+            "rank_distance",
+            "query_lang",
+            "candidate_lang",
+            "setting",
+        ]
+    )
     assert pq.read_schema(tmp_path / "metrics/by_language.parquet").names == [
-        "map", "recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10", "rank_distance", "query_lang", "candidate_lang",
-        "queries", "skipped", "setting"]
-    schema.write_table(pq.read_table(tmp_path / "features/test.parquet").slice(1), tmp_path / "some-features/test.parquet")
-    with pytest.raises(schema.SchemaError, match=rf"{tmp_path / 'some-features'}/test.parquet: no features for images \['image:"):
-        evaluate_image_text(evaluation, tmp_path / "model", tmp_path / "some-features", tmp_path / "corpus/test", tmp_path / "m2")
+        "map",
+        "recall@1",
+        "recall@5",
+        "recall@10",
+        "ndcg@10",
+        "mrr@10",
+        "rank_distance",
+        "query_lang",
+        "candidate_lang",
+        "queries",
+        "skipped",
+        "setting",
+    ]
+    schema.write_table(
+        pq.read_table(tmp_path / "features/test.parquet").slice(1), tmp_path / "some-features/test.parquet"
+    )
+    with pytest.raises(
+        schema.SchemaError, match=rf"{tmp_path / 'some-features'}/test.parquet: no features for images \['image:"
+    ):
+        evaluate_image_text(
+            evaluation, tmp_path / "model", tmp_path / "some-features", tmp_path / "corpus/test", tmp_path / "m2"
+        )
 
 
 @pytest.mark.parametrize("rounded", [False, True])
 def test_ranks_of_many_relevant_candidates_equal_direct_comparison(rounded):
-    from hybridbatch.metrics import exact_ranks
+    from hybridbatch.evaluate.ranks import exact_ranks
 
     rng = np.random.default_rng(5)
     queries, candidates = rng.normal(size=(30, 6)), rng.normal(size=(400, 6))
@@ -369,10 +499,14 @@ def test_ranks_of_many_relevant_candidates_equal_direct_comparison(rounded):
     rows = np.repeat(np.arange(30), 25)
     columns = np.concatenate([rng.choice(400, 25, replace=False) for _ in range(30)])
     expected = exact_ranks(queries @ candidates.T, columns, rows)
-    assert (ranks_of_relevant(queries, candidates, rows, columns, budget=400 * 7) == expected).all()  # 5 chunks of 7 queries
+    assert (
+        ranks_of_relevant(queries, candidates, rows, columns, budget=400 * 7) == expected
+    ).all()  # 5 chunks of 7 queries
     assert (ranks_of_relevant(queries, candidates, rows, columns) == expected).all()  # counted (25 a query)
     later = rows >= 14  # the first two chunks hold no relevant candidate
-    assert (ranks_of_relevant(queries, candidates, rows[later], columns[later], budget=400 * 7) == expected[later]).all()
+    assert (
+        ranks_of_relevant(queries, candidates, rows[later], columns[later], budget=400 * 7) == expected[later]
+    ).all()
     few = np.arange(len(rows)) % 25 < 2  # 2 a query: compared, not counted, in chunks of 7 queries
     assert (ranks_of_relevant(queries, candidates, rows[few], columns[few], budget=400 * 7) == expected[few]).all()
 
@@ -381,18 +515,36 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     """Image 3 has no zh caption and item 5 no image: neither is evaluated; `images` draws a
     sorted subset (all of them when None or more than there are); a language without
     captions is an error naming it."""
-    from hybridbatch.image_text_evaluation import test_subset
+    from hybridbatch.evaluate.image_text import test_subset
 
-    captions = pd.DataFrame([(f"{lang}:{item}:{c}", lang, str(item), f"{lang} {item}", c)
-                             for item in range(6) for lang in ("en", "zh") for c in (0, 1) if (item, lang) != (3, "zh")],
-                            columns=schema.CAPTIONS.names)
-    images = pd.DataFrame([(f"image:{item}", str(item), f"{item}.png", "0" * 64) for item in (4, 2, 1, 0, 3)],
-                          columns=schema.IMAGES.names)
+    captions = pd.DataFrame(
+        [
+            (f"{lang}:{item}:{c}", lang, str(item), f"{lang} {item}", c)
+            for item in range(6)
+            for lang in ("en", "zh")
+            for c in (0, 1)
+            if (item, lang) != (3, "zh")
+        ],
+        columns=schema.CAPTIONS.names,
+    )
+    images = pd.DataFrame(
+        [(f"image:{item}", str(item), f"{item}.png", "0" * 64) for item in (4, 2, 1, 0, 3)], columns=schema.IMAGES.names
+    )
     kept_captions, kept_images = test_subset(captions, images, ["en", "zh"], None, 0)
-    assert kept_images.pid.tolist() == ["image:0", "image:1", "image:2", "image:4"] and kept_images.index.tolist() == [0, 1, 2, 3]
-    assert kept_captions.qid.tolist() == [f"{lang}:{item}:{c}" for lang in ("en", "zh") for item in (0, 1, 2, 4) for c in (0, 1)]
+    assert kept_images.pid.tolist() == ["image:0", "image:1", "image:2", "image:4"] and kept_images.index.tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert kept_captions.qid.tolist() == [
+        f"{lang}:{item}:{c}" for lang in ("en", "zh") for item in (0, 1, 2, 4) for c in (0, 1)
+    ]
     assert test_subset(captions, images, ["en", "zh"], 10, 0)[1].pid.tolist() == kept_images.pid.tolist()
     drawn = [test_subset(captions, images, ["en"], 3, seed)[1].item_id.tolist() for seed in range(6)]
-    assert all(len(d) == 3 and d == sorted(d) and set(d) <= {"0", "1", "2", "3", "4"} for d in drawn) and len(set(map(tuple, drawn))) > 1
+    assert (
+        all(len(d) == 3 and d == sorted(d) and set(d) <= {"0", "1", "2", "3", "4"} for d in drawn)
+        and len(set(map(tuple, drawn))) > 1
+    )
     with pytest.raises(schema.SchemaError, match=r"test captions: no captions in \['fr'\]"):
         test_subset(captions, images, ["en", "fr"], None, 0)

@@ -1,15 +1,26 @@
 import json
 
 import pytest
-
 from conftest import REPO
-from hybridbatch import schema
+
+from hybridbatch.artifacts import schema
 from hybridbatch.corpora import download, lareqa, prepare
-from hybridbatch.download import ChecksumError, DownloadError, sha256_file
+from hybridbatch.fetch.download import ChecksumError, DownloadError, sha256_file
 
 SHARED = REPO.parent / "shared" / "corpora" / "xquad-r"
-CANDIDATES = {"ar": 1222, "de": 1276, "el": 1234, "en": 1180, "es": 1215, "hi": 1244,
-              "ru": 1219, "th": 852, "tr": 1167, "vi": 1209, "zh": 1196}
+CANDIDATES = {
+    "ar": 1222,
+    "de": 1276,
+    "el": 1234,
+    "en": 1180,
+    "es": 1215,
+    "hi": 1244,
+    "ru": 1219,
+    "th": 852,
+    "tr": 1167,
+    "vi": 1209,
+    "zh": 1196,
+}
 
 
 def paragraph(sentences, qas):
@@ -21,10 +32,17 @@ def paragraph(sentences, qas):
 
 
 def write_fixture(root, lang, sentences, answers):
-    qas = [{"id": qid, "question": f"{lang} question {qid}", "answers": [{"answer_start": start, "text": "x"}]}
-           for qid, start in answers.items()]
-    data = {"version": "1", "data": [{"title": "t", "paragraphs": [paragraph(sentences, qas)]},
-                                      {"title": "u", "paragraphs": [paragraph([f"{lang} other one.", f"{lang} other two."], [])]}]}
+    qas = [
+        {"id": qid, "question": f"{lang} question {qid}", "answers": [{"answer_start": start, "text": "x"}]}
+        for qid, start in answers.items()
+    ]
+    data = {
+        "version": "1",
+        "data": [
+            {"title": "t", "paragraphs": [paragraph(sentences, qas)]},
+            {"title": "u", "paragraphs": [paragraph([f"{lang} other one.", f"{lang} other two."], [])]},
+        ],
+    }
     (root / f"{lang}.json").write_text(json.dumps(data, ensure_ascii=False))
 
 
@@ -57,9 +75,16 @@ def test_missing_language_file_and_bad_json_are_named(fixture_dir):
 
 
 def corpus_params(mirror, languages):
-    return {"name": "fixture", "source": "lareqa", "url": "http://127.0.0.1:9/none", "mirror": str(mirror),
-            "languages": languages, "test_fraction": 0.5, "split_seed": 0,
-            "sha256": {lang: sha256_file(mirror / f"{lang}.json") for lang in languages}}
+    return {
+        "name": "fixture",
+        "source": "lareqa",
+        "url": "http://127.0.0.1:9/none",
+        "mirror": str(mirror),
+        "languages": languages,
+        "test_fraction": 0.5,
+        "split_seed": 0,
+        "sha256": {lang: sha256_file(mirror / f"{lang}.json") for lang in languages},
+    }
 
 
 def test_mirror_download_checks_hashes_and_split_is_by_article(fixture_dir, tmp_path_factory):

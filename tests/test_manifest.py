@@ -7,12 +7,19 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from hybridbatch import manifest, schema
+from hybridbatch.artifacts import manifest, schema
 
 
 def table(rows: int) -> pa.Table:
-    return pa.table({"pid": [f"p{i}" for i in range(rows)], "lang": ["en"] * rows, "item_id": ["i"] * rows,
-                     "text": [f"text {i}" for i in range(rows)]}, schema=schema.PASSAGES)
+    return pa.table(
+        {
+            "pid": [f"p{i}" for i in range(rows)],
+            "lang": ["en"] * rows,
+            "item_id": ["i"] * rows,
+            "text": [f"text {i}" for i in range(rows)],
+        },
+        schema=schema.PASSAGES,
+    )
 
 
 def test_a_written_file_is_described_without_reading_it_back_and_an_edited_one_is_rehashed(tmp_path, monkeypatch):
@@ -23,7 +30,11 @@ def test_a_written_file_is_described_without_reading_it_back_and_an_edited_one_i
     for name, rows in (("a.parquet", 1000), ("b.parquet", 50)):
         path = tmp_path / name
         record = manifest.describe_file(path)
-        assert record == {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size, "rows": rows}
+        assert record == {
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "bytes": path.stat().st_size,
+            "rows": rows,
+        }
     assert reads == []
     path = tmp_path / "a.parquet"
     data = bytearray(path.read_bytes())
@@ -44,12 +55,37 @@ def test_a_failed_write_leaves_neither_the_file_nor_its_temporary(tmp_path):
 
 
 def test_a_stage_declares_its_own_modules_and_not_those_of_other_commands():
-    from hybridbatch.__main__ import STAGES
-    from hybridbatch.sources import PACKAGE_DIR, module_path, stage_files
+    from hybridbatch.artifacts.fingerprints import PACKAGE_DIR, module_path, stage_files
+    from hybridbatch.stages import STAGES
 
     for stage, (module, _, _) in STAGES.items():
         files = {Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files(module)}
-        assert {"__main__.py", "manifest.py", module_path(module).relative_to(PACKAGE_DIR).as_posix()} <= files, stage
-        assert "audit.py" not in files, stage  # the audit command's module: editing it reruns no stage
-        assert ("tables.py" in files) == (stage == "tables"), stage  # editing a plot reruns only the tables
-    assert "training.py" not in {Path(path).name for path in stage_files("pairs")}
+        assert {
+            "__main__.py",
+            "stages.py",
+            "artifacts/manifest.py",
+            module_path(module).relative_to(PACKAGE_DIR).as_posix(),
+        } <= files, stage
+        assert "report/audit.py" not in files, stage  # the audit command's module: editing it reruns no stage
+        assert ("report/tables.py" in files) == (stage == "tables"), stage  # editing a plot reruns only the tables
+    assert "train/text.py" not in {
+        Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files("pairs.build")
+    }
+
+
+def test_editing_the_download_code_reruns_no_training_and_no_evaluation():
+    """The fetchers (fetch/) run where raw files or hub revisions are read; the corpus formats
+    in the download and prepare stages only;
+    batch building does not run an image tower."""
+    from hybridbatch.artifacts.fingerprints import PACKAGE_DIR, stage_files
+    from hybridbatch.stages import STAGES
+
+    def folders(module):
+        return {Path(path).relative_to(PACKAGE_DIR).parts[0] for path in stage_files(module)}
+
+    for stage, (module, _, _) in STAGES.items():
+        assert ("fetch" in folders(module)) == (stage in ("download", "prepare", "base-model")), stage
+        assert ("corpora" in folders(module)) == (stage in ("download", "prepare")), stage
+    for module in ("batches.text", "batches.image_text", "train.text", "train.image_text"):
+        files = {Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files(module)}
+        assert "models/image_towers.py" not in files and "fetch/download.py" not in files, module

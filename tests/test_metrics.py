@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from hybridbatch.metrics import exact_ranks, rank_metrics
+from hybridbatch.evaluate.metrics import rank_metrics
+from hybridbatch.evaluate.ranks import exact_ranks
 
 RECALL_AT = [1, 5, 10, 100]
 
@@ -10,7 +11,9 @@ RECALL_AT = [1, 5, 10, 100]
 def random_run(seed: int, n_queries: int = 60, n_docs: int = 300):
     rng = np.random.default_rng(seed)
     scores = rng.standard_normal((n_queries, n_docs)).astype(np.float32)
-    qrels = {f"q{q}": {f"d{d}": 1 for d in rng.choice(n_docs, rng.integers(1, 12), replace=False)} for q in range(n_queries)}
+    qrels = {
+        f"q{q}": {f"d{d}": 1 for d in rng.choice(n_docs, rng.integers(1, 12), replace=False)} for q in range(n_queries)
+    }
     return scores, qrels
 
 
@@ -64,7 +67,7 @@ def test_counted_ranks_of_many_relevant_candidates_break_ties_by_candidate_order
     """One query with 10 relevant candidates (ranked by counting, not comparison): gold
     scores all distinct, or some equal to other candidates' scores (before and after
     them in candidate order), or equal to each other: the ranks of a direct comparison."""
-    from hybridbatch.metrics import ranks_of_relevant
+    from hybridbatch.evaluate.ranks import ranks_of_relevant
 
     scores = np.arange(30, dtype=np.float64)[::-1].copy()  # candidate i scores 29 - i
     gold = np.arange(0, 30, 3)

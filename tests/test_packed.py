@@ -4,11 +4,11 @@ mean and CLS pooling; models it does not cover fall back to the padded path."""
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
-from conftest import TINY_MODEL
-from hybridbatch.encoders import Encoder, save_encoder
-from hybridbatch.packed import packable
+from hybridbatch.models.encoders import Encoder, save_encoder
+from hybridbatch.models.packed import packable
 
 TEXTS = ["de", "Deutsch (Schweiz)", "简体中文", "русский язык (Россия)", "a much longer text " * 8, "x"]
 
@@ -17,8 +17,15 @@ TEXTS = ["de", "Deutsch (Schweiz)", "简体中文", "русский язык (Р
 def xlmr_dir(tiny_model_dir, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     out = tmp_path_factory.mktemp("xlmr")
     save_encoder(XLMRobertaModel(config, add_pooling_layer=False), tokenizer, {**TINY_MODEL, "pooling": "cls"}, out)
     return out

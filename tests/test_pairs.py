@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import LANGUAGES
-from hybridbatch import schema
-from hybridbatch.bm25 import TOKEN
+
+from hybridbatch.artifacts import schema
+from hybridbatch.pairs.bm25 import TOKEN
 
 
 def test_pairs_cover_every_language_combination_of_each_item(pairs_dir, corpus_dir):
@@ -35,7 +35,10 @@ def test_hard_negatives_are_never_relevant_to_their_query_in_any_language(pairs_
     assert (passages.text.reindex(pairs.negative_pid).to_numpy() == pairs.negative.to_numpy()).all()
     assert (passages.lang.reindex(pairs.negative_pid).to_numpy() == pairs.passage_lang.to_numpy()).all()
     # "hard": the negative shares a word with the positive
-    shares = [bool(set(TOKEN.findall(p.lower())) & set(TOKEN.findall(n.lower()))) for p, n in zip(pairs.positive, pairs.negative)]
+    shares = [
+        bool(set(TOKEN.findall(p.lower())) & set(TOKEN.findall(n.lower())))
+        for p, n in zip(pairs.positive, pairs.negative)
+    ]
     assert all(shares)
 
 
@@ -52,24 +55,36 @@ def lucene_bm25(query: list[str], document: list[str], documents: list[list[str]
 
 
 def test_the_hard_negative_is_the_best_lucene_bm25_passage_of_another_item():
-    from hybridbatch.pairs import bm25_hard_negatives
+    from hybridbatch.pairs.build import bm25_hard_negatives
 
-    texts = ["red apple pie recipe", "green apple pie", "apple pie apple pie with cream", "red car engine",
-             "blue car", "red apple pie recipe", "the apple orchard", "fast red car engine oil", "pie chart"]
+    texts = [
+        "red apple pie recipe",
+        "green apple pie",
+        "apple pie apple pie with cream",
+        "red car engine",
+        "blue car",
+        "red apple pie recipe",
+        "the apple orchard",
+        "fast red car engine oil",
+        "pie chart",
+    ]
     passages = pd.DataFrame({"pid": [f"p{i}" for i in range(len(texts))], "lang": "en", "text": texts})
     items = pd.Series({"p0": ["a"], "p1": ["a"], "p3": ["b"], "p4": ["c"], "p5": ["d"], "p8": ["e"]})
     negatives = bm25_hard_negatives(passages, items, depth=20, postings=100)
     tokens = [TOKEN.findall(t.lower()) for t in texts]
     for pid in items.index:
         row = int(pid[1:])
-        allowed = [c for c in range(len(texts)) if texts[c] != texts[row]
-                   and not set(items.get(f"p{c}", [])) & set(items[pid])]
+        allowed = [
+            c for c in range(len(texts)) if texts[c] != texts[row] and not set(items.get(f"p{c}", [])) & set(items[pid])
+        ]
         scores = {c: lucene_bm25(tokens[row], tokens[c], tokens) for c in allowed}
         best = max(scores.values())
         assert best > 0 and scores[int(negatives[pid][1:])] == pytest.approx(best, rel=1e-6), pid
     assert negatives["p0"] != "p1" and negatives["p0"] != "p5"  # same item; same text
     # the only passages sharing a word with "blue car" are of its own item: no negative
-    assert pd.isna(bm25_hard_negatives(passages, pd.Series({"p4": ["c"], "p3": ["c"], "p7": ["c"]}), depth=20, postings=100)["p4"])
+    assert pd.isna(
+        bm25_hard_negatives(passages, pd.Series({"p4": ["c"], "p3": ["c"], "p7": ["c"]}), depth=20, postings=100)["p4"]
+    )
 
 
 def zipf_texts(n: int, seed: int = 0) -> list[str]:
@@ -81,7 +96,7 @@ def zipf_texts(n: int, seed: int = 0) -> list[str]:
 def test_bm25_scores_equal_bm25s_for_the_pruned_query(postings):
     import bm25s
 
-    from hybridbatch import bm25
+    from hybridbatch.pairs import bm25
 
     texts = zipf_texts(300) + ["", "w1 w1 w1", "..."]
     index = bm25.index_texts(texts)
@@ -108,13 +123,19 @@ def test_bm25_scores_equal_bm25s_for_the_pruned_query(postings):
 
 
 def test_a_judged_non_relevant_passage_is_the_hard_negative_where_there_is_one(tmp_path):
-    from hybridbatch import pairs
+    from hybridbatch.pairs import build as pairs
 
     corpus = tmp_path / "corpus"
     items = {"a": "red apple pie", "b": "red apple tart", "c": "green apple pie", "d": "blue car"}
-    passages = pd.DataFrame([(f"{l}:{i}", l, i, f"{l} {t}") for l in ("en", "de") for i, t in items.items()]
-                            + [("en:e", "en", "e", "en green apple pie")], columns=schema.PASSAGES.names)  # en:c's text
-    queries = pd.DataFrame([(f"{l}:q{i}", l, i, f"{l} which {t}?") for l in ("en", "de") for i, t in items.items()], columns=schema.QUERIES.names)
+    passages = pd.DataFrame(
+        [(f"{l}:{i}", l, i, f"{l} {t}") for l in ("en", "de") for i, t in items.items()]
+        + [("en:e", "en", "e", "en green apple pie")],
+        columns=schema.PASSAGES.names,
+    )  # en:c's text
+    queries = pd.DataFrame(
+        [(f"{l}:q{i}", l, i, f"{l} which {t}?") for l in ("en", "de") for i, t in items.items()],
+        columns=schema.QUERIES.names,
+    )
     qrels = [(f"{ql}:q{i}", f"{pl}:{i}", 1) for ql in ("en", "de") for pl in ("en", "de") for i in items]
     qrels += [(f"{ql}:qa", f"{pl}:d", 0) for ql in ("en", "de") for pl in ("en", "de")]  # judged: a car, not a pie
     qrels += [("en:qc", "en:e", 0), ("en:qc", "en:c", 0)]  # the positive's text; judged relevant too

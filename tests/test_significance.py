@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hybridbatch.significance import block_weights, bootstrap_interval, holm, randomization_test
+from hybridbatch.report.significance import block_weights, bootstrap_interval, holm, randomization_test
 
 
 def test_holm_matches_hand_computation():
@@ -144,7 +144,7 @@ def test_cluster_bootstrap_resamples_items_not_rows():
 
 
 def test_tables_give_the_standard_deviation_over_seeds_beside_the_mean():
-    from hybridbatch.tables import render
+    from hybridbatch.report.tables import render
 
     columns = pd.MultiIndex.from_tuples([("c", "mono")], names=["corpus", "setting"])
     index = pd.MultiIndex.from_tuples([("m", "(a) zero-shot"), ("m", "(b) hybrid")], names=["model", "strategy"])

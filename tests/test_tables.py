@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hybridbatch import schema
-from hybridbatch.evaluation import summary_rows
-from hybridbatch.layout import SUMMARY_COLUMNS, ZERO_SHOT
-from hybridbatch.tables import (
+from hybridbatch.artifacts import schema
+from hybridbatch.evaluate.metrics import summary_rows
+from hybridbatch.names import SUMMARY_COLUMNS, ZERO_SHOT
+from hybridbatch.report.tables import (
     Run,
     comparisons,
     confidence,
@@ -33,8 +33,9 @@ LANGS = ["de", "en", "es", "ru", "zh", "ar"]
 PARAMS = {"alpha": 0.05, "permutations": 20_000, "bootstrap_samples": 4000, "seed": 0}
 
 
-def write_metrics(out: Path, per_query: pd.DataFrame, names: list[str], corpus: str, strategy: str, alpha, seed,
-                  model: str = "m") -> Path:
+def write_metrics(
+    out: Path, per_query: pd.DataFrame, names: list[str], corpus: str, strategy: str, alpha, seed, model: str = "m"
+) -> Path:
     """per_query.parquet, by_language.parquet (means of the queries of a block) and summary.csv."""
     keys = ["setting", "query_lang", "candidate_lang"]
     by_language = per_query.groupby(keys, as_index=False)[names + ["rank_distance"]].mean()
@@ -47,8 +48,16 @@ def write_metrics(out: Path, per_query: pd.DataFrame, names: list[str], corpus: 
     return out
 
 
-def write_run(root: Path, strategy: str, item_map: np.ndarray, item_bias: np.ndarray, alpha: float | None = 0.5,
-              seed: int | None = 0, cross_map: np.ndarray | None = None, sparse_items: int = 0) -> Path:
+def write_run(
+    root: Path,
+    strategy: str,
+    item_map: np.ndarray,
+    item_bias: np.ndarray,
+    alpha: float | None = 0.5,
+    seed: int | None = 0,
+    cross_map: np.ndarray | None = None,
+    sparse_items: int = 0,
+) -> Path:
     """A text run: every query (one per item and language) has its item's mAP in mono,
     multi and cross (against the next language; `cross_map` if given), and its item's rank
     distance in multi. The first `sparse_items` items have no query in half the languages."""
@@ -60,32 +69,63 @@ def write_run(root: Path, strategy: str, item_map: np.ndarray, item_bias: np.nda
             continue
         following = LANGS[(LANGS.index(lang) + 1) % len(LANGS)]
         for setting, candidates in (("mono", lang), ("cross", following), ("multi", "all")):
-            rows.append({"item_id": f"i{item}", "qid": f"{lang}:i{item}", "query_lang": lang, "candidate_lang": candidates,
-                         "setting": setting, "map": cross_map[item] if setting == "cross" and cross_map is not None else value,
-                         "rank_distance": item_bias[item] if setting == "multi" else np.nan})
+            rows.append(
+                {
+                    "item_id": f"i{item}",
+                    "qid": f"{lang}:i{item}",
+                    "query_lang": lang,
+                    "candidate_lang": candidates,
+                    "setting": setting,
+                    "map": cross_map[item] if setting == "cross" and cross_map is not None else value,
+                    "rank_distance": item_bias[item] if setting == "multi" else np.nan,
+                }
+            )
     return write_metrics(root / f"{strategy}-{seed}", pd.DataFrame(rows), ["map"], "planted", strategy, alpha, seed)
 
 
-def write_image_text_run(root: Path, strategy: str, seed: int, protocols=("all",), model: str = "m",
-                         perfect: bool = False) -> Path:
+def write_image_text_run(
+    root: Path, strategy: str, seed: int, protocols=("all",), model: str = "m", perfect: bool = False
+) -> Path:
     """An image-text run evaluated under `protocols` (default `all` only), with random
     per-query values (`perfect`: R@1 is 1 for every query)."""
     rng = np.random.default_rng(seed)
     rows = []
     for protocol, item, lang in product(protocols, range(10), LANGS[:3]):
         image, caption, other = f"image:{item}", f"{lang}:{item}:0", LANGS[(LANGS.index(lang) + 1) % 3]
-        for setting, qid, query_lang, candidate_lang in (("t2i", caption, lang, "image"), ("i2t", image, "image", lang),
-                                                         ("t2t-cross", caption, lang, other)):
-            rows.append({"item_id": str(item), "qid": qid, "query_lang": query_lang, "candidate_lang": candidate_lang,
-                         "setting": f"{setting}/{protocol}", "recall@1": float(perfect or rng.random() < 0.4), "map": rng.random(),
-                         "rank_distance": np.nan})
+        for setting, qid, query_lang, candidate_lang in (
+            ("t2i", caption, lang, "image"),
+            ("i2t", image, "image", lang),
+            ("t2t-cross", caption, lang, other),
+        ):
+            rows.append(
+                {
+                    "item_id": str(item),
+                    "qid": qid,
+                    "query_lang": query_lang,
+                    "candidate_lang": candidate_lang,
+                    "setting": f"{setting}/{protocol}",
+                    "recall@1": float(perfect or rng.random() < 0.4),
+                    "map": rng.random(),
+                    "rank_distance": np.nan,
+                }
+            )
     for protocol, item in product(protocols, range(10)):
-        rows.append({"item_id": str(item), "qid": f"image:{item}", "query_lang": "image", "candidate_lang": "all",
-                     "setting": f"i2t-multi/{protocol}", "recall@1": 1.0, "map": rng.random(),
-                     "rank_distance": float(rng.integers(0, 9))})
+        rows.append(
+            {
+                "item_id": str(item),
+                "qid": f"image:{item}",
+                "query_lang": "image",
+                "candidate_lang": "all",
+                "setting": f"i2t-multi/{protocol}",
+                "recall@1": 1.0,
+                "map": rng.random(),
+                "rank_distance": float(rng.integers(0, 9)),
+            }
+        )
     alpha, seed = (None, None) if strategy == ZERO_SHOT else (0.5, seed)
-    return write_metrics(root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha,
-                         seed, model)
+    return write_metrics(
+        root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha, seed, model
+    )
 
 
 def letters(runs: list[Run], metric: str, setting: str) -> dict[str, str]:
@@ -101,15 +141,20 @@ def test_a_significance_letter_goes_to_the_better_row(tmp_path, bias_shift):
     same mAP as zero-shot in cross, and a rank distance `bias_shift` away from zero-shot's."""
     rng = np.random.default_rng(0)
     base_map, base_bias = rng.uniform(0.2, 0.6, 30), rng.uniform(10, 20, 30)
-    paths = [write_run(tmp_path, "hybrid", base_map + 0.2, base_bias + bias_shift, cross_map=base_map),
-             write_run(tmp_path, "X-X-mono", base_map - 0.2, base_bias + 0.5, alpha=1.0),
-             write_run(tmp_path, ZERO_SHOT, base_map, base_bias)]
+    paths = [
+        write_run(tmp_path, "hybrid", base_map + 0.2, base_bias + bias_shift, cross_map=base_map),
+        write_run(tmp_path, "X-X-mono", base_map - 0.2, base_bias + 0.5, alpha=1.0),
+        write_run(tmp_path, ZERO_SHOT, base_map, base_bias),
+    ]
     runs = load_runs(paths)
     assert [run.key[2] for run in runs] == [ZERO_SHOT, "X-X-mono", "hybrid"]  # zero-shot first, then by strategy
     assert letters(runs, "map", "mono") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"}
     assert letters(runs, "map", "cross") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "b"}
-    expected = {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"} if bias_shift < 0 else \
-        {ZERO_SHOT: "b,c", "X-X-mono": "c", "hybrid": ""}
+    expected = (
+        {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"}
+        if bias_shift < 0
+        else {ZERO_SHOT: "b,c", "X-X-mono": "c", "hybrid": ""}
+    )
     assert letters(runs, "language_bias", "multi") == expected
 
 
@@ -117,7 +162,7 @@ def test_a_p_value_equal_to_alpha_is_not_significant(tmp_path):
     """With 19 sign flips and 30 items that all favour one run, p = (0 + 1) / 20 = alpha."""
     base = np.linspace(0.2, 0.5, 30)
     runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, base), write_run(tmp_path, "hybrid", base + 0.1, base)])
-    (_, test), = comparisons(runs, {**PARAMS, "permutations": 19}, {"map": ("map", ("mono",), True, 3)}).iterrows()
+    ((_, test),) = comparisons(runs, {**PARAMS, "permutations": 19}, {"map": ("map", ("mono",), True, 3)}).iterrows()
     assert test.p_value == test.p_holm == 0.05 and not test.significant
 
 
@@ -129,8 +174,12 @@ def test_the_randomization_test_and_bootstrap_take_the_item_as_the_unit(tmp_path
     bootstrap over items of the macro average (rows would make it far narrower)."""
     differences = np.array([0.09, 0.10, 0.11, 0.08, 0.12, -0.07, -0.06, 0.10])
     base = np.linspace(0.3, 0.5, 8)
-    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, np.zeros(8), sparse_items=4),
-                      write_run(tmp_path, "hybrid", base + differences, np.zeros(8), sparse_items=4)])
+    runs = load_runs(
+        [
+            write_run(tmp_path, ZERO_SHOT, base, np.zeros(8), sparse_items=4),
+            write_run(tmp_path, "hybrid", base + differences, np.zeros(8), sparse_items=4),
+        ]
+    )
     tests = comparisons(runs, PARAMS)
     pd.testing.assert_frame_equal(tests, comparisons(runs, PARAMS))  # seeded: the same p-values and intervals again
     test = tests.set_index(["setting", "metric"]).loc[("mono", "map")]
@@ -178,9 +227,11 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     the rows it beats in every seed; per-language views are means of a language's queries."""
     rng = np.random.default_rng(2)
     base, bias = rng.uniform(0.2, 0.6, 12), rng.uniform(5, 9, 12)
-    text = [write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0),
-            write_run(tmp_path, ZERO_SHOT, base, bias, cross_map=base / 2),
-            write_run(tmp_path, "hybrid", base + 0.5, np.zeros(12), seed=1)]
+    text = [
+        write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0),
+        write_run(tmp_path, ZERO_SHOT, base, bias, cross_map=base / 2),
+        write_run(tmp_path, "hybrid", base + 0.5, np.zeros(12), seed=1),
+    ]
     images = [write_image_text_run(tmp_path, "hybrid", 1, perfect=True), write_image_text_run(tmp_path, ZERO_SHOT, 0)]
     tables = tmp_path / "tables"
     params = {**PARAMS, "permutations": 2000, "bootstrap_samples": 200}
@@ -191,7 +242,9 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     written = pd.read_csv(tables / "summary.csv")
     expected = pd.concat([pd.read_csv(run / "summary.csv") for run in text + images], ignore_index=True)
     key = ["corpus", "strategy", "seed", "setting", "metric"]
-    pd.testing.assert_frame_equal(written.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True))
+    pd.testing.assert_frame_equal(
+        written.sort_values(key, ignore_index=True), expected.sort_values(key, ignore_index=True)
+    )
     assert "planted,m,hybrid,0.5,1,mono,map," in (tables / "summary.csv").read_text()  # seeds stay integers
     headline = pd.read_csv(tables / "map.csv", header=[0, 1], index_col=[0, 1])
     assert headline.index.names == ["model", "strategy"] and list(headline.columns.names) == ["corpus", "setting"]
@@ -200,7 +253,9 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     assert (tables / "language_bias.md").read_text().splitlines()[3].endswith("| 0.0 ± 0.0 ^a |")
     assert "$^{a}$" in (tables / "map.tex").read_text().splitlines()[5]  # the hybrid row (seed 0 and 1)
     assert (tables / "image_text_recall_at_1.md").read_text().splitlines()[3].endswith("| 1.000 ^a | 1.000 ^a |")
-    assert (tables / "per_language_planted.md").read_text().endswith(" |\n")  # a table without a note ends with its last row
+    assert (
+        (tables / "per_language_planted.md").read_text().endswith(" |\n")
+    )  # a table without a note ends with its last row
     per_language = pd.read_csv(tables / "per_language_planted.csv", header=[0, 1], index_col=0)
     assert per_language.index.name == "language"
     rows = pd.read_parquet(text[1] / "per_query.parquet")
@@ -217,7 +272,9 @@ def test_written_tables_hold_the_runs_values(tmp_path):
         recall = rows[rows.setting == "t2i/all"].groupby("query_lang")["recall@1"].mean()
         assert table.loc[("m", label), ("all", "t2i", "recall@1")] == pytest.approx(recall.mean())
         multi = rows[rows.setting == "i2t-multi/all"]
-        assert table.loc[("m", label), ("all", "i2t-multi", "language_bias")] == pytest.approx(multi.rank_distance.mean())
+        assert table.loc[("m", label), ("all", "i2t-multi", "language_bias")] == pytest.approx(
+            multi.rank_distance.mean()
+        )
         np.testing.assert_allclose(by_language[(label, "T->I R@1")][LANGS[:3]], recall[LANGS[:3]])
         i2t = rows[rows.setting == "i2t/all"].groupby("candidate_lang")["recall@1"].mean()
         np.testing.assert_allclose(by_language[(label, "I->T R@1")][LANGS[:3]], i2t[LANGS[:3]])
@@ -225,9 +282,27 @@ def test_written_tables_hold_the_runs_values(tmp_path):
         np.testing.assert_allclose(by_language[(label, "T->T R@1")][LANGS[:3]], t2t[LANGS[:3]])
         assert by_language.loc["average", (label, "T->I R@1")] == pytest.approx(recall.mean())
     tests = pd.read_csv(tables / "significance.csv")
-    assert list(tests.columns) == ["corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b",
-                                   "difference", "ci_low", "ci_high", "queries", "items", "unit", "p_value", "p_holm",
-                                   "significant", "family"]
+    assert list(tests.columns) == [
+        "corpus",
+        "model",
+        "seed",
+        "setting",
+        "metric",
+        "run_a",
+        "run_b",
+        "value_a",
+        "value_b",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "queries",
+        "items",
+        "unit",
+        "p_value",
+        "p_holm",
+        "significant",
+        "family",
+    ]
     assert (tests.value_a - tests.value_b).to_numpy() == pytest.approx(tests.difference.to_numpy())
     # text: 2 seeds x 1 pair (zero-shot joins each seed) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
     assert sorted(tests.family.value_counts().items()) == [("image-text", 4), ("text", 8)]
@@ -248,23 +323,36 @@ def test_markdown_and_latex_tables_are_rendered_exactly():
         "| model | strategy | c_1 mono | c_1 multi |\n"
         "|---|---|---|---|\n"
         "| m | (a) zero-shot | 0.500 | – |\n"
-        "| m | (b) X&Y 50% | 0.750 ± 0.125 ^a | 0.250 ^a,b |\n")
+        "| m | (b) X&Y 50% | 0.750 ± 0.125 ^a | 0.250 ^a,b |\n"
+    )
     assert render(table, markers, 3, latex=True) == (
         "\\begin{tabular}{llrr}\n\\toprule\n"
         "model & strategy & c\\_1 mono & c\\_1 multi \\\\\n\\midrule\n"
         "m & (a) zero-shot & 0.500 & – \\\\\n"
         "m & (b) X\\&Y 50\\% & 0.750 $\\pm$ 0.125$^{a}$ & 0.250$^{a,b}$ \\\\\n"
-        "\\bottomrule\n\\end{tabular}\n")
+        "\\bottomrule\n\\end{tabular}\n"
+    )
 
 
 def test_notes_name_skipped_queries_empty_blocks_and_missing_settings(tmp_path):
     """mono only (no cross or multi); de has no query with a relevant candidate in 1 block."""
-    rows = pd.DataFrame({"item_id": ["i0", "i1"], "qid": ["en:0", "en:1"], "query_lang": "en", "candidate_lang": "en",
-                         "setting": "mono", "map": [0.5, 1.0], "rank_distance": np.nan})
+    rows = pd.DataFrame(
+        {
+            "item_id": ["i0", "i1"],
+            "qid": ["en:0", "en:1"],
+            "query_lang": "en",
+            "candidate_lang": "en",
+            "setting": "mono",
+            "map": [0.5, 1.0],
+            "rank_distance": np.nan,
+        }
+    )
     path = write_metrics(tmp_path / "run", rows, ["map"], "mono-corpus", ZERO_SHOT, None, None)
     by_language = pd.read_parquet(path / "by_language.parquet")
     empty = by_language.assign(query_lang="de", candidate_lang="de", queries=0, skipped=3, map=np.nan)
-    schema.write_table(pa.Table.from_pandas(pd.concat([by_language, empty]), preserve_index=False), path / "by_language.parquet")
+    schema.write_table(
+        pa.Table.from_pandas(pd.concat([by_language, empty]), preserve_index=False), path / "by_language.parquet"
+    )
     assert skipped_notes([Run(path)]) == [
         "mono-corpus: queries skipped for a language pair with no relevant candidate: mono 3.",
         "mono-corpus mono: averaged over 1 of 2 language blocks (1 have no query with a relevant candidate).",
@@ -278,8 +366,10 @@ def test_notes_name_skipped_queries_empty_blocks_and_missing_settings(tmp_path):
 def test_image_text_views_use_protocol_first_where_evaluated_and_name_each_model(tmp_path):
     """Runs of two models under both protocols: per-language views show `first`, the
     Table 1 csv both, and columns carry the model's name."""
-    paths = [write_image_text_run(tmp_path / model, ZERO_SHOT, seed, ("first", "all"), model)
-             for seed, model in enumerate(["m1", "m2"])]
+    paths = [
+        write_image_text_run(tmp_path / model, ZERO_SHOT, seed, ("first", "all"), model)
+        for seed, model in enumerate(["m1", "m2"])
+    ]
     runs = load_runs(paths)
     view = image_text_per_language(runs, "images")
     for path, model in zip(paths, ["m1", "m2"]):
@@ -289,4 +379,3 @@ def test_image_text_views_use_protocol_first_where_evaluated_and_name_each_model
     table = image_text_table(runs)
     assert table.index.names == ["model", "strategy"]
     assert [column[0] for column in table.columns] == ["first"] * 4 + ["all"] * 4  # R@1 t2i, i2t; mAP, bias
-

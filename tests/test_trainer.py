@@ -14,12 +14,20 @@ from functools import partial
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, TINY_MODEL
-from hybridbatch.batching import build_batches
-from hybridbatch.encoders import Encoder
-from hybridbatch.objectives import info_nce, sigmoid, symmetric_info_nce
-from hybridbatch.trainer import Checkpoints, RunState, Step, Trainer, TrainerSettings, checkpoint_dir, parameter_groups
+
+from hybridbatch.batches.text import build_batches
+from hybridbatch.models.encoders import Encoder
+from hybridbatch.train.loop import (
+    Checkpoints,
+    RunState,
+    Step,
+    Trainer,
+    TrainerSettings,
+    checkpoint_dir,
+    parameter_groups,
+)
+from hybridbatch.train.objectives import info_nce, sigmoid, symmetric_info_nce
 
 TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
             "warmup_fraction": 0.1, "freeze_embeddings": False, "seed": 0}  # fmt: skip
@@ -33,8 +41,15 @@ def tiny_trainer(model_dir, device: str, **settings) -> tuple[Encoder, Trainer]:
     encoder = Encoder(model_dir, TINY_MODEL, device=device)
     encoder.model.eval()  # no dropout: cached and uncached passes see the same network
     named = dict(encoder.model.named_parameters())
-    trainer = Trainer(TrainerSettings(**settings), named, parameter_groups(named, lambda _: 1e-3, 0.01), 0.0, 10,
-                      [encoder.model], device)
+    trainer = Trainer(
+        TrainerSettings(**settings),
+        named,
+        parameter_groups(named, lambda _: 1e-3, 0.01),
+        0.0,
+        10,
+        [encoder.model],
+        device,
+    )
     return encoder, trainer
 
 
@@ -43,8 +58,11 @@ def text_step(encoder: Encoder, n: int) -> Step:
     candidates = [f"answer {i} in {'xyz ' * (i % 7)}" for i in range(2 * n)]  # positives, then hard negatives
     mask = torch.zeros(n, 2 * n, dtype=torch.bool)
     mask[0, n + 1] = True
-    return Step([(partial(encoder.embed, kind="query"), queries), (partial(encoder.embed, kind="passage"), candidates)],
-                lambda e: info_nce(e[0], e[1], mask, 0.05), n)
+    return Step(
+        [(partial(encoder.embed, kind="query"), queries), (partial(encoder.embed, kind="passage"), candidates)],
+        lambda e: info_nce(e[0], e[1], mask, 0.05),
+        n,
+    )
 
 
 def image_text_step(encoder: Encoder, n: int) -> Step:
@@ -52,8 +70,11 @@ def image_text_step(encoder: Encoder, n: int) -> Step:
     features = torch.randn(n, 12, generator=torch.Generator().manual_seed(1)).to(encoder.device)
     embed_images = lambda rows: torch.nn.functional.normalize(projection(features[rows]), dim=-1)  # noqa: E731
     captions = [f"caption {i} {'word ' * (i % 4)}" for i in range(n)]
-    return Step([(partial(encoder.embed, kind="query"), captions), (embed_images, list(range(n)))],
-                lambda e: symmetric_info_nce(e[0], e[1], torch.zeros(n, n, dtype=torch.bool), 0.07), n)
+    return Step(
+        [(partial(encoder.embed, kind="query"), captions), (embed_images, list(range(n)))],
+        lambda e: symmetric_info_nce(e[0], e[1], torch.zeros(n, n, dtype=torch.bool), 0.07),
+        n,
+    )
 
 
 def sigmoid_step(encoder: Encoder, n: int) -> Step:
@@ -77,8 +98,15 @@ def test_gradcache_gives_the_gradients_of_the_whole_batch(tiny_model_dir, make_s
         encoder, whole = tiny_trainer(tiny_model_dir, device, precision="fp32")
         step = make_step(encoder, 12)
         expected_loss, expected = gradients(whole, step)
-        cached = Trainer(TrainerSettings(mini_batch=5, precision="fp32"), whole.named, whole.optimizer.param_groups, 0.0, 10,
-                         whole.modules, device)
+        cached = Trainer(
+            TrainerSettings(mini_batch=5, precision="fp32"),
+            whole.named,
+            whole.optimizer.param_groups,
+            0.0,
+            10,
+            whole.modules,
+            device,
+        )
         loss, found = gradients(cached, step)
         assert loss == pytest.approx(expected_loss, abs=1e-5)
         assert found.keys() == expected.keys() and len(found) > 4
@@ -95,8 +123,10 @@ def test_gradcache_replays_dropout_exactly(tiny_model_dir):
     assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in encoder.model.modules())
     step = text_step(encoder, 12)
     torch.manual_seed(7)
-    embeddings = [torch.cat([embed(inputs[start : start + 5]) for start in range(0, len(inputs), 5)])
-                  for embed, inputs in step.sides]
+    embeddings = [
+        torch.cat([embed(inputs[start : start + 5]) for start in range(0, len(inputs), 5)])
+        for embed, inputs in step.sides
+    ]
     step.loss(embeddings).backward()
     expected = {name: p.grad.detach().clone() for name, p in trainer.named.items() if p.grad is not None}
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -137,7 +167,8 @@ def test_early_stopping_keeps_the_best_validated_weights():
 # ---- checkpoints and resume --------------------------------------------------------------
 TRAIN = """
 import json, logging, sys, time
-from hybridbatch import trainer, training
+from hybridbatch.train import loop as trainer
+from hybridbatch.train import text as training
 optimise = trainer.Trainer.optimise
 def slowly(self, *args):
     time.sleep(0.1)  # time to kill it mid-way; the numbers are untouched
@@ -150,7 +181,16 @@ training.train(json.loads(sys.argv[2]), *sys.argv[3:])
 
 
 def train_command(params: dict, base, batches, out, slow: bool = False) -> list[str]:
-    return [sys.executable, "-c", TRAIN, "slow" if slow else "fast", json.dumps(params), str(base), str(batches), str(out)]
+    return [
+        sys.executable,
+        "-c",
+        TRAIN,
+        "slow" if slow else "fast",
+        json.dumps(params),
+        str(base),
+        str(batches),
+        str(out),
+    ]
 
 
 def sha256(path) -> str:
@@ -191,18 +231,28 @@ def batches_with_validation(pairs_dir, tmp_path_factory):
     return out
 
 
-def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_model_dir, batches_with_validation, tmp_path):
-    from hybridbatch import manifest
+def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
+    tiny_model_dir, batches_with_validation, tmp_path
+):
+    from hybridbatch.artifacts import manifest
 
     params = {"training": TRAINING, "model": TINY_MODEL, "trainer": {"device": "cpu", "checkpoint_every": 3,
               "keep_checkpoints": 2, "validation_every": 4, "gradient_clipping": 1.0, "tensorboard": True}}  # fmt: skip
     path = os.pathsep.join(filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    subprocess.run(train_command(params, tiny_model_dir, batches_with_validation, tmp_path / "whole"), env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        train_command(params, tiny_model_dir, batches_with_validation, tmp_path / "whole"),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     out = tmp_path / "killed"
-    process = subprocess.Popen(train_command(params, tiny_model_dir, batches_with_validation, out, slow=True), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        train_command(params, tiny_model_dir, batches_with_validation, out, slow=True),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoints = checkpoint_dir(out)
     deadline = time.time() + 120
     while len(list(checkpoints.glob("step-*[0-9]"))) < 2 or len(pd.read_csv(out / "training_log.csv")) < 8:
@@ -216,8 +266,13 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_m
     data[-10] ^= 0xFF  # a flipped byte: the hash no longer matches
     (newest / "state.safetensors").write_bytes(data)
 
-    resumed = subprocess.run(train_command(params, tiny_model_dir, batches_with_validation, out), env=env, check=True,
-                             capture_output=True, text=True)
+    resumed = subprocess.run(
+        train_command(params, tiny_model_dir, batches_with_validation, out),
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert f"checkpoint {newest} skipped: state.safetensors does not match its hash" in resumed.stderr
     assert f"resuming from {older}" in resumed.stderr
     assert sha256(out / "model.safetensors") == sha256(tmp_path / "whole" / "model.safetensors")
@@ -226,8 +281,17 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(tiny_m
     scalars = tensorboard_scalars(out / "tensorboard")  # the killed run's events replaced by one complete file
     log, validation = deterministic_log(out), pd.read_csv(out / "validation_log.csv")
     assert_series(scalars.pop("validation/loss"), validation.steps_trained, validation.validation_loss)
-    assert set(scalars) == {f"train/{c}" for c in ["loss", "learning_rate", "gradient_norm", "masked_conflicts",
-                                                   "masked_duplicates", "examples_per_second"]}
+    assert set(scalars) == {
+        f"train/{c}"
+        for c in [
+            "loss",
+            "learning_rate",
+            "gradient_norm",
+            "masked_conflicts",
+            "masked_duplicates",
+            "examples_per_second",
+        ]
+    }
     for column in ["loss", "learning_rate", "gradient_norm"]:
         assert_series(scalars[f"train/{column}"], log.step + 1, log[column])
     assert not checkpoints.exists()  # cleared once the run completed

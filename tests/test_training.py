@@ -3,11 +3,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from conftest import TINY_MODEL
-from hybridbatch import training
-from hybridbatch.batching import build_batches
-from hybridbatch.encoders import Encoder
+
+from hybridbatch.batches.text import build_batches
+from hybridbatch.models.encoders import Encoder
+from hybridbatch.train import text as training
+from hybridbatch.train.masks import text_false_negatives
+from hybridbatch.train.objectives import info_nce
 
 TRAINING = {
     "learning_rate": 2e-3,
@@ -18,8 +20,16 @@ TRAINING = {
     "freeze_embeddings": False,
     "seed": 0,
 }
-PLAN = {"alpha": 0.5, "batch_size": 16, "epochs": 6, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True,
-        "validation_fraction": 0.0, "validation_seed": 0}
+PLAN = {
+    "alpha": 0.5,
+    "batch_size": 16,
+    "epochs": 6,
+    "seed": 0,
+    "mono_language_sampling": "uniform",
+    "drop_last": True,
+    "validation_fraction": 0.0,
+    "validation_seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +58,12 @@ def test_info_nce_masks_relevant_candidates_and_copies_of_the_positive():
     # a hand-built conflict: query a is relevant to hard negative "pa-de" (its gold sentence in
     # de, shared with another question); the last candidate copies b's positive text
     relevant = {("qa", "pa"), ("qb", "pb"), ("qc", "pc"), ("qa", "pa-de")}
-    conflicts, duplicates = training.false_negatives(
+    conflicts, duplicates = text_false_negatives(
         ["qa", "qb", "qc"], ["pa", "pb", "pc", "pa-de", "px"], ["ta", "tb", "tc", "ta-de", "tb"], relevant
     )
     assert conflicts.nonzero().tolist() == [[0, 3]]
     assert duplicates.nonzero().tolist() == [[1, 4]]
-    loss = training.info_nce(q, c, conflicts | duplicates, temperature=0.1)
+    loss = info_nce(q, c, conflicts | duplicates, temperature=0.1)
     logits = (q @ c.T / 0.1).numpy()
     allowed = [[0, 1, 2, 4], [0, 1, 2, 3], [0, 1, 2, 3, 4]]
     expected = [-logits[i, i] + np.log(np.exp(logits[i, allowed[i]]).sum()) for i in range(3)]
@@ -90,5 +100,7 @@ def test_nan_loss_stops_training_naming_the_batch(pairs_dir, tiny_model_dir, tmp
     build_batches({**PLAN, "epochs": 1}, pairs_dir, tmp_path / "batches")
     monkeypatch.setattr(training, "info_nce", lambda *args, **kwargs: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match=r"batches: batch 0 \(step 0\): loss is nan"):
-        training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m")
+        training.train(
+            {"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m"
+        )
     assert not (tmp_path / "m" / "model.safetensors").exists()

@@ -14,11 +14,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from conftest import REPO
 from test_image_corpora import emoji_mirror
-from hybridbatch import schema
-from hybridbatch.evaluation import SUMMARY_COLUMNS
+
+from hybridbatch.artifacts import schema
+from hybridbatch.names import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
@@ -121,7 +121,9 @@ def test_tables_have_the_paper_shape(workdir):
     table = pd.read_csv(workdir / "results/tables/map.csv", header=[0, 1], index_col=[0, 1])
     assert table.shape == (1 + len(STRATEGIES), 3)
     assert table.index.get_level_values(1)[0] == "(a) zero-shot"
-    markdown_rows = [line for line in (workdir / "results/tables/map.md").read_text().splitlines() if line.startswith("|")]
+    markdown_rows = [
+        line for line in (workdir / "results/tables/map.md").read_text().splitlines() if line.startswith("|")
+    ]
     assert len(markdown_rows) == 2 + 1 + len(STRATEGIES)
     bias = pd.read_csv(workdir / "results/tables/language_bias.csv", header=[0, 1], index_col=[0, 1])
     assert bias.shape == (1 + len(STRATEGIES), 1)
@@ -165,7 +167,13 @@ def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir)
     write_config(workdir, config)
     try:
         assert planned_jobs(workdir) == {
-            "batches": 1, "train": 1, "embed": 1, "search": 1, "evaluate": 1, "tables": 1, "all": 1
+            "batches": 1,
+            "train": 1,
+            "embed": 1,
+            "search": 1,
+            "evaluate": 1,
+            "tables": 1,
+            "all": 1,
         }
     finally:
         write_config(workdir, tiny_config())
@@ -185,7 +193,9 @@ def test_image_text_track_runs_end_to_end_from_real_image_bytes(workdir):
     summary = pd.read_csv(results / "tables/summary.csv")
     image = summary[summary.corpus == "emoji"]
     assert set(image.strategy) == set(IMAGE_STRATEGIES) and set(image.model) == {"tiny-bert+efficientnet-lite0"}
-    assert set(image.setting) == {f"{t}/{p}" for t in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")}
+    assert set(image.setting) == {
+        f"{t}/{p}" for t in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")
+    }
     assert set(image[image.metric == "language_bias"].setting) == {"i2t-multi/first", "i2t-multi/all"}
     table = pd.read_csv(results / "tables/image_text.csv", header=[0, 1, 2], index_col=[0, 1])
     assert len(table) == len(IMAGE_STRATEGIES) and ("first", "t2i", "recall@1") in table.columns
@@ -204,7 +214,13 @@ def test_image_text_knobs_rebuild_only_what_they_affect(workdir):
         config = tiny_config()
         config["image_text"]["strategies"]["hybrid"]["weights"]["caption-caption"] = 0.25
         write_config(workdir, config)
-        assert planned_jobs(workdir) == {"image_text_batches": 1, "train_lit": 1, "evaluate_image_text": 1, "tables": 1, "all": 1}
+        assert planned_jobs(workdir) == {
+            "image_text_batches": 1,
+            "train_lit": 1,
+            "evaluate_image_text": 1,
+            "tables": 1,
+            "all": 1,
+        }
     finally:
         write_config(workdir, tiny_config())
 
@@ -215,7 +231,8 @@ def test_config_typo_names_the_key(workdir):
     (workdir / "typo.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
         SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(workdir / "typo.yaml"), "-n"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0
     assert "learnin_rate" in result.stdout + result.stderr
@@ -223,7 +240,9 @@ def test_config_typo_names_the_key(workdir):
 
 def hybridbatch(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    return subprocess.run([sys.executable, "-m", "hybridbatch", *args], capture_output=True, text=True, cwd=workdir, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "hybridbatch", *args], capture_output=True, text=True, cwd=workdir, env=env
+    )
 
 
 def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(workdir):
@@ -250,7 +269,8 @@ def test_audit_passes_then_names_a_tampered_shard_and_everything_downstream(work
 
 
 def test_quick_audit_hashes_only_files_modified_after_their_manifest(workdir, monkeypatch):
-    from hybridbatch import audit, manifest
+    from hybridbatch.artifacts import manifest
+    from hybridbatch.report import audit
 
     hashed = []
     original_hash = manifest.sha256_file
@@ -303,7 +323,9 @@ def test_runs_table_comes_from_the_manifests(workdir):
     assert image.loc["hybrid", "training.objective"] == "symmetric-info-nce"
     runs = runs[runs.corpus == "cldr-locales"]
     assert sorted(runs.strategy) == sorted(STRATEGIES + ["zero-shot"])
-    assert {"alpha", "seed", "training.learning_rate", "realised_alpha", "multi map", "multi language_bias"} <= set(runs.columns)
+    assert {"alpha", "seed", "training.learning_rate", "realised_alpha", "multi map", "multi language_bias"} <= set(
+        runs.columns
+    )
     trained = runs.set_index("strategy").drop("zero-shot")
     assert trained.loc["X-X-mono", "realised_alpha"] == 1.0 and trained.loc["X-Y", "realised_alpha"] == 0.0
 
@@ -312,9 +334,13 @@ def test_data_batch_and_base_model_manifests_are_identical_across_fresh_runs(wor
     write_config(tmp_path, tiny_config())
     targets = [f"results/batches/cldr-locales/{s}/s0" for s in STRATEGIES] + ["results/models/tiny-bert/zero-shot"]
     snakemake(tmp_path, *targets)
-    from hybridbatch.manifest import manifest_hash
+    from hybridbatch.artifacts.manifest import manifest_hash
 
-    artifacts = ["results/corpora/cldr-locales/raw", "results/corpora/cldr-locales", "results/train/cldr-locales"] + targets
+    artifacts = [
+        "results/corpora/cldr-locales/raw",
+        "results/corpora/cldr-locales",
+        "results/train/cldr-locales",
+    ] + targets
     for artifact in artifacts:
         first, second = (json.loads((root / artifact / "manifest.json").read_text()) for root in (workdir, tmp_path))
         assert manifest_hash(first) == manifest_hash(second), artifact
@@ -338,7 +364,8 @@ def test_paper_config_plans_the_full_grid(tmp_path):
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     result = subprocess.run(
         SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / "config/paper.yaml"), "-n"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout.split("Job stats:")[1].split("total")[0]
@@ -366,19 +393,32 @@ def test_slurm_profile_hands_each_job_the_resources_of_its_rule(tmp_path):
     for a dry run): every job gets the mem_mb, runtime and gpu its rule has in config."""
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "--profile", str(REPO / "profiles/slurm"),
-                     "--configfile", str(REPO / "config/paper.yaml"), "-n"],
-        capture_output=True, text=True,
+        SNAKEMAKE
+        + [
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            "--configfile",
+            str(REPO / "config/paper.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     jobs = dry_run_jobs(result.stdout)
     assert {job["rule"] for job in jobs} >= {"download", "train", "embed", "search", "evaluate", "tables"}
+    defaults = {
+        **yaml.safe_load((REPO / "config.yaml").read_text())["resources"]["default"],
+        **paper["resources"]["default"],
+    }
     for job in (job for job in jobs if job["rule"] != "all"):  # the target rule runs nothing
-        expected = {**paper["resources"]["default"], **paper["resources"].get(job["rule"], {})}
+        expected = {**defaults, **paper["resources"].get(job["rule"], {})}
         assert int(job["mem_mb"]) == expected["mem_mb"] and int(job["runtime"]) == expected["runtime"], job
-        if job["rule"] in ("train", "embed_shard", "embed"):
-            assert job["gpu"] == "1", job  # compute.gpus: `--resources gpu=N` runs N at once
+        assert int(job["gpu"]) == expected["gpu"], job  # `--resources gpu=N` runs N GPU jobs at once
+        assert int(job["gpu"]) == (job["rule"] in ("train", "embed_shard", "embed")), job
 
 
 def test_the_driver_needs_neither_torch_nor_faiss_nor_pandas(tmp_path):
@@ -403,14 +443,38 @@ def test_the_driver_needs_neither_torch_nor_faiss_nor_pandas(tmp_path):
         "from snakemake.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    result = subprocess.run([sys.executable, "-c", blocker, "-s", str(REPO / "Snakefile"), "--cores", "2",
-                             "--directory", str(tmp_path), "-n"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            blocker,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--cores",
+            "2",
+            "--directory",
+            str(tmp_path),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Job stats:" in result.stdout
 
 
-HEAVY = {"torch", "faiss", "pandas", "pyarrow", "numpy", "babel", "transformers", "sentence_transformers", "matplotlib",
-         "scipy"}
+HEAVY = {
+    "torch",
+    "faiss",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "babel",
+    "transformers",
+    "sentence_transformers",
+    "matplotlib",
+    "scipy",
+}
 
 
 # --- artifacts that cannot be fooled ------------------------------------------------------
@@ -428,7 +492,7 @@ def scratch(workdir, tmp_path) -> Path:
 
 def rehash(manifest_path: Path, name: str) -> None:
     """Update one file's record in a manifest, as someone covering an edit would."""
-    from hybridbatch.download import sha256_file
+    from hybridbatch.fetch.download import sha256_file
 
     manifest = json.loads(manifest_path.read_text())
     path = manifest_path.parent / name
@@ -471,9 +535,21 @@ def test_a_stage_refuses_an_input_directory_that_does_not_match_its_manifest(scr
     tamper, message = TAMPERING[case]
     tamper(scratch)
     manifest = json.loads((scratch / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())
-    result = hybridbatch(scratch, "train", "--params", json.dumps(manifest["params"]), "--base", "results/models/tiny-bert/zero-shot",
-                         "--batches", HYBRID_BATCHES, "--out", "retrained")
-    assert result.returncode != 0 and message.split(" ", 2)[2] in result.stderr and message.split(" ")[0] in result.stderr
+    result = hybridbatch(
+        scratch,
+        "train",
+        "--params",
+        json.dumps(manifest["params"]),
+        "--base",
+        "results/models/tiny-bert/zero-shot",
+        "--batches",
+        HYBRID_BATCHES,
+        "--out",
+        "retrained",
+    )
+    assert (
+        result.returncode != 0 and message.split(" ", 2)[2] in result.stderr and message.split(" ")[0] in result.stderr
+    )
     assert not (scratch / "retrained").exists()
 
 
@@ -493,30 +569,40 @@ def test_lineage_row_out_of_range_is_a_clear_error(workdir):
 
 
 def test_results_do_not_depend_on_cores(workdir, tmp_path):
-    """compute.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes
+    """resources.<rule>.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes
     (the text track; the image track's stages take their threads from the same setting)."""
     config = tiny_config()
     config["image_text"] = None
     write_config(tmp_path, config)
     result = subprocess.run(
         SNAKEMAKE[:-1] + ["1", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     files = [f"{HYBRID_BATCHES}/shard-0000.parquet"]
     files += [f"results/models/tiny-bert/cldr-locales.{s}.s0/model.safetensors" for s in STRATEGIES]
-    files += [f"results/metrics/tiny-bert/{v}/cldr-locales/{name}" for v in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]
-              for name in ("summary.csv", "per_query.parquet")]
+    files += [
+        f"results/metrics/tiny-bert/{v}/cldr-locales/{name}"
+        for v in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]
+        for name in ("summary.csv", "per_query.parquet")
+    ]
     for name in files:
         assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
-    threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())["threads"]
-    assert threads["OMP_NUM_THREADS"] == str(tiny_config()["compute"]["threads"]) and threads["torch"] == tiny_config()["compute"]["threads"]
+    threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())[
+        "threads"
+    ]
+    configured = tiny_config()["resources"]["default"]["threads"]
+    assert threads["OMP_NUM_THREADS"] == str(configured) and threads["torch"] == configured
 
 
 def config_dry_run(tmp_path, configfile: str) -> dict[str, int]:
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    result = subprocess.run(SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "-n"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "-n"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout.split("Job stats:")[1].split("total")[0]
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
@@ -542,13 +628,15 @@ def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_work
     """A tiny random CLIP (a local checkpoint) as the image-text model: its base model, its
     own tower's features, LiT with config.yaml's four strategies and the untrained model,
     all evaluated; the trained model loads with transformers alone."""
-    from transformers import AutoModel
-
     from dual_encoders import tiny_clip
+    from transformers import AutoModel
 
     config = tiny_config()
     config["models"]["tiny-clip"] = {"source": {"kind": "dual-encoder", "path": str(tiny_clip(tmp_path / "clip"))}}
-    config["image_towers"]["tiny-clip-vision"] = {"source": {"kind": "dual-encoder", "model": "tiny-clip"}, "batch_size": 4}
+    config["image_towers"]["tiny-clip-vision"] = {
+        "source": {"kind": "dual-encoder", "model": "tiny-clip"},
+        "batch_size": 4,
+    }
     image_text = config["image_text"]
     image_text.update(text_model="tiny-clip", image_tower="tiny-clip-vision", max_length=None, zero_shot=["tiny-clip"])
     image_text["strategies"] = yaml.safe_load((REPO / "config.yaml").read_text())["image_text"]["strategies"]
@@ -563,6 +651,8 @@ def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_work
         summary = pd.read_csv(workdir / f"results/image_text/metrics/emoji/{run}/summary.csv")
         assert {"t2i/first", "i2t/first", "i2t-multi/first", "t2t-cross/first"} <= set(summary.setting), run
         assert summary.model.unique().tolist() == ["tiny-clip+tiny-clip-vision"]
-    assert pd.read_csv(workdir / "results/image_text/metrics/emoji/zero-shot.tiny-clip/summary.csv").strategy.unique() == ["zero-shot"]
+    assert pd.read_csv(
+        workdir / "results/image_text/metrics/emoji/zero-shot.tiny-clip/summary.csv"
+    ).strategy.unique() == ["zero-shot"]
     model = AutoModel.from_pretrained(str(workdir / "results/image_text/models/emoji/hybrid.s0"))
     assert type(model).__name__ == "CLIPModel"

@@ -10,21 +10,26 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridbatch.download import sha256_file, write_checksums
+from hybridbatch.fetch.download import sha256_file, write_checksums
 
 LANGUAGES = ["ar", "de", "en", "ru", "zh"]
 SYLLABLES = {"ar": "ka la ma na sa ta", "de": "ein der sch ung ber ach", "en": "the ing and ion ter all",
              "ru": "ра ко ни ст ов то", "zh": "的 是 在 有 人 中"}  # fmt: skip
 
 
-def write_xquad_like(raw: Path, languages: list[str] = LANGUAGES, articles: int = 20, paragraphs: int = 5,
-                     seed: int = 0) -> Path:
+def write_xquad_like(
+    raw: Path, languages: list[str] = LANGUAGES, articles: int = 20, paragraphs: int = 5, seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     raw.mkdir(parents=True, exist_ok=True)
     shape = []  # per article, per paragraph: (sentence count, questions' sentence indices)
     for _ in range(articles):
-        shape.append([(n := int(rng.integers(3, 8)), rng.integers(0, n, size=int(rng.integers(1, 5))))
-                      for _ in range(paragraphs)])
+        shape.append(
+            [
+                (n := int(rng.integers(3, 8)), rng.integers(0, n, size=int(rng.integers(1, 5))))
+                for _ in range(paragraphs)
+            ]
+        )
     digests = {}
     for lang in languages:
         syllables = SYLLABLES[lang].split()
@@ -32,7 +37,9 @@ def write_xquad_like(raw: Path, languages: list[str] = LANGUAGES, articles: int 
         for a, article in enumerate(shape):
             paras = []
             for p, (n, answers) in enumerate(article):
-                words = [" ".join(rng.choice(syllables, size=int(rng.integers(2, 6)))) + f" {a}x{p}x{s}" for s in range(n)]
+                words = [
+                    " ".join(rng.choice(syllables, size=int(rng.integers(2, 6)))) + f" {a}x{p}x{s}" for s in range(n)
+                ]
                 joined = rng.random(n - 1) < 0.15  # this language writes sentence s and s + 1 as one
                 sentences, owner = [], []
                 for s in range(n):
@@ -45,10 +52,17 @@ def write_xquad_like(raw: Path, languages: list[str] = LANGUAGES, articles: int 
                 for sentence in sentences:
                     breaks.append([start, start + len(sentence)])
                     start += len(sentence) + 1
-                qas = [{"id": f"{a}-{p}-q{i}", "question": f"{' '.join(rng.choice(syllables, 3))} {a}x{p}x{s}?",
-                        "answers": [{"answer_start": breaks[owner[s]][0] + 1, "text": "x"}]}
-                       for i, s in enumerate(answers)]
-                paras.append({"context": " ".join(sentences), "sentences": sentences, "sentence_breaks": breaks, "qas": qas})
+                qas = [
+                    {
+                        "id": f"{a}-{p}-q{i}",
+                        "question": f"{' '.join(rng.choice(syllables, 3))} {a}x{p}x{s}?",
+                        "answers": [{"answer_start": breaks[owner[s]][0] + 1, "text": "x"}],
+                    }
+                    for i, s in enumerate(answers)
+                ]
+                paras.append(
+                    {"context": " ".join(sentences), "sentences": sentences, "sentence_breaks": breaks, "qas": qas}
+                )
             data.append({"title": f"article {a}", "paragraphs": paras})
         path = raw / f"{lang}.json"
         path.write_text(json.dumps({"version": "1.1", "data": data}, ensure_ascii=False), encoding="utf-8")

@@ -2,7 +2,7 @@
 plus `audit`, `lineage` and `runs` over a results tree.
 
 The Snakemake rules call the stages; they are also the way to run one stage by hand.
-After a stage succeeds, the manifest of its artifact is written (hybridbatch.manifest).
+After a stage succeeds, the manifest of its artifact is written (hybridbatch.artifacts.manifest).
 """
 
 from __future__ import annotations
@@ -15,32 +15,13 @@ import os
 import sys
 import time
 
-OUTPUTS = ("out", "tables", "plots", "record")
-# stage name -> (module, function, names of its path arguments after params; outputs are
-# those in OUTPUTS). Modules are imported only for the stage that runs.
-STAGES = {
-    "download": ("corpora", "download", ["out"]),
-    "prepare": ("corpora.prepare", "prepare", ["raw", "out"]),
-    "pairs": ("pairs", "build_pairs", ["corpus", "out"]),
-    "batches": ("batching", "build_batches", ["pairs", "out"]),
-    "base-model": ("model_sources", "build_base_model", ["corpus", "out"]),
-    "train": ("training", "train", ["base", "batches", "out"]),
-    "image-features": ("image_towers", "image_features", ["corpus", "raw", "model", "out"]),
-    "image-text-batches": ("image_text_batches", "build_image_text_batches", ["corpus", "out"]),
-    "train-lit": ("lit", "train_lit", ["base", "features", "batches", "out"]),
-    "evaluate-image-text": ("image_text_evaluation", "evaluate_image_text", ["model", "features", "corpus", "out"]),
-    "embed-shard": ("indexing", "embed_shard", ["model", "corpus", "out"]),
-    "embed": ("indexing", "embed_and_index", ["model", "corpus", "shards", "out"]),
-    "search": ("evaluation", "search", ["embeddings", "corpus", "out"]),
-    "evaluate": ("evaluation", "evaluate", ["run", "corpus", "out"]),
-    "tables": ("tables", "make_tables", ["metrics", "image_text_metrics", "tables", "plots", "record"]),
-}
+from hybridbatch.stages import OUTPUTS, STAGES
 
 
 def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     """Check the input artifacts against their manifests, run one stage, and write its
     artifact's manifest."""
-    from .manifest import verify_inputs, write_manifest
+    from hybridbatch.artifacts.manifest import verify_inputs, write_manifest
 
     module, function, names = STAGES[stage]
     flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
@@ -61,16 +42,26 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
         for path in paths:
-            optional = (name, path) in (("base-model", "corpus"), ("image-features", "model"), ("tables", "image_text_metrics"))
+            optional = (name, path) in (
+                ("base-model", "corpus"),
+                ("image-features", "model"),
+                ("tables", "image_text_metrics"),
+            )
             nargs = {"metrics": "+", "image_text_metrics": "*", "shards": "*"}.get(path)
-            command.add_argument(f"--{path.replace('_', '-')}", dest=path, required=not optional, nargs=nargs,
-                                 default=[] if nargs == "*" else None)
+            command.add_argument(
+                f"--{path.replace('_', '-')}",
+                dest=path,
+                required=not optional,
+                nargs=nargs,
+                default=[] if nargs == "*" else None,
+            )
     command = commands.add_parser("check-config", help="checks that need the stages' libraries (Babel, FAISS)")
     command.add_argument("--params", required=True, help="the whole config, as JSON")
     command = commands.add_parser("audit", help="re-hash every artifact against its manifest")
     command.add_argument("results", nargs="?", default="results")
-    command.add_argument("--quick", action="store_true",
-                         help="check sizes; hash only files modified after their manifest was written")
+    command.add_argument(
+        "--quick", action="store_true", help="check sizes; hash only files modified after their manifest was written"
+    )
     command = commands.add_parser("lineage", help="the chain of artifacts behind a table")
     command.add_argument("table")
     command.add_argument("--row", type=int, default=None, help="0-based data row of a summary-style CSV")
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "check-config":
-        from .config import ConfigError, check_config_deeply
+        from hybridbatch.config import ConfigError, check_config_deeply
 
         try:
             check_config_deeply(json.loads(args.params))
@@ -90,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if args.command in ("audit", "lineage", "runs"):
-        from . import audit
+        from hybridbatch.report import audit
 
         if args.command == "audit":
             return audit.audit(args.results, args.quick)
@@ -108,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.threads:  # the workflow sets these from config `compute.threads` for every stage
-        from .layout import THREAD_VARIABLES
+        from hybridbatch.names import THREAD_VARIABLES
 
         os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
     started = time.perf_counter()

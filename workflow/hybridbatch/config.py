@@ -8,11 +8,20 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .layout import ZERO_SHOT
+from hybridbatch.names import ZERO_SHOT
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 IMAGE_SOURCES = {"coco35l", "emoji", "xm3600"}  # corpus formats whose candidates are images (images.parquet)
 DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
+
+
+def normalised_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Batch type weights that sum to 1, by type name: {1, 1} and {0.5, 0.5} are one strategy
+    (one set of batches, one alpha)."""
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"batch type weights {weights} sum to {total}")
+    return {kind: weight / total for kind, weight in sorted(weights.items())}
 
 
 class ConfigError(ValueError):
@@ -43,7 +52,9 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     for key, names, section in references:
         unknown = [name for name in names if name not in config[section]]
         if unknown:
-            raise ConfigError(f"config key {key}: {unknown} not defined under {section} (has {sorted(config[section])})")
+            raise ConfigError(
+                f"config key {key}: {unknown} not defined under {section} (has {sorted(config[section])})"
+            )
     for name, trainset in config["trainsets"].items():
         outside = sorted(set(trainset["languages"]) - set(config["corpora"][trainset["corpus"]]["languages"]))
         if outside:
@@ -51,19 +62,25 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     check_splits(config)
     for name in config["experiment"]["eval_corpora"]:
         if config["corpora"][name]["source"] in IMAGE_SOURCES:
-            raise ConfigError(f"config key experiment.eval_corpora: {name} is an image-text corpus (its candidates are "
-                              f"images); the text models of experiment.models cannot embed images")
+            raise ConfigError(
+                f"config key experiment.eval_corpora: {name} is an image-text corpus (its candidates are "
+                f"images); the text models of experiment.models cannot embed images"
+            )
     for name in config["experiment"]["models"]:
         if config["models"][name]["source"]["kind"] == DUAL_ENCODER:
-            raise ConfigError(f"config key experiment.models: {name} is a dual encoder (image-text track); the text "
-                              f"track trains sentence-transformers models")
+            raise ConfigError(
+                f"config key experiment.models: {name} is a dual encoder (image-text track); the text "
+                f"track trains sentence-transformers models"
+            )
     check_image_towers(config)
     check_image_text(config)
     for name, model in config["models"].items():
         source = model["source"]
         if source["kind"] == "random" and source["hidden_size"] % source["heads"]:
-            raise ConfigError(f"config key models.{name}.source.hidden_size: {source['hidden_size']} is not a multiple "
-                              f"of heads ({source['heads']})")
+            raise ConfigError(
+                f"config key models.{name}.source.hidden_size: {source['hidden_size']} is not a multiple "
+                f"of heads ({source['heads']})"
+            )
 
 
 def is_dual_encoder(config: dict, model: str) -> bool:
@@ -74,17 +91,22 @@ def check_image_towers(config: dict) -> None:
     """A dual encoder's image tower names a dual-encoder model."""
     for name, tower in config.get("image_towers", {}).items():
         model = tower["source"].get("model")
-        if tower["source"]["kind"] == DUAL_ENCODER and (model not in config["models"] or not is_dual_encoder(config, model)):
-            raise ConfigError(f"config key image_towers.{name}.source.model: {model!r} is not a dual-encoder model "
-                              f"under models")
+        if tower["source"]["kind"] == DUAL_ENCODER and (
+            model not in config["models"] or not is_dual_encoder(config, model)
+        ):
+            raise ConfigError(
+                f"config key image_towers.{name}.source.model: {model!r} is not a dual-encoder model under models"
+            )
 
 
 def tower_of(config: dict, model: str, key: str) -> str:
     """The image tower of dual-encoder `model`: the one image_towers entry built from it."""
     towers = [name for name, tower in config.get("image_towers", {}).items() if tower["source"].get("model") == model]
     if len(towers) != 1:
-        raise ConfigError(f"config key {key}: {model} needs exactly one image_towers entry with source "
-                          f"{{kind: {DUAL_ENCODER}, model: {model}}} (found {towers})")
+        raise ConfigError(
+            f"config key {key}: {model} needs exactly one image_towers entry with source "
+            f"{{kind: {DUAL_ENCODER}, model: {model}}} (found {towers})"
+        )
     return towers[0]
 
 
@@ -97,7 +119,8 @@ def image_text_runs(config: dict) -> list[str]:
     `<strategy>.s<seed>` per trained cell."""
     section = config["image_text"]
     return [f"{ZERO_SHOT}.{model}" for model in section.get("zero_shot", [])] + [
-        f"{strategy}.s{seed}" for strategy in section["strategies"] for seed in section["seeds"]]
+        f"{strategy}.s{seed}" for strategy in section["strategies"] for seed in section["seeds"]
+    ]
 
 
 def check_image_text(config: dict) -> None:
@@ -107,26 +130,40 @@ def check_image_text(config: dict) -> None:
         return
     section = config["image_text"]
     evaluation = section["evaluation"]
-    for key, name, section_name in (("corpus", section["corpus"], "corpora"), ("evaluation.corpus", eval_corpus(section), "corpora"),
-                                    ("text_model", section["text_model"], "models"),
-                                    ("image_tower", section["image_tower"], "image_towers")):
+    for key, name, section_name in (
+        ("corpus", section["corpus"], "corpora"),
+        ("evaluation.corpus", eval_corpus(section), "corpora"),
+        ("text_model", section["text_model"], "models"),
+        ("image_tower", section["image_tower"], "image_towers"),
+    ):
         if name not in config.get(section_name, {}):
-            raise ConfigError(f"config key image_text.{key}: {name!r} not defined under {section_name} "
-                              f"(has {sorted(config.get(section_name, {}))})")
+            raise ConfigError(
+                f"config key image_text.{key}: {name!r} not defined under {section_name} "
+                f"(has {sorted(config.get(section_name, {}))})"
+            )
         if section_name == "corpora" and config["corpora"][name]["source"] not in IMAGE_SOURCES:
-            raise ConfigError(f"config key image_text.{key}: {name} is not an image-text corpus "
-                              f"(source {config['corpora'][name]['source']!r}; image sources: {sorted(IMAGE_SOURCES)})")
+            raise ConfigError(
+                f"config key image_text.{key}: {name} is not an image-text corpus "
+                f"(source {config['corpora'][name]['source']!r}; image sources: {sorted(IMAGE_SOURCES)})"
+            )
     trained, evaluated = section["corpus"], eval_corpus(section)
     if not image_text_runs(config):
-        raise ConfigError("config key image_text.seeds: empty, and image_text.zero_shot names no model: nothing to evaluate")
+        raise ConfigError(
+            "config key image_text.seeds: empty, and image_text.zero_shot names no model: nothing to evaluate"
+        )
     if section["strategies"] and section["seeds"] and config["corpora"][trained]["test_fraction"] >= 1:
-        raise ConfigError(f"config key corpora.{trained}.test_fraction: 1 leaves no train split, but image_text "
-                          f"trains on {trained}")
+        raise ConfigError(
+            f"config key corpora.{trained}.test_fraction: 1 leaves no train split, but image_text trains on {trained}"
+        )
     if config["corpora"][evaluated]["test_fraction"] <= 0:
-        raise ConfigError(f"config key corpora.{evaluated}.test_fraction: 0 leaves no test split, but image_text "
-                          f"evaluates on {evaluated}")
-    for key, languages, corpus in (("train_languages", section["train_languages"], trained),
-                                   ("evaluation.languages", evaluation["languages"], evaluated)):
+        raise ConfigError(
+            f"config key corpora.{evaluated}.test_fraction: 0 leaves no test split, but image_text "
+            f"evaluates on {evaluated}"
+        )
+    for key, languages, corpus in (
+        ("train_languages", section["train_languages"], trained),
+        ("evaluation.languages", evaluation["languages"], evaluated),
+    ):
         outside = sorted(set(languages) - set(config["corpora"][corpus]["languages"]))
         if outside:
             raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {corpus}")
@@ -134,7 +171,9 @@ def check_image_text(config: dict) -> None:
     evaluated = section["evaluation"]
     outside = sorted(set(evaluated.get("t2t_languages", [])) - set(evaluated["languages"]))
     if outside:
-        raise ConfigError(f"config key image_text.evaluation.t2t_languages: {outside} not in image_text.evaluation.languages")
+        raise ConfigError(
+            f"config key image_text.evaluation.t2t_languages: {outside} not in image_text.evaluation.languages"
+        )
     if 1 not in config["evaluation"]["recall_at"]:
         raise ConfigError("config key evaluation.recall_at: the image-text tables report R@1; include 1")
     for name, strategy in section["strategies"].items():
@@ -154,23 +193,33 @@ def check_image_text_model(config: dict, section: dict) -> None:
     training = section["training"]
     for model in section.get("zero_shot", []):
         if model not in config["models"] or not is_dual_encoder(config, model):
-            raise ConfigError(f"config key image_text.zero_shot: {model!r} is not a dual-encoder model under models "
-                              f"(an untrained text tower with a new image projection retrieves nothing)")
+            raise ConfigError(
+                f"config key image_text.zero_shot: {model!r} is not a dual-encoder model under models "
+                f"(an untrained text tower with a new image projection retrieves nothing)"
+            )
         tower_of(config, model, "image_text.zero_shot")
     if is_dual_encoder(config, text_model):
         if section.get("max_length") is not None:
-            raise ConfigError(f"config key image_text.max_length: {text_model} is a dual encoder: its checkpoint sets "
-                              f"the caption length and padding (SigLIP: 64 tokens, padded); set it to null")
+            raise ConfigError(
+                f"config key image_text.max_length: {text_model} is a dual encoder: its checkpoint sets "
+                f"the caption length and padding (SigLIP: 64 tokens, padded); set it to null"
+            )
         tower = tower_of(config, text_model, "image_text.text_model")
         if section["image_tower"] != tower:
-            raise ConfigError(f"config key image_text.image_tower: {section['image_tower']!r}, but dual encoder "
-                              f"{text_model} scores images through its own tower {tower!r}")
+            raise ConfigError(
+                f"config key image_text.image_tower: {section['image_tower']!r}, but dual encoder "
+                f"{text_model} scores images through its own tower {tower!r}"
+            )
         return
     if section.get("max_length") is None:
-        raise ConfigError(f"config key image_text.max_length: required for the sentence-transformers text model {text_model}")
+        raise ConfigError(
+            f"config key image_text.max_length: required for the sentence-transformers text model {text_model}"
+        )
     if training["temperature"] is None:
-        raise ConfigError(f"config key image_text.training.temperature: null takes a dual encoder's checkpoint "
-                          f"temperature, but {text_model} has none; give a number")
+        raise ConfigError(
+            f"config key image_text.training.temperature: null takes a dual encoder's checkpoint "
+            f"temperature, but {text_model} has none; give a number"
+        )
 
 
 def image_text_descriptor(config: dict, run: str) -> dict:
@@ -184,8 +233,13 @@ def image_text_descriptor(config: dict, run: str) -> dict:
         return {"corpus": corpus, "model": f"{model}+{tower}", "strategy": ZERO_SHOT, "alpha": None, "seed": None}
     strategy, seed = run.rsplit(".s", 1)
     weights = section["strategies"][strategy]["weights"]
-    return {"corpus": corpus, "model": f"{section['text_model']}+{section['image_tower']}",
-            "strategy": strategy, "alpha": weights.get("image-caption-mono", 0) / sum(weights.values()), "seed": int(seed)}
+    return {
+        "corpus": corpus,
+        "model": f"{section['text_model']}+{section['image_tower']}",
+        "strategy": strategy,
+        "alpha": normalised_weights(weights).get("image-caption-mono", 0.0),
+        "seed": int(seed),
+    }
 
 
 def _number_hint(value) -> str:
@@ -203,15 +257,23 @@ def check_splits(config: dict) -> None:
     """A corpus trained on needs a train split, one evaluated on needs a test split."""
     experiment = config["experiment"]
     trained = {config["trainsets"][experiment["trainset"]]["corpus"]}
-    trained |= {config["models"][m]["source"]["corpus"] for m in experiment["models"] if config["models"][m]["source"]["kind"] == "random"}
+    trained |= {
+        config["models"][m]["source"]["corpus"]
+        for m in experiment["models"]
+        if config["models"][m]["source"]["kind"] == "random"
+    }
     for corpus in sorted(trained):
         if config["corpora"][corpus]["test_fraction"] >= 1:
-            raise ConfigError(f"config key corpora.{corpus}.test_fraction: 1 leaves no train split, but the experiment "
-                              f"trains on {corpus}")
+            raise ConfigError(
+                f"config key corpora.{corpus}.test_fraction: 1 leaves no train split, but the experiment "
+                f"trains on {corpus}"
+            )
     for corpus in experiment["eval_corpora"]:
         if config["corpora"][corpus]["test_fraction"] <= 0:
-            raise ConfigError(f"config key corpora.{corpus}.test_fraction: 0 leaves no test split, but "
-                              f"experiment.eval_corpora evaluates on {corpus}")
+            raise ConfigError(
+                f"config key corpora.{corpus}.test_fraction: 0 leaves no test split, but "
+                f"experiment.eval_corpora evaluates on {corpus}"
+            )
 
 
 def check_config_deeply(config: dict) -> None:
@@ -233,7 +295,9 @@ def check_config_deeply(config: dict) -> None:
                 try:
                     Locale.parse(lang)
                 except (UnknownLocaleError, ValueError) as error:
-                    raise ConfigError(f"config key corpora.{name}.languages: {lang!r} is not a CLDR locale ({error})") from error
+                    raise ConfigError(
+                        f"config key corpora.{name}.languages: {lang!r} is not a CLDR locale ({error})"
+                    ) from error
     if "faiss" in missing:
         return
     import faiss
@@ -242,8 +306,9 @@ def check_config_deeply(config: dict) -> None:
     try:
         faiss.index_factory(768, factory, faiss.METRIC_INNER_PRODUCT)  # 768: PQ sizes that fit 384-d fit it too
     except RuntimeError as error:
-        raise ConfigError(f"config key index.factory: FAISS cannot build {factory!r} "
-                          f"({str(error).strip().split('Error: ')[-1]})") from error
+        raise ConfigError(
+            f"config key index.factory: FAISS cannot build {factory!r} ({str(error).strip().split('Error: ')[-1]})"
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -259,7 +324,7 @@ class Variant:
         return ZERO_SHOT if self.strategy is None else f"{self.trainset}.{self.strategy}.s{self.seed}"
 
     @classmethod
-    def parse(cls, name: str) -> "Variant":
+    def parse(cls, name: str) -> Variant:
         if name == ZERO_SHOT:
             return cls()
         trainset, strategy, seed = name.split(".")

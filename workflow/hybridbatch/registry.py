@@ -4,7 +4,8 @@ config key is wrong and what exists (as big_vision's `pp/registry.py`)."""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

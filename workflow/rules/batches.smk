@@ -9,7 +9,7 @@ rule batches:
             labels={"strategy": "{strategy}", "seed": "{seed}"},
         ),
     input:
-        package("batching"),
+        package("batches"),
         pairs="results/train/{trainset}/pairs.parquet",
         qrels="results/train/{trainset}/qrels.parquet",
         manifest=artifact_manifest("results/train/{trainset}"),
@@ -18,6 +18,7 @@ rule batches:
             {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
         ),
         pairs_dir=lambda w, input: parent_dir(input.pairs),
+    threads: job_threads("batches")
     resources:
         **job_resources("batches"),
     log:
@@ -27,7 +28,7 @@ rule batches:
     conda:
         ENV
     shell:
-        "python -m hybridbatch batches --params {params.plan:q} --pairs {params.pairs_dir} --out {output} > {log} 2>&1"
+        stage_command("batches") + " --params {params.plan:q} --pairs {params.pairs_dir} --out {output} > {log} 2>&1"
 
 
 rule image_text_batches:
@@ -41,18 +42,19 @@ rule image_text_batches:
             labels={"strategy": "{strategy}", "seed": "{seed}"},
         ),
     input:
-        package("image_text_batches"),
+        package("image-text-batches"),
         split=corpus_split("train"),
     params:
         plan=lambda w: as_json(
             {
                 **IMAGE_TEXT["batching"],
                 "languages": sorted(IMAGE_TEXT["train_languages"]),
-                "strategy": normalised_weights(IMAGE_TEXT["strategies"][w.strategy]),
+                "strategy": {"weights": normalised_weights(IMAGE_TEXT["strategies"][w.strategy]["weights"])},
                 "seed": int(w.seed),
             }
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
+    threads: job_threads("image_text_batches")
     resources:
         **job_resources("image_text_batches"),
     log:
@@ -62,4 +64,4 @@ rule image_text_batches:
     conda:
         ENV
     shell:
-        "python -m hybridbatch image-text-batches --params {params.plan:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("image_text_batches") + " --params {params.plan:q} --corpus {params.corpus} --out {output} > {log} 2>&1"

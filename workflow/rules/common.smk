@@ -8,10 +8,11 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
-from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus,
+from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus, normalised_weights,
                                image_text_descriptor, image_text_runs, tower_of, validate_config, variants)
-from hybridbatch.layout import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
-from hybridbatch.sources import stage_files
+from hybridbatch.names import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
+from hybridbatch.artifacts.fingerprints import stage_files
+from hybridbatch.stages import module_of
 
 validate_config(config)
 
@@ -27,7 +28,7 @@ def stage_shell_prefix():
     prefix = f"export PYTHONPATH={package_root}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "  # braces doubled for Snakemake
     if not any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method):
         prefix += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
-    threads = config["compute"]["threads"]  # the same whatever --cores says, so results do not depend on it
+    threads = config["resources"]["default"]["threads"]  # a stage's own: stage_command
     prefix += "".join(f"export {name}={threads}; " for name in THREAD_VARIABLES)
     return prefix
 
@@ -56,15 +57,30 @@ def one_of(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 
 
-def job_resources(rule):
-    """mem_mb and runtime (minutes) of a rule's jobs: config `resources`, its default first."""
+def rule_resources(rule):
+    """config `resources.<rule>` over `resources.default`."""
     return {**config["resources"]["default"], **config["resources"].get(rule, {})}
 
 
-def package(module):
-    """The package source files a stage runs (hybridbatch.sources.stage_files): local files,
-    also when results live in remote storage (--default-storage-provider)."""
-    return [local(path) for path in stage_files(module)]
+def job_resources(rule):
+    """What a rule's jobs declare to the scheduler: gpu, mem_mb and runtime (minutes)."""
+    return {name: value for name, value in rule_resources(rule).items() if name != "threads"}
+
+
+def job_threads(rule):
+    return rule_resources(rule)["threads"]
+
+
+def stage_command(rule, stage=None):
+    """`python -m hybridbatch <stage>` with the rule's configured threads (not those Snakemake
+    may lower to --cores: results do not depend on --cores)."""
+    return f"python -m hybridbatch {stage or rule.replace('_', '-')} --threads {job_threads(rule)}"
+
+
+def package(command):
+    """The package source files a stage or tool runs (hybridbatch.stages, artifacts.fingerprints):
+    local files, also when results live in remote storage (--default-storage-provider)."""
+    return [local(path) for path in stage_files(module_of(command))]
 
 
 # A stage checks each input artifact against its manifest.json: a rule declares the manifest
@@ -162,12 +178,6 @@ def tower_model_dir(wildcards):
     """A dual encoder's image tower reads its base model."""
     source = config["image_towers"][wildcards.tower]["source"]
     return [f"results/models/{source['model']}/zero-shot"] if source["kind"] == DUAL_ENCODER else []
-
-
-def normalised_weights(strategy):
-    """Weights that sum to 1, so that {1, 1} and {0.5, 0.5} are one strategy (one set of batches)."""
-    total = sum(strategy["weights"].values())
-    return {"weights": {kind: weight / total for kind, weight in sorted(strategy["weights"].items())}}
 
 
 def image_text_tables():

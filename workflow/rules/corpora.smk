@@ -2,9 +2,10 @@ rule download:
     output:
         directory("results/corpora/{corpus}/raw"),
     input:
-        package("corpora"),
+        package("download"),
     params:
         corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
+    threads: job_threads("download")
     resources:
         **job_resources("download"),
     log:
@@ -14,7 +15,7 @@ rule download:
     conda:
         ENV
     shell:
-        "python -m hybridbatch download --params {params.corpus:q} --out {output} > {log} 2>&1"
+        stage_command("download") + " --params {params.corpus:q} --out {output} > {log} 2>&1"
 
 
 rule prepare:
@@ -22,13 +23,14 @@ rule prepare:
         expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "passages", "qrels"]),
         manifest=artifact_manifest("results/corpora/{corpus}"),
     input:
-        package("corpora.prepare"),
+        package("prepare"),
         raw="results/corpora/{corpus}/raw",
     wildcard_constraints:
         corpus=one_of(TEXT_CORPORA),
     params:
         corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
         out=lambda w, output: parent_dir(output[0], 2),
+    threads: job_threads("prepare")
     resources:
         **job_resources("prepare"),
     log:
@@ -38,7 +40,7 @@ rule prepare:
     conda:
         ENV
     shell:
-        "python -m hybridbatch prepare --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"
+        stage_command("prepare") + " --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"
 
 
 # An image-text corpus: captions are the queries, images the candidates (same stage).

@@ -3,13 +3,14 @@ rule search:
         expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
         manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
     input:
-        package("evaluation"),
+        package("search"),
         embeddings="results/embeddings/{model}/{variant}/{corpus}",
         corpus=corpus_split("test"),
     params:
         search=as_json(config["search"]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
+    threads: job_threads("search")
     resources:
         **job_resources("search"),
     log:
@@ -19,7 +20,7 @@ rule search:
     conda:
         ENV
     shell:
-        "python -m hybridbatch search --params {params.search:q} --embeddings {input.embeddings}"
+        stage_command("search") + " --params {params.search:q} --embeddings {input.embeddings}"
         " --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
@@ -31,7 +32,7 @@ rule evaluate:
         ),
         manifest=artifact_manifest("results/metrics/{model}/{variant}/{corpus}"),
     input:
-        package("evaluation"),
+        package("evaluate"),
         runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
         runs_manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
         corpus=corpus_split("test"),
@@ -42,6 +43,7 @@ rule evaluate:
         run=lambda w, input: parent_dir(input.runs[0]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
+    threads: job_threads("evaluate")
     resources:
         **job_resources("evaluate"),
     log:
@@ -51,7 +53,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m hybridbatch evaluate --params {params.evaluation:q}"
+        stage_command("evaluate") + " --params {params.evaluation:q}"
         " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
 
 
@@ -63,7 +65,7 @@ rule evaluate_image_text:
         ),
         manifest=artifact_manifest("results/image_text/metrics/{corpus}/{run}"),
     input:
-        package("image_text_evaluation"),
+        package("evaluate-image-text"),
         unpack(image_text_run_inputs),
         split=corpus_split("test"),
     params:
@@ -77,10 +79,9 @@ rule evaluate_image_text:
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
         out=lambda w, output: parent_dir(output[0]),
-    threads: config["compute"]["threads"]
+    threads: job_threads("evaluate_image_text")
     resources:
         **job_resources("evaluate_image_text"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/evaluate_image_text/{corpus}/{run}.log",
     benchmark:
@@ -88,5 +89,5 @@ rule evaluate_image_text:
     conda:
         ENV
     shell:
-        "python -m hybridbatch evaluate-image-text --params {params.evaluation:q} --model {input.model}"
+        stage_command("evaluate_image_text") + " --params {params.evaluation:q} --model {input.model}"
         " --features {input.features} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

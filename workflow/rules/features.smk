@@ -2,7 +2,7 @@ rule image_features:
     output:
         directory("results/features/{tower}/{corpus}"),
     input:
-        package("image_towers"),
+        package("image-features"),
         corpus=lambda w: list(dict.fromkeys(path for split in SPLITS for path in corpus_split(split)(w))),
         raw="results/corpora/{corpus}/raw",
         model=tower_model_dir,
@@ -10,10 +10,9 @@ rule image_features:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
         corpus=lambda w, input: parent_dir(input.corpus[0], 2),
         model=lambda w, input: f"--model {input.model}" if input.model else "",
-    threads: config["compute"]["threads"]
+    threads: job_threads("image_features")
     resources:
         **job_resources("image_features"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/image_features/{tower}/{corpus}.log",
     benchmark:
@@ -21,5 +20,5 @@ rule image_features:
     conda:
         ENV
     shell:
-        "python -m hybridbatch image-features --params {params.tower:q} --corpus {params.corpus}"
+        stage_command("image_features") + " --params {params.tower:q} --corpus {params.corpus}"
         " --raw {input.raw} {params.model} --out {output} > {log} 2>&1"

@@ -2,7 +2,7 @@ rule embed_shard:
     output:
         directory("results/embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}"),
     input:
-        package("indexing"),
+        package("embed-shard"),
         model="results/models/{model}/{variant}",
         corpus=corpus_split("test"),
     wildcard_constraints:
@@ -11,10 +11,9 @@ rule embed_shard:
     params:
         embedding=lambda w: as_json(embedding_params(w.model, (w.shard, w.shards))),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
-    threads: config["compute"]["threads"]
+    threads: job_threads("embed_shard")
     resources:
         **job_resources("embed_shard"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/embed_shard/{model}/{variant}/{corpus}/{shard}-of-{shards}.log",
     benchmark:
@@ -22,7 +21,7 @@ rule embed_shard:
     conda:
         ENV
     shell:
-        "python -m hybridbatch embed-shard --params {params.embedding:q} --model {input.model}"
+        stage_command("embed_shard") + " --params {params.embedding:q} --model {input.model}"
         " --corpus {params.corpus} --out {output} > {log} 2>&1"
 
 
@@ -30,17 +29,16 @@ rule embed:
     output:
         directory("results/embeddings/{model}/{variant}/{corpus}"),
     input:
-        package("indexing"),
+        package("embed"),
         model="results/models/{model}/{variant}",
         corpus=corpus_split("test"),
         shards=passage_shards,
     params:
         embedding=lambda w: as_json(embedding_params(w.model)),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
-    threads: config["compute"]["threads"]
+    threads: job_threads("embed")
     resources:
         **job_resources("embed"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/embed/{model}/{variant}/{corpus}.log",
     benchmark:
@@ -48,5 +46,5 @@ rule embed:
     conda:
         ENV
     shell:
-        "python -m hybridbatch embed --params {params.embedding:q} --model {input.model}"
+        stage_command("embed") + " --params {params.embedding:q} --model {input.model}"
         " --corpus {params.corpus} --shards {input.shards} --out {output} > {log} 2>&1"

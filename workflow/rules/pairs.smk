@@ -10,6 +10,7 @@ rule pairs:
         trainset=lambda w: as_json(config["trainsets"][w.trainset]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output.pairs),
+    threads: job_threads("pairs")
     resources:
         **job_resources("pairs"),
     log:
@@ -19,4 +20,4 @@ rule pairs:
     conda:
         ENV
     shell:
-        "python -m hybridbatch pairs --params {params.trainset:q} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+        stage_command("pairs") + " --params {params.trainset:q} --corpus {params.corpus} --out {params.out} > {log} 2>&1"

@@ -39,6 +39,7 @@ rule tables:
         image_text_metrics=lambda w, input: " ".join(unique_parents(input.image_text_metrics)),
         tables=lambda w, output: parent_dir(output.summary),
         plots=lambda w, output: parent_dir(output.plots[0]),
+    threads: job_threads("tables")
     resources:
         **job_resources("tables"),
     log:
@@ -48,6 +49,6 @@ rule tables:
     conda:
         ENV
     shell:
-        "python -m hybridbatch tables --params {params.significance:q} --metrics {params.metrics}"
+        stage_command("tables") + " --params {params.significance:q} --metrics {params.metrics}"
         " --image-text-metrics {params.image_text_metrics}"
         " --tables {params.tables} --plots {params.plots} --record {output.record} > {log} 2>&1"

@@ -2,12 +2,13 @@ rule base_model:
     output:
         directory("results/models/{model}/zero-shot"),
     input:
-        package("model_sources"),
+        package("base-model"),
         corpus=base_model_corpus,
         local=local_model_dir,
     params:
         model=lambda w: as_json({**config["models"][w.model], "name": w.model}),
         corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",
+    threads: job_threads("base_model")
     resources:
         **job_resources("base_model"),
     log:
@@ -17,7 +18,7 @@ rule base_model:
     conda:
         ENV
     shell:
-        "python -m hybridbatch base-model --params {params.model:q} {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("base_model") + " --params {params.model:q} {params.corpus} --out {output} > {log} 2>&1"
 
 
 rule train:
@@ -31,7 +32,7 @@ rule train:
             labels={"strategy": "{strategy}", "seed": "{seed}"},
         ),
     input:
-        package("training"),
+        package("train"),
         base="results/models/{model}/zero-shot",
         batches="results/batches/{trainset}/{strategy}/s{seed}",
     params:
@@ -42,10 +43,9 @@ rule train:
                 "model": config["models"][w.model],
             }
         ),
-    threads: config["compute"]["threads"]
+    threads: job_threads("train")
     resources:
         **job_resources("train"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/train/{model}/{trainset}.{strategy}.s{seed}.log",
     benchmark:
@@ -53,7 +53,7 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m hybridbatch train --params {params.training:q} --base {input.base}"
+        stage_command("train") + " --params {params.training:q} --base {input.base}"
         " --batches {input.batches} --out {output} > {log} 2>&1"
 
 
@@ -68,7 +68,7 @@ rule train_lit:
             labels={"strategy": "{strategy}", "seed": "{seed}"},
         ),
     input:
-        package("lit"),
+        package("train-lit"),
         base=lambda w: f"results/models/{IMAGE_TEXT['text_model']}/zero-shot",
         features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
         batches="results/image_text/batches/{corpus}/{strategy}/s{seed}",
@@ -83,10 +83,9 @@ rule train_lit:
                 "image_tower": IMAGE_TEXT["image_tower"],
             }
         ),
-    threads: config["compute"]["threads"]
+    threads: job_threads("train_lit")
     resources:
         **job_resources("train_lit"),
-        gpu=config["compute"]["gpus"],
     log:
         "results/logs/train_lit/{corpus}/{strategy}.s{seed}.log",
     benchmark:
@@ -94,5 +93,5 @@ rule train_lit:
     conda:
         ENV
     shell:
-        "python -m hybridbatch train-lit --params {params.training:q} --base {input.base}"
+        stage_command("train_lit") + " --params {params.training:q} --base {input.base}"
         " --features {input.features} --batches {input.batches} --out {output} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""Corpus sources: each format (one module, registered in `source.SOURCES`) turns a config
+"""Corpus sources: each format (one module, registered in `formats.SOURCES`) turns a config
 entry into raw files, then canonical Parquet.
 
 Where the raw files come from, by config key: `url` (files over HTTP(S), each pinned
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import cldr, coco35l, emoji, lareqa, miracl, mmarco, xm3600  # noqa: F401  (each registers its format)
-from .source import SOURCES
+from hybridbatch.corpora import cldr, coco35l, emoji, lareqa, miracl, mmarco, xm3600  # noqa: F401  (each registers its format)
+from hybridbatch.corpora.formats import SOURCES
 
 
 def download(params: dict, out_dir: str | Path) -> Path:

@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 import babel
+import pandas as pd
 from babel import Locale, localedata
 from babel.numbers import get_territory_currencies
 
-from .. import schema
-from ..download import write_checksummed
-from .source import SOURCES, CorpusSource, grouped_by_item
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item
+from hybridbatch.fetch.download import write_checksummed
 
 SOURCE_NAME = "babel-cldr"
 

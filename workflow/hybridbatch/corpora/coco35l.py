@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import schema
-from ..archives import safe_extract
-from .source import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.fetch.archives import safe_extract
 
 CAPTIONS = "coco_mt_train.jsonl.bz2"
 KARPATHY = "dataset_coco.json"
@@ -95,8 +95,11 @@ def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed
     return queries, images, qrels.assign(relevance=1)
 
 
-
 SOURCES.register("coco35l")(
-    CorpusSource(download=url_download(extract), frames=lambda params, raw_dir: grouped_by_item(
-        *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])))
+    CorpusSource(
+        download=url_download(extract),
+        frames=lambda params, raw_dir: grouped_by_item(
+            *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])
+        ),
+    )
 )

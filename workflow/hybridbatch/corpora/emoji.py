@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import schema
-from ..archives import safe_extract
-from ..download import fetch_files, url_fetcher, url_files
-from .source import SOURCES, CorpusSource, grouped_by_item, image_records
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records
+from hybridbatch.fetch.archives import safe_extract
+from hybridbatch.fetch.download import fetch_files, url_fetcher, url_files
 
 ARCHIVES = ("images.tgz", "annotations.tgz", "derived.tgz")
 IMAGE_DIR = "img/google/64"
@@ -61,7 +61,9 @@ def names(raw_dir: Path, lang: str) -> dict[str, dict]:
     for folder, top in (("annotationsDerived", "annotationsDerived"), ("annotations", "annotations")):
         path = raw_dir / folder / lang / "annotations.json"
         if not path.is_file():
-            raise schema.SchemaError(f"{path}: missing (language {lang!r} is configured; CLDR has no annotations for it?)")
+            raise schema.SchemaError(
+                f"{path}: missing (language {lang!r} is configured; CLDR has no annotations for it?)"
+            )
         merged.update(json.loads(path.read_text(encoding="utf-8"))[top]["annotations"])
     return merged
 

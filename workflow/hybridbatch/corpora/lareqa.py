@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import schema
-from ..download import fetch_files, git_fetcher, url_fetcher
-from .source import SOURCES, CorpusSource
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource
+from hybridbatch.fetch.download import fetch_files, git_fetcher, url_fetcher
 
 
 def load_language(path: str | Path, lang: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -32,9 +32,14 @@ def load_language(path: str | Path, lang: str) -> tuple[pd.DataFrame, pd.DataFra
         for p, paragraph in enumerate(article["paragraphs"]):
             breaks = paragraph["sentence_breaks"]
             if len(breaks) != len(paragraph["sentences"]):
-                raise schema.SchemaError(f"{path}: article {a} paragraph {p} has {len(breaks)} breaks for {len(paragraph['sentences'])} sentences")
+                raise schema.SchemaError(
+                    f"{path}: article {a} paragraph {p} has {len(breaks)} breaks "
+                    f"for {len(paragraph['sentences'])} sentences"
+                )
             pids = [f"{lang}:{a}-{p}-{s}" for s in range(len(breaks))]
-            passages += [(pid, lang, f"{a}-{p}-{s}", text) for s, (pid, text) in enumerate(zip(pids, paragraph["sentences"]))]
+            passages += [
+                (pid, lang, f"{a}-{p}-{s}", text) for s, (pid, text) in enumerate(zip(pids, paragraph["sentences"]))
+            ]
             for qa in paragraph["qas"]:
                 start = qa["answers"][0]["answer_start"]
                 hits = [s for s, (lo, hi) in enumerate(breaks) if lo <= start < hi]

@@ -7,17 +7,17 @@ which leaves every metric with binary gains unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import schema
-from ..streaming import shards, tsv_rows
-from .source import SOURCES, CorpusSource, streamed, write_split
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, streamed, write_split
+from hybridbatch.fetch.hf_datasets import shards, tsv_rows
 
 TOPICS = "miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-{split}.tsv"
 QRELS = "miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-{split}.tsv"
@@ -58,7 +58,6 @@ def passage_batches(raw_dir: str | Path, languages: list[str]) -> Iterator[pa.Ta
             pid = pc.binary_join_element_wise(pa.scalar(lang), table["docid"], ":")
             text = pc.binary_join_element_wise(table["title"], table["text"], " ")
             yield pa.table([pid, pa.array([lang] * len(table)), pid, text], schema=schema.PASSAGES)
-
 
 
 def write_splits(params: dict, raw_dir: Path, out_dir: Path) -> dict[str, dict[str, int]]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import schema
-from ..streaming import tsv_rows
-from .source import SOURCES, CorpusSource, grouped_by_item, streamed
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, streamed
+from hybridbatch.fetch.hf_datasets import tsv_rows
 
 NAMES = {
     "ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french", "hi": "hindi",
@@ -41,7 +41,9 @@ def raw_tables(params: dict) -> dict[str, tuple[str, str, list[str]]]:
     return tables
 
 
-def load(raw_dir: str | Path, languages: list[str], max_queries: int, negatives_per_query: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load(
+    raw_dir: str | Path, languages: list[str], max_queries: int, negatives_per_query: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     raw_dir = Path(raw_dir)
     positives: dict[str, set[str]] = {}
     negatives: dict[str, list[str]] = {}

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .. import schema
-from ..download import verify_checksums
-from ..config import IMAGE_SOURCES
-from ..layout import SPLITS
-from .source import SOURCES, candidate_table, write_split
-
+from hybridbatch.artifacts import schema
+from hybridbatch.config import IMAGE_SOURCES
+from hybridbatch.corpora.formats import SOURCES, candidate_table, write_split
+from hybridbatch.fetch.download import verify_checksums
+from hybridbatch.names import SPLITS
 
 
 def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
@@ -38,7 +37,9 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str,
     schema.require_nonempty(queries, raw_dir, "queries")
     image_corpus = params["source"] in IMAGE_SOURCES
     _, candidate_schema = candidate_table(image_corpus)
-    split_of = split_items(queries.group.tolist() + candidates.group.tolist(), params["test_fraction"], params["split_seed"])
+    split_of = split_items(
+        queries.group.tolist() + candidates.group.tolist(), params["test_fraction"], params["split_seed"]
+    )
     counts = {}
     for split in SPLITS:
         q = queries[queries.group.map(split_of) == split].reset_index(drop=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import schema
-from ..archives import safe_extract
-from .source import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.artifacts import schema
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.fetch.archives import safe_extract
 
 CAPTIONS = "captions.jsonl"
 IMAGES = "images"
@@ -57,7 +57,9 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
     return queries, images, qrels.assign(relevance=1)
 
 
-
 SOURCES.register("xm3600")(
-    CorpusSource(download=url_download(extract), frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])))
+    CorpusSource(
+        download=url_download(extract),
+        frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])),
+    )
 )

@@ -1,0 +1,101 @@
+"""What a corpus format provides, and the registry the formats register into.
+
+A format turns a config entry into raw files (`download`, checksummed) and raw files
+into canonical frames (`frames`: queries and passages with a `group` column, the unit
+of the train/test split, and qrels); a format too large for frames writes its splits
+itself (`write_splits`). Adding a format is one module that registers itself here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from hybridbatch.artifacts import schema
+from hybridbatch.fetch.hf_datasets import stream_tables
+from hybridbatch.registry import Registry
+
+Frames = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    download: Callable[[dict, Path, str], Path]  # (params, raw dir, config key) -> raw dir
+    frames: Callable[[dict, Path], Frames] | None = None  # (params, raw dir) -> queries, passages, qrels
+    write_splits: Callable[[dict, Path, Path], dict] | None = None  # (params, raw dir, out dir) -> row counts
+
+
+SOURCES: Registry[CorpusSource] = Registry("corpus source")
+
+
+def grouped_by_item(queries: pd.DataFrame, passages: pd.DataFrame, qrels: pd.DataFrame) -> Frames:
+    """Frames split by item: an item's queries and passages land in the same split."""
+    return queries.assign(group=queries.item_id), passages.assign(group=passages.item_id), qrels
+
+
+def streamed(raw_tables: Callable[[dict], dict]) -> Callable[[dict, Path, str], Path]:
+    """A download that streams Hugging Face dataset files (or their mirror) into raw shards."""
+
+    def download(params: dict, out_dir: Path, key: str) -> Path:
+        return stream_tables(
+            raw_tables(params), params["hf"], params.get("mirror"), params.get("sha256", {}), out_dir, f"{key}.mirror"
+        )
+
+    return download
+
+
+def url_download(extract: Callable[[Path], None]) -> Callable[[dict, Path, str], Path]:
+    """A download of the files named under `urls` (each pinned by sha256, or null), then `extract` of the raw dir."""
+    from hybridbatch.fetch.download import fetch_files, url_fetcher, url_files
+
+    def download(params: dict, out_dir: Path, key: str) -> Path:
+        files = url_files(params, sorted(params["urls"]), key)
+        raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
+        extract(raw_dir)
+        return raw_dir
+
+    return download
+
+
+def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
+    """Canonical images (schema.IMAGES) from (item id, path relative to `raw_dir`): each
+    file must exist and decode; its sha256 is recorded so every reader can check it."""
+    from PIL import Image, UnidentifiedImageError
+
+    from hybridbatch.artifacts.hashing import sha256_file
+
+    rows = []
+    for item_id, relative in images:
+        path = raw_dir / relative
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, UnidentifiedImageError) as error:
+            raise schema.SchemaError(f"{path}: missing or not a readable image ({error})") from error
+        rows.append((f"image:{item_id}", item_id, relative, sha256_file(path)))
+    return pd.DataFrame(rows, columns=schema.IMAGES.names)
+
+
+def candidate_table(image_corpus: bool) -> tuple[str, pa.Schema]:
+    """The file and schema of a split's retrieval candidates: passages, or images."""
+    return ("images", schema.IMAGES) if image_corpus else ("passages", schema.PASSAGES)
+
+
+def write_split(
+    split_dir: Path,
+    queries: pd.DataFrame,
+    candidates: Iterable[pa.Table],
+    qrels: pd.DataFrame,
+    image_corpus: bool = False,
+) -> dict[str, int]:
+    """queries, candidates (passages or images, written as they come) and qrels of one
+    split; their row counts."""
+    name, table_schema = candidate_table(image_corpus)
+    schema.write_parquet(queries, split_dir / "queries.parquet", schema.CAPTIONS if image_corpus else schema.QUERIES)
+    n_candidates = schema.write_batches(candidates, split_dir / f"{name}.parquet", table_schema)
+    schema.write_parquet(qrels, split_dir / "qrels.parquet", schema.QRELS)
+    return {"queries": len(queries), name: n_candidates, "qrels": len(qrels)}

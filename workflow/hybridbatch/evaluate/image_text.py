@@ -1,0 +1,225 @@
+"""Evaluate stage of the image-text track: XM3600's settings over a test split.
+
+Settings, each under both caption protocols (named `<setting>/<protocol>` in the
+summary's `setting` column):
+
+* `t2i`: captions in L against every image (per language L);
+* `i2t`: images against the captions in L (per language L);
+* `i2t-multi`: images against the pooled captions of all languages (language bias: over
+  languages, worst minus best of the best rank of an image's relevant captions in each
+  language; with one caption per language, as under `first`, the text track's definition);
+* `t2t-cross`: captions in L1 against the captions in L2 != L1 of the same images (every
+  ordered pair, or only those with a language of `t2t_languages`, e.g. English as pivot).
+
+Protocol `first` keeps each image's first caption per language (caption 0), `all`
+every caption. Relevance comes from the qrels (caption -> image; two captions are
+relevant to each other when they share a relevant image). Recall@k follows
+CLIP_benchmark: 1 when any relevant candidate is in the top k. Ranks are exact (a flat
+scan: scores of every candidate), ties going to the earlier candidate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from hybridbatch.artifacts import schema
+from hybridbatch.artifacts.vectors import POOLED
+from hybridbatch.evaluate.metrics import metric_names, rank_metrics, summary_rows
+from hybridbatch.evaluate.ranks import ranks_of_relevant
+from hybridbatch.models.image_text import load_model, read_features
+from hybridbatch.names import IMAGE_LANG
+
+PROTOCOLS = ("first", "all")
+SETTINGS = ("t2i", "i2t", "i2t-multi", "t2t-cross")
+
+
+def setting_name(setting: str, protocol: str) -> str:
+    return f"{setting}/{protocol}"
+
+
+def test_subset(captions: pd.DataFrame, images: pd.DataFrame, languages: list[str], n_images: int | None, seed: int):
+    """The evaluated captions (configured languages) and images (`n_images` drawn with
+    `seed`, or all), each image with a caption in every language."""
+    missing = sorted(set(languages) - set(captions.lang))
+    if missing:
+        raise schema.SchemaError(f"test captions: no captions in {missing}")
+    captions = captions[captions.lang.isin(languages)]
+    complete = captions.groupby("item_id").lang.nunique()
+    items = np.array(sorted(set(complete.index[complete == len(languages)]) & set(images.item_id)), dtype=object)
+    if n_images is not None and n_images < len(items):
+        items = np.sort(np.random.default_rng(seed).choice(items, n_images, replace=False))
+    keep = set(items)
+    images = images[images.item_id.isin(keep)].sort_values("pid", ignore_index=True)
+    captions = captions[captions.item_id.isin(keep)].sort_values(["lang", "item_id", "caption"], ignore_index=True)
+    return captions, images
+
+
+def blocks(
+    captions: pd.DataFrame,
+    images: pd.DataFrame,
+    relevant: pd.DataFrame,
+    protocol: str,
+    t2t_languages: list[str] | None = None,
+):
+    """(setting, query_lang, candidate_lang, query rows, candidate rows, gold) per block;
+    rows index the caption frame ('caption' side) or image frame ('image' side); gold
+    is (query position, candidate position) of each relevant pair in the block. t2t-cross
+    pairs every two distinct languages of `t2t_languages` with the others (default: all)."""
+    chosen = captions.index[captions.caption == 0] if protocol == "first" else captions.index
+    chosen = captions.loc[chosen]
+    languages = sorted(chosen.lang.unique())
+    image_rows = np.arange(len(images))
+
+    def gold(pairs: pd.DataFrame, query_rows, candidate_rows, query_col, candidate_col):
+        q_pos = pd.Series(np.arange(len(query_rows)), index=query_rows)
+        c_pos = pd.Series(np.arange(len(candidate_rows)), index=candidate_rows)
+        pairs = pairs[pairs[query_col].isin(q_pos.index) & pairs[candidate_col].isin(c_pos.index)]
+        return q_pos[pairs[query_col]].to_numpy(), c_pos[pairs[candidate_col]].to_numpy()
+
+    pairs = relevant[relevant.caption.isin(chosen.index)]
+    by_lang = {lang: chosen.index[chosen.lang == lang].to_numpy() for lang in languages}
+    for lang in languages:
+        yield (
+            "t2i",
+            lang,
+            IMAGE_LANG,
+            ("caption", by_lang[lang]),
+            ("image", image_rows),
+            gold(pairs, by_lang[lang], image_rows, "caption", "image"),
+        )
+    for lang in languages:
+        yield (
+            "i2t",
+            IMAGE_LANG,
+            lang,
+            ("image", image_rows),
+            ("caption", by_lang[lang]),
+            gold(pairs, image_rows, by_lang[lang], "image", "caption"),
+        )
+    everything = chosen.index.to_numpy()
+    yield (
+        "i2t-multi",
+        IMAGE_LANG,
+        POOLED,
+        ("image", image_rows),
+        ("caption", everything),
+        gold(pairs, image_rows, everything, "image", "caption"),
+    )
+    twins = pairs.merge(pairs, on="image", suffixes=("", "_target"))
+    twins = twins[twins.caption != twins.caption_target]
+    pivots = set(t2t_languages or languages)
+    for source in languages:
+        for target in languages:
+            if source != target and (source in pivots or target in pivots):
+                yield (
+                    "t2t-cross",
+                    source,
+                    target,
+                    ("caption", by_lang[source]),
+                    ("caption", by_lang[target]),
+                    gold(twins, by_lang[source], by_lang[target], "caption", "caption_target"),
+                )
+
+
+def relevant_pairs(captions: pd.DataFrame, images: pd.DataFrame, qrels: pd.DataFrame) -> pd.DataFrame:
+    """(caption row, image row) of every relevant judgment among the evaluated captions and images."""
+    qrels = qrels[qrels.relevance > 0]
+    return (
+        pd.DataFrame(
+            {
+                "caption": pd.Series(np.arange(len(captions)), index=captions.qid).reindex(qrels.qid).to_numpy(),
+                "image": pd.Series(np.arange(len(images)), index=images.pid).reindex(qrels.pid).to_numpy(),
+            }
+        )
+        .dropna()
+        .astype(np.int64)
+    )
+
+
+def score_settings(
+    captions: pd.DataFrame, images: pd.DataFrame, relevant: pd.DataFrame, vectors: dict[str, np.ndarray], params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-query metrics and per-block means of every setting and protocol, from the
+    caption and image vectors (rows as in `captions` and `images`) and the relevant
+    (caption row, image row) pairs."""
+    ids = {"caption": captions.qid.to_numpy(), "image": images.pid.to_numpy()}
+    items = {"caption": captions.item_id.to_numpy(), "image": images.item_id.to_numpy()}
+    names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
+    per_query, by_language = [], []
+    for protocol in params["protocols"]:
+        for setting, query_lang, candidate_lang, (q_side, q_rows), (c_side, c_rows), (g_q, g_c) in blocks(
+            captions, images, relevant, protocol, params.get("t2t_languages")
+        ):
+            name = setting_name(setting, protocol)
+            ranks = ranks_of_relevant(vectors[q_side][q_rows], vectors[c_side][c_rows], g_q, g_c)
+            pooled = setting.endswith("multi")  # language bias: best rank per caption language first
+            languages = captions.lang.to_numpy()[c_rows][g_c] if pooled else None
+            scores = rank_metrics(
+                ids[q_side][q_rows][g_q],
+                ranks,
+                params["recall_at"],
+                params["ndcg_at"],
+                params["mrr_at"],
+                "any",
+                languages,
+            )
+            scores = scores.rename_axis("qid").reset_index()
+            scores.insert(
+                0, "item_id", pd.Series(items[q_side][q_rows], index=ids[q_side][q_rows]).reindex(scores.qid).to_numpy()
+            )
+            scores = scores.assign(query_lang=query_lang, candidate_lang=candidate_lang, setting=name)
+            if not pooled:
+                scores["rank_distance"] = np.nan
+            per_query.append(scores)
+            block = scores[names + ["rank_distance"]].mean().to_frame().T
+            by_language.append(
+                block.assign(
+                    query_lang=query_lang,
+                    candidate_lang=candidate_lang,
+                    queries=len(scores),
+                    skipped=len(q_rows) - len(scores),
+                    setting=name,
+                )
+            )
+    return pd.concat(per_query, ignore_index=True), pd.concat(by_language, ignore_index=True)
+
+
+def evaluate_image_text(
+    params: dict, model: str | Path, features: str | Path, corpus: str | Path, out: str | Path
+) -> pd.DataFrame:
+    """per_query.parquet, by_language.parquet and summary.csv (the text track's formats)
+    of one image-text model on the test split in `corpus`."""
+    corpus_dir, out_dir = Path(corpus), Path(out)
+    captions, images = test_subset(
+        schema.read_parquet(corpus_dir / "queries.parquet", schema.CAPTIONS),
+        schema.read_parquet(corpus_dir / "images.parquet", schema.IMAGES),
+        params["languages"],
+        params["images"],
+        params["subset_seed"],
+    )
+    if "all" not in params["protocols"]:  # `first` ranks each image's caption 0 alone: encode no other
+        captions = captions[captions.caption == 0].reset_index(drop=True)
+    relevant = relevant_pairs(captions, images, schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS))
+    image_text_model = load_model(model, params["text_model"])
+    row_of, image_features = read_features(Path(features) / "test.parquet")
+    missing = sorted(set(images.pid) - set(row_of))
+    if missing:
+        raise schema.SchemaError(f"{features}/test.parquet: no features for images {missing[:3]}")
+    with torch.inference_mode():
+        vectors = {
+            "caption": image_text_model.encode_texts(captions.text.tolist(), params["batch_size"]),
+            "image": image_text_model.embed_images(image_features[[row_of[pid] for pid in images.pid]]).cpu().numpy(),
+        }
+    per_query, by_language = score_settings(captions, images, relevant, vectors, params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    schema.write_table(pa.Table.from_pandas(per_query, preserve_index=False), out_dir / "per_query.parquet")
+    schema.write_table(pa.Table.from_pandas(by_language, preserve_index=False), out_dir / "by_language.parquet")
+    names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
+    summary = summary_rows(by_language, names, params["descriptor"])
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    return summary

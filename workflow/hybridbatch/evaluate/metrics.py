@@ -1,0 +1,91 @@
+"""Ranking metrics computed from the ranks of the relevant candidates (binary relevance).
+
+Every relevant candidate's rank is known (the run stores it even beyond the top-k),
+so mAP is exact. Ranks are 1-based; ties in score are broken by candidate order in
+the index (the earlier candidate ranks first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hybridbatch.names import SUMMARY_COLUMNS
+
+
+def metric_names(recall_at: list[int], ndcg_at: int, mrr_at: int) -> list[str]:
+    return ["map"] + [f"recall@{k}" for k in recall_at] + [f"ndcg@{ndcg_at}", f"mrr@{mrr_at}"]
+
+
+RECALL_RULES = (
+    "fraction",
+    "any",
+)  # share of relevant candidates in the top k (LAReQA), or 1 if any is (CLIP_benchmark)
+
+
+def rank_metrics(
+    query: np.ndarray,
+    rank: np.ndarray,
+    recall_at: list[int],
+    ndcg_at: int,
+    mrr_at: int,
+    recall_rule: str = "fraction",
+    language: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Per-query metrics from the ranks of every relevant candidate.
+
+    `query[i]` names the query that relevant candidate i belongs to and `rank[i]` its
+    rank. `recall_rule` 'fraction' gives Recall@k as the share of the query's relevant
+    candidates in the top k; 'any' gives 1 when any of them is (CLIP_benchmark's rule).
+    Returns one row per query (indexed by query) with mAP, Recall@k, nDCG@k,
+    MRR@k, the number of relevant candidates and the rank distance (worst rank minus
+    best rank among the relevant candidates: the language bias of Huang et al. 2023
+    when there is one relevant candidate per language; given each relevant candidate's
+    `language`, the spread over languages of each language's best rank).
+    """
+    frame = pd.DataFrame({"query": query, "rank": rank.astype(np.int64)}).sort_values(["query", "rank"])
+    codes, queries = pd.factorize(frame["query"], sort=False)
+    ranks = frame["rank"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    n_relevant = np.diff(np.r_[starts, len(ranks)])
+    position = np.arange(len(ranks)) - np.repeat(starts, n_relevant) + 1
+    out = {"n_relevant": n_relevant}
+    out["map"] = np.add.reduceat(position / ranks, starts) / n_relevant
+    best = ranks[starts]
+    for k in recall_at:
+        if recall_rule == "any":
+            out[f"recall@{k}"] = (best <= k).astype(float)
+        else:
+            out[f"recall@{k}"] = np.add.reduceat((ranks <= k).astype(float), starts) / n_relevant
+    gains = np.where(ranks <= ndcg_at, 1.0 / np.log2(ranks + 1.0), 0.0)
+    discounts = np.cumsum(1.0 / np.log2(np.arange(2, ndcg_at + 2)))
+    out[f"ndcg@{ndcg_at}"] = np.add.reduceat(gains, starts) / discounts[np.minimum(n_relevant, ndcg_at) - 1]
+    out[f"mrr@{mrr_at}"] = np.where(best <= mrr_at, 1.0 / best, 0.0)
+    if language is None:
+        out["rank_distance"] = np.maximum.reduceat(ranks, starts) - best
+    else:
+        best_per_language = pd.DataFrame({"query": codes, "language": language[frame.index.to_numpy()], "rank": ranks})
+        spread = best_per_language.groupby(["query", "language"])["rank"].min().groupby("query")
+        out["rank_distance"] = (spread.max() - spread.min()).to_numpy()
+    return pd.DataFrame(out, index=pd.Index(queries, name="query"))
+
+
+def is_multi(setting: str) -> bool:
+    """A pooled-candidates setting (text `multi`, image-text `i2t-multi/<protocol>`): it has a language bias."""
+    return setting.split("/")[0].endswith("multi")
+
+
+def summary_rows(by_language: pd.DataFrame, names: list[str], descriptor: dict) -> pd.DataFrame:
+    """Macro averages over the blocks of a setting: languages (mono, multi, t2i, i2t) or
+    language pairs (cross, t2t-cross). language_bias is the rank distance of a pooled
+    setting, macro-averaged over its blocks."""
+    rows = []
+    for setting, table in by_language.groupby("setting", sort=False):
+        for name in names:
+            rows.append((setting, name, table[name].mean()))
+        if is_multi(setting):
+            rows.append((setting, "language_bias", table["rank_distance"].mean()))
+    frame = pd.DataFrame(rows, columns=["setting", "metric", "value"])
+    for column in ("corpus", "model", "strategy", "alpha", "seed"):
+        frame.insert(SUMMARY_COLUMNS.index(column), column, descriptor[column])
+    return frame[SUMMARY_COLUMNS]

@@ -1,0 +1,105 @@
+"""The shared bi-encoder: prefixes, pooling, L2 normalisation; saving in a format that
+both transformers and sentence-transformers load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hybridbatch.models.packed import packable, packed_sentence_embeddings
+
+
+class Encoder:
+    """Encodes queries and passages with one shared sentence-transformers model: its own
+    modules (transformer, pooling, and any Dense or Normalize layers) in its own order,
+    with the config's prefixes, then L2-normalised. BERT-family models run packed (no
+    compute on padding; models/packed.py) unless `packed` is False."""
+
+    def __init__(self, model_dir: str | Path, params: dict, device: str | None = None, packed: bool = True):
+        from sentence_transformers import SentenceTransformer
+
+        self.params = params
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
+        self.model.max_seq_length = params["max_length"]
+        self.packed = packed and packable(self.model)
+
+    @property
+    def transformer(self):
+        """The underlying transformers model (its word embeddings, its config)."""
+        return self.model[0].auto_model
+
+    def prefix(self, kind: str) -> str:
+        return self.params[f"{kind}_prefix"]
+
+    def embed(self, texts: list[str], kind: str) -> torch.Tensor:
+        """L2-normalised embeddings of `texts` (kind is 'query' or 'passage'), differentiable."""
+        features = self.model.preprocess([self.prefix(kind) + text for text in texts])
+        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        if self.packed:
+            pooled = packed_sentence_embeddings(
+                self.model, features["input_ids"], features["attention_mask"], features.get("token_type_ids")
+            )
+        else:
+            pooled = self.model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def token_counts(self, texts: list[str], kind: str, chunk: int = 10_000) -> np.ndarray:
+        """Tokens of each text with its prefix and special tokens, after truncation (counted
+        `chunk` texts at a time, so the token ids of a large shard are never all held)."""
+        tokenizer, prefix = self.model.tokenizer, self.prefix(kind)
+        counts = []
+        for start in range(0, len(texts), chunk):
+            ids = tokenizer(
+                [prefix + text for text in texts[start : start + chunk]],
+                truncation=True,
+                max_length=self.model.max_seq_length,
+            )["input_ids"]
+            counts.append(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+        return np.concatenate(counts) if counts else np.zeros(0, np.int64)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], kind: str, batch_size: int, desc: str = "encode") -> np.ndarray:
+        """Embeddings of `texts` in batches of similar token counts. Sorted by tokens, not
+        characters: in a multilingual mix a character is a token in Chinese and a fifth of one
+        in English, so character-sorted batches pad about twice as much (benchmarks/encoding_speed.py)."""
+        self.model.eval()
+        order = np.argsort(self.token_counts(texts, kind), kind="stable")
+        out = np.empty((len(texts), self.model.get_embedding_dimension()), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", mininterval=5):
+            index = order[start : start + batch_size]
+            out[index] = self.embed([texts[i] for i in index], kind).float().cpu().numpy()
+        return out
+
+    def save(self, out_dir: str | Path) -> None:
+        save_sentence_transformer(self.model, self.params, out_dir)
+
+
+def save_sentence_transformer(model, params: dict, out_dir: str | Path) -> None:
+    """Save with the config's prompts, as safetensors: `SentenceTransformer(out_dir)` and
+    (for the transformer) `AutoModel.from_pretrained(out_dir)` load it."""
+    model.prompts = {"query": params["query_prefix"], "passage": params["passage_prefix"]}
+    if model.default_prompt_name not in model.prompts:
+        model.default_prompt_name = None
+    model.save(str(out_dir), safe_serialization=True)
+
+
+def save_encoder(model, tokenizer, params: dict, out_dir: str | Path) -> None:
+    """Wrap a bare transformers model as transformer + pooling (config `pooling`) +
+    Normalize and save it (see save_sentence_transformer)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    transformer = Transformer(str(out_dir), max_seq_length=params["max_length"])
+    pooling = Pooling(model.config.hidden_size, pooling_mode="cls" if params["pooling"] == "cls" else "mean")
+    wrapper = SentenceTransformer(
+        modules=[transformer, pooling, Normalize()], similarity_fn_name="cosine", device="cpu"
+    )
+    save_sentence_transformer(wrapper, params, out_dir)

@@ -1,0 +1,139 @@
+"""An image-text model is two towers and how they score. Two kinds share one interface
+(what LiT training and the image-text evaluation call):
+
+* `ImageTextModel`: a text tower (a sentence-transformers encoder) and the locked image
+  tower's cached features mapped into the text space by a trained linear projection,
+  cosine scores over a temperature. Saved as `text/` (a sentence-transformers directory),
+  `image_projection.safetensors` (projection weight and bias, log of the logit scale) and
+  `model.json`.
+* `DualEncoderImageText` (models/dual_encoder.py): a pretrained CLIP-family model whose image
+  features are already in the joint space; saved whole in its transformers format.
+
+`start_model` builds the model a LiT run starts from, `load_model` reads a saved one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from hybridbatch.artifacts.vectors import read_embeddings
+from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
+from hybridbatch.models.encoders import Encoder
+
+CAPTION = "query"  # captions, as queries or as targets, take the model's query prefix
+MIN_TEMPERATURE = 0.01  # CLIP's cap on the logit scale (100)
+DUAL_ENCODER = "dual-encoder"  # the model source kind of pretrained CLIP-family models
+PROJECTION_FILE = "image_projection.safetensors"
+
+
+class ImageTextModel(torch.nn.Module):
+    """Text tower + image projection over locked image features + temperature."""
+
+    default_objective = "symmetric-info-nce"
+    bias = None
+
+    def __init__(self, text: Encoder, image_dim: int, temperature: float, learnable_temperature: bool):
+        super().__init__()
+        self.text = text  # not a submodule: it places itself (cuda when there is one)
+        text_dim = text.model.get_embedding_dimension()
+        self.image_projection = torch.nn.Linear(image_dim, text_dim)
+        self.log_scale = torch.nn.Parameter(
+            torch.tensor(math.log(1 / temperature)), requires_grad=learnable_temperature
+        )
+        self.to(text.device)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return 1 / self.log_scale.clamp(max=math.log(1 / MIN_TEMPERATURE)).exp()
+
+    def unfreeze(self, layers: int | str, key: str) -> None:
+        """Train the top `layers` transformer layers ('all': every layer); word embeddings stay."""
+        transformer = self.text.transformer
+        blocks = transformer.encoder.layer
+        check_layers(layers, len(blocks), key)
+        for parameter in transformer.parameters():
+            parameter.requires_grad_(layers == "all")
+        transformer.get_input_embeddings().weight.requires_grad_(False)
+        if layers != "all":
+            for block in blocks[len(blocks) - layers :]:
+                block.requires_grad_(True)
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        named = {f"text.{name}": p for name, p in self.text.model.named_parameters() if p.requires_grad}
+        return named | {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def is_projection(self, name: str) -> bool:
+        """The image projection and the temperature (not the text tower) train at their own rate."""
+        return not name.startswith("text.")
+
+    def modules_to_train(self) -> list[torch.nn.Module]:
+        return [self.text.model]
+
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        return self.text.embed(texts, CAPTION)
+
+    def embed_images(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.image_projection(features.to(self.device)), dim=-1)
+
+    def encode_texts(self, texts: list[str], batch_size: int, desc: str = "captions") -> np.ndarray:
+        return self.text.encode(texts, CAPTION, batch_size, desc=desc)
+
+    def save(self, out_dir: str | Path, description: dict) -> None:
+        out_dir = Path(out_dir)
+        self.text.save(out_dir / "text")
+        tensors = {
+            "weight": self.image_projection.weight,
+            "bias": self.image_projection.bias,
+            "log_scale": self.log_scale,
+        }
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out_dir / PROJECTION_FILE))
+        (out_dir / "model.json").write_text(json.dumps(description, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, text_params: dict) -> ImageTextModel:
+        model_dir = Path(model_dir)
+        tensors = load_file(str(model_dir / PROJECTION_FILE))
+        model = cls(Encoder(model_dir / "text", text_params), tensors["weight"].shape[1], 1.0, False)
+        with torch.no_grad():
+            model.image_projection.weight.copy_(tensors["weight"])
+            model.image_projection.bias.copy_(tensors["bias"])
+            model.log_scale.copy_(tensors["log_scale"])
+        return model.eval()
+
+    @property
+    def device(self) -> str:
+        return self.text.device
+
+
+def is_dual_encoder(text_params: dict) -> bool:
+    return text_params["source"]["kind"] == DUAL_ENCODER
+
+
+def start_model(
+    base: str | Path, text_params: dict, image_dim: int, temperature: float | None, learnable: bool, device: str
+):
+    """The model a LiT run starts from: the base text model with a new image projection,
+    or a dual encoder as its checkpoint has it (temperature None: the checkpoint's)."""
+    if is_dual_encoder(text_params):
+        model = DualEncoderImageText(base, device)
+        model.set_temperature(temperature, learnable)
+        return model
+    return ImageTextModel(Encoder(base, text_params, device=device), image_dim, temperature, learnable)
+
+
+def load_model(model_dir: str | Path, text_params: dict):
+    """A saved image-text model (trained, or a dual encoder's base), in eval mode."""
+    if is_dual_encoder(text_params):
+        return DualEncoderImageText(model_dir).eval()
+    return ImageTextModel.load(model_dir, text_params)
+
+
+def read_features(path: Path) -> tuple[dict[str, int], torch.Tensor]:
+    ids, _, vectors = read_embeddings(path)
+    return {pid: row for row, pid in enumerate(ids)}, torch.from_numpy(np.array(vectors, dtype=np.float32))

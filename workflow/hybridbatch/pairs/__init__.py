@@ -1,0 +1,1 @@
+"""Training pairs from a prepared corpus, with BM25 hard negatives."""

@@ -1,0 +1,1 @@
+"""Reporting: tables, plots, significance, and the audit of a results tree."""
