@@ -371,6 +371,51 @@ def test_registries_refuse_a_second_entry_and_name_the_key_of_an_unknown_one():
         SOURCES.lookup("csv", "corpora.c.source")
 
 
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (
+            lambda c: c["corpora"]["cldr-locales"].update(source="cldrr"),
+            r"corpora\.cldr-locales\.source: unknown corpus source",
+        ),
+        (
+            lambda c: c["models"]["tiny-bert"]["source"].update(kind="randm"),
+            r"models\.tiny-bert\.source\.kind: unknown model source",
+        ),
+        (
+            lambda c: c["image_towers"]["efficientnet-lite0"]["source"].update(kind="vit"),
+            r"image_towers\.efficientnet-lite0\.source\.kind: unknown image tower",
+        ),
+        (
+            lambda c: c["image_text"]["training"].update(objective="triplet"),
+            r"image_text\.training\.objective: unknown objective",
+        ),
+    ],
+)
+def test_the_config_check_reads_the_registries(edit, key):
+    """A name the config gives a corpus format, model source, image tower or objective is
+    checked against its registry (the schema lists none), naming the key and what exists."""
+    from hybridbatch.registries import check_registered_names
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    check_registered_names(config)
+    edit(config)
+    validate_config(config)  # the schema leaves the names to the registries
+    with pytest.raises(ConfigError, match=rf"config key {key} .*\(known: \["):
+        check_registered_names(config)
+
+
+def test_the_driver_plans_image_corpora_as_the_formats_register_them():
+    from hybridbatch.config import IMAGE_SOURCES
+    from hybridbatch.corpora.formats import SOURCES
+
+    assert (
+        IMAGE_SOURCES
+        == {name for name in SOURCES.names() if SOURCES.entries[name].images}
+        == {"coco35l", "emoji", "xm3600"}
+    )
+
+
 def test_a_failed_download_resumes_from_the_bytes_kept_outside_the_output(tmp_path):
     """Snakemake deletes a failed job's output directory: the partial file lives in
     `.partial/` beside it and the next attempt asks only for the rest (HTTP Range)."""

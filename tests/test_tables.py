@@ -25,7 +25,7 @@ from hybridbatch.report.tables import (
     load_runs,
     render,
     skipped_notes,
-    write_table,
+    write_report_table,
     write_tables,
 )
 
@@ -358,7 +358,7 @@ def test_notes_name_skipped_queries_empty_blocks_and_missing_settings(tmp_path):
         "mono-corpus mono: averaged over 1 of 2 language blocks (1 have no query with a relevant candidate).",
         "mono-corpus: no cross, multi setting (its items are not parallel across languages).",
     ]
-    write_table(pd.DataFrame({"x": [1.0]}, index=pd.Index(["r"], name="row")), None, 1, tmp_path / "t", "a note")
+    write_report_table(pd.DataFrame({"x": [1.0]}, index=pd.Index(["r"], name="row")), None, 1, tmp_path / "t", "a note")
     assert (tmp_path / "t.md").read_text() == "| row | x |\n|---|---|\n| r | 1.0 |\n\na note\n"
     assert (tmp_path / "t.tex").read_text().startswith("\\begin{tabular}{lr}") and (tmp_path / "t.csv").is_file()
 

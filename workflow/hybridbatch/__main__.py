@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from hybridbatch.stages import OUTPUTS, STAGES
+from hybridbatch.stages import OUTPUTS, STAGES, check_params
 
 
 def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
@@ -23,13 +23,15 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     artifact's manifest."""
     from hybridbatch.artifacts.manifest import verify_inputs, write_manifest
 
-    module, function, names = STAGES[stage]
+    module, name, names = STAGES[stage]
+    function = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    check_params(stage, function, params)
     flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
     inputs = [p for name in names if name not in OUTPUTS and paths[name] for p in flat(paths[name])]
     outputs = [p for name in names if name in OUTPUTS for p in flat(paths[name])]
     verify_inputs(inputs)
     started = time.perf_counter()
-    result = getattr(importlib.import_module(f"{__package__}.{module}"), function)(params, *(paths[n] for n in names))
+    result = function(params, *(paths[n] for n in names))
     write_manifest(stage, module, params, inputs, outputs, time.perf_counter() - started)
     return result
 
@@ -72,10 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     if args.command == "check-config":
+        import importlib.util
+
         from hybridbatch.config import ConfigError, check_config_deeply
 
         try:
             check_config_deeply(json.loads(args.params))
+            if all(importlib.util.find_spec(name) for name in ("torch", "pandas", "pyarrow")):
+                from hybridbatch.registries import check_registered_names
+
+                check_registered_names(json.loads(args.params))
+            else:  # a driver without the stages' libraries: each stage looks its names up again
+                logging.warning("registry checks skipped: torch, pandas or pyarrow not installed where Snakemake runs")
         except ConfigError as error:
             print(error, file=sys.stderr)
             return 1

@@ -11,7 +11,9 @@ import yaml
 from hybridbatch.names import ZERO_SHOT
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-IMAGE_SOURCES = {"coco35l", "emoji", "xm3600"}  # corpus formats whose candidates are images (images.parquet)
+# corpus formats whose candidates are images (images.parquet): what the driver plans with;
+# check_config_deeply holds it against the formats' registrations
+IMAGE_SOURCES = {"coco35l", "emoji", "xm3600"}
 DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
 
 

@@ -1,8 +1,10 @@
-"""Names the workflow and the stages share (splits, settings, summary columns, file
-names). Standard library only: the Snakemake driver imports this and config.py, so
+"""Names the workflow and the stages share (splits, settings, summary columns, artifact
+paths). Standard library only: the Snakemake driver imports this and config.py, so
 parsing the workflow needs snakemake and PyYAML alone, not torch, FAISS or pandas."""
 
 from __future__ import annotations
+
+import re
 
 ZERO_SHOT = "zero-shot"  # the strategy name of an untrained model
 SPLITS = ("train", "test")
@@ -17,3 +19,41 @@ def heatmap_name(run_key: tuple) -> str:
     corpus, model, strategy, _, seed = run_key
     suffix = "" if strategy == ZERO_SHOT else f"-s{seed}"
     return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
+
+
+RESULTS = "results"
+# every artifact directory under RESULTS, its wildcards in braces (the rules' one source of paths)
+ARTIFACTS = {
+    "raw": "corpora/{corpus}/raw",
+    "corpus": "corpora/{corpus}",
+    "features": "features/{tower}/{corpus}",
+    "pairs": "train/{trainset}",
+    "batches": "batches/{trainset}/{strategy}/s{seed}",
+    "image_text_batches": "image_text/batches/{corpus}/{strategy}/s{seed}",
+    "model": "models/{model}/{variant}",
+    "image_text_model": "image_text/models/{corpus}/{run}",
+    "embedding_shard": "embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}",
+    "embeddings": "embeddings/{model}/{variant}/{corpus}",
+    "runs": "runs/{model}/{variant}/{corpus}",
+    "metrics": "metrics/{model}/{variant}/{corpus}",
+    "image_text_metrics": "image_text/metrics/{corpus}/{run}",
+    "tables": "tables",
+    "plots": "plots",
+    "audit": "audit",
+}
+
+
+def artifact(kind: str, *parts: str, **fields) -> str:
+    """`results/<the kind's directory>[/parts]`, wildcards named in `fields` filled in and
+    the others left as Snakemake wildcards: artifact("model", variant=ZERO_SHOT) is
+    results/models/{model}/zero-shot."""
+    template = "/".join([RESULTS, ARTIFACTS[kind], *parts])
+    return re.sub(r"\{(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))), template)
+
+
+def log_file(rule: str, name: str) -> str:
+    return f"{RESULTS}/logs/{rule}/{name}.log"
+
+
+def benchmark_file(rule: str, name: str) -> str:
+    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"

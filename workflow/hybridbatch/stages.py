@@ -1,6 +1,14 @@
 """The stages `python -m hybridbatch <stage>` runs: each is one function of one module, with
 the names of its path arguments. Standard library only: the Snakemake rules read it to
-declare each stage's code (artifacts/fingerprints.py)."""
+declare each stage's code (artifacts/fingerprints.py).
+
+A stage function declares its params beside it, as the TypedDict its `params` argument is
+annotated with; the rule fills it, and `check_params` holds the JSON to it before the stage
+runs."""
+
+import inspect
+from collections.abc import Callable
+from typing import is_typeddict
 
 OUTPUTS = ("out", "tables", "plots", "record")
 # stage name -> (module, function, names of its path arguments after params; outputs are
@@ -28,3 +36,30 @@ TOOLS = {"audit": "report.audit"}  # commands over a results tree that a rule ru
 def module_of(command: str) -> str:
     """The module that runs a stage or tool."""
     return STAGES[command][0] if command in STAGES else TOOLS[command]
+
+
+def check_params(stage: str, function: Callable, params: dict) -> None:
+    """Raise naming the stage and the keys when `params` is not the shape `function` declares."""
+    function = inspect.unwrap(function)
+    declared = function.__globals__.get(function.__annotations__.get("params"))
+    if not is_typeddict(declared):
+        raise TypeError(f"stage {stage}: {function.__module__}.{function.__name__} declares no params TypedDict")
+    fields = typeddict_fields(declared)
+    required = {key for key, optional in fields.items() if not optional}
+    unknown, missing = sorted(set(params) - set(fields)), sorted(required - set(params))
+    if unknown or missing:
+        raise ValueError(
+            f"stage {stage}: params do not match {function.__module__}.{declared.__name__}"
+            + (f"; not declared: {unknown}" if unknown else "")
+            + (f"; missing: {missing}" if missing else "")
+        )
+
+
+def typeddict_fields(declared: type) -> dict[str, bool]:
+    """Field -> optional (`NotRequired[...]`), also where annotations are postponed strings."""
+    fields = {}
+    for base in reversed(declared.__mro__):
+        for key, annotation in getattr(base, "__annotations__", {}).items():
+            text = getattr(annotation, "__forward_arg__", str(annotation))
+            fields[key] = text.startswith(("NotRequired[", "typing.NotRequired["))
+    return fields

@@ -1,18 +1,18 @@
 rule audit:
     output:
-        report="results/audit/audit.txt",
-        runs="results/audit/runs.csv",
+        report=artifact("audit", "audit.txt"),
+        runs=artifact("audit", "runs.csv"),
     input:
         package("audit"),
         tables=rules.tables.output.summary,
     resources:
         **job_resources("audit"),
     log:
-        "results/logs/audit/audit.log",
+        log_file("audit", "audit"),
     benchmark:
-        "results/benchmarks/audit/audit.tsv"
+        benchmark_file("audit", "audit")
     conda:
         ENV
     shell:
-        "python -m hybridbatch audit results > {log} 2>&1 && cp {log} {output.report}"
-        " && python -m hybridbatch runs results --csv {output.runs} > /dev/null"
+        f"python -m hybridbatch audit {RESULTS} > {{log}} 2>&1 && cp {{log}} {{output.report}}"
+        f" && python -m hybridbatch runs {RESULTS} --csv {{output.runs}} > /dev/null"

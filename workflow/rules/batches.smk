@@ -1,7 +1,7 @@
 rule batches:
     output:
         report(
-            directory("results/batches/{trainset}/{strategy}/s{seed}"),
+            directory(artifact("batches")),
             patterns=["language_pairs.{ext}"],
             caption="../report/batches.rst",
             category="Batch statistics",
@@ -10,9 +10,9 @@ rule batches:
         ),
     input:
         package("batches"),
-        pairs="results/train/{trainset}/pairs.parquet",
-        qrels="results/train/{trainset}/qrels.parquet",
-        manifest=artifact_manifest("results/train/{trainset}"),
+        pairs=artifact("pairs", "pairs.parquet"),
+        qrels=artifact("pairs", "qrels.parquet"),
+        manifest=artifact_manifest(artifact("pairs")),
     params:
         plan=lambda w: as_json(
             {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
@@ -22,9 +22,9 @@ rule batches:
     resources:
         **job_resources("batches"),
     log:
-        "results/logs/batches/{trainset}/{strategy}/s{seed}.log",
+        log_file("batches", "{trainset}/{strategy}/s{seed}"),
     benchmark:
-        "results/benchmarks/batches/{trainset}/{strategy}/s{seed}.tsv"
+        benchmark_file("batches", "{trainset}/{strategy}/s{seed}")
     conda:
         ENV
     shell:
@@ -34,7 +34,7 @@ rule batches:
 rule image_text_batches:
     output:
         report(
-            directory("results/image_text/batches/{corpus}/{strategy}/s{seed}"),
+            directory(artifact("image_text_batches")),
             patterns=["batch_types.{ext}"],
             caption="../report/batches.rst",
             category="Batch statistics",
@@ -58,9 +58,9 @@ rule image_text_batches:
     resources:
         **job_resources("image_text_batches"),
     log:
-        "results/logs/image_text_batches/{corpus}/{strategy}/s{seed}.log",
+        log_file("image_text_batches", "{corpus}/{strategy}/s{seed}"),
     benchmark:
-        "results/benchmarks/image_text_batches/{corpus}/{strategy}/s{seed}.tsv"
+        benchmark_file("image_text_batches", "{corpus}/{strategy}/s{seed}")
     conda:
         ENV
     shell:

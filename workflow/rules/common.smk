@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
 from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus, normalised_weights,
                                image_text_descriptor, image_text_runs, tower_of, validate_config, variants)
-from hybridbatch.names import RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, heatmap_name
+from hybridbatch.names import (RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, artifact, benchmark_file,
+                               heatmap_name, log_file)
 from hybridbatch.artifacts.fingerprints import stage_files
 from hybridbatch.stages import module_of
 
@@ -96,7 +97,7 @@ def corpus_split(split, corpus="{corpus}"):
     def files(wildcards):
         name = corpus.format(**wildcards)
         candidates = "images" if name in IMAGE_CORPORA else "passages"
-        root = f"results/corpora/{name}"
+        root = artifact("corpus", corpus=name)
         return [f"{root}/{split}/{table}.parquet" for table in ("queries", candidates, "qrels")] + [artifact_manifest(root)]
     return files
 
@@ -129,12 +130,12 @@ def unique_parents(paths):
 
 
 def metrics_dirs():
-    return [f"results/metrics/{model}/{variant.name}/{corpus}" for model, variant, corpus in evaluated_runs()]
+    return [artifact("metrics", model=model, variant=variant.name, corpus=corpus) for model, variant, corpus in evaluated_runs()]
 
 
 def heatmaps():
     return [
-        os.path.join("results", "plots", heatmap_name(tuple(descriptor(config, corpus, model, variant)[k] for k in RUN_KEYS)))
+        artifact("plots", heatmap_name(tuple(descriptor(config, corpus, model, variant)[k] for k in RUN_KEYS)))
         for model, variant, corpus in evaluated_runs()
     ]
 
@@ -146,7 +147,7 @@ def image_text_metrics_dirs():
     """The evaluated image-text runs (none without an image_text section)."""
     if not IMAGE_TEXT:
         return []
-    return [f"results/image_text/metrics/{eval_corpus(IMAGE_TEXT)}/{run}" for run in image_text_runs(config)]
+    return [artifact("image_text_metrics", corpus=eval_corpus(IMAGE_TEXT), run=run) for run in image_text_runs(config)]
 
 
 def zero_shot_model(run):
@@ -166,18 +167,18 @@ def image_text_run_inputs(wildcards):
     """The model directory an image-text run evaluates and the image features it reads."""
     model = zero_shot_model(wildcards.run)
     if model is None:
-        model_dir = f"results/image_text/models/{IMAGE_TEXT['corpus']}/{wildcards.run}"
+        model_dir = artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=wildcards.run)
         tower = IMAGE_TEXT["image_tower"]
     else:
-        model_dir = f"results/models/{model}/zero-shot"
+        model_dir = artifact("model", model=model, variant=ZERO_SHOT)
         tower = tower_of(config, model, "image_text.zero_shot")
-    return {"model": model_dir, "features": f"results/features/{tower}/{wildcards.corpus}"}
+    return {"model": model_dir, "features": artifact("features", tower=tower, corpus=wildcards.corpus)}
 
 
 def tower_model_dir(wildcards):
     """A dual encoder's image tower reads its base model."""
     source = config["image_towers"][wildcards.tower]["source"]
-    return [f"results/models/{source['model']}/zero-shot"] if source["kind"] == DUAL_ENCODER else []
+    return [artifact("model", model=source["model"], variant=ZERO_SHOT)] if source["kind"] == DUAL_ENCODER else []
 
 
 def image_text_tables():
@@ -186,8 +187,8 @@ def image_text_tables():
         return []
     stems = ["image_text", "image_text_recall_at_1", "image_text_map", "image_text_language_bias",
              f"per_language_image_text_{eval_corpus(IMAGE_TEXT)}"]
-    return expand("results/tables/{stem}.{ext}", stem=stems, ext=["md", "csv", "tex"]) + [
-        "results/plots/image_text_by_language.png"
+    return expand(artifact("tables", "{stem}.{ext}"), stem=stems, ext=["md", "csv", "tex"]) + [
+        artifact("plots", "image_text_by_language.png")
     ]
 
 
@@ -231,5 +232,5 @@ def passage_shards(wildcards):
     shards = config["embedding"].get("shards", {}).get(wildcards.corpus, 1)
     if shards == 1:
         return []
-    return expand("results/embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}", shard=range(shards),
+    return expand(artifact("embedding_shard"), shard=range(shards),
                   shards=shards, **wildcards)

@@ -1,6 +1,6 @@
 rule download:
     output:
-        directory("results/corpora/{corpus}/raw"),
+        directory(artifact("raw")),
     input:
         package("download"),
     params:
@@ -9,9 +9,9 @@ rule download:
     resources:
         **job_resources("download"),
     log:
-        "results/logs/download/{corpus}.log",
+        log_file("download", "{corpus}"),
     benchmark:
-        "results/benchmarks/download/{corpus}.tsv"
+        benchmark_file("download", "{corpus}")
     conda:
         ENV
     shell:
@@ -20,11 +20,11 @@ rule download:
 
 rule prepare:
     output:
-        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "passages", "qrels"]),
-        manifest=artifact_manifest("results/corpora/{corpus}"),
+        expand(artifact("corpus", "{split}/{name}.parquet"), split=SPLITS, name=["queries", "passages", "qrels"], allow_missing=True),
+        manifest=artifact_manifest(artifact("corpus")),
     input:
         package("prepare"),
-        raw="results/corpora/{corpus}/raw",
+        raw=artifact("raw"),
     wildcard_constraints:
         corpus=one_of(TEXT_CORPORA),
     params:
@@ -34,9 +34,9 @@ rule prepare:
     resources:
         **job_resources("prepare"),
     log:
-        "results/logs/prepare/{corpus}.log",
+        log_file("prepare", "{corpus}"),
     benchmark:
-        "results/benchmarks/prepare/{corpus}.tsv"
+        benchmark_file("prepare", "{corpus}")
     conda:
         ENV
     shell:
@@ -46,7 +46,7 @@ rule prepare:
 # An image-text corpus: captions are the queries, images the candidates (same stage).
 use rule prepare as prepare_images with:
     output:
-        expand("results/corpora/{{corpus}}/{split}/{name}.parquet", split=SPLITS, name=["queries", "images", "qrels"]),
-        manifest=artifact_manifest("results/corpora/{corpus}"),
+        expand(artifact("corpus", "{split}/{name}.parquet"), split=SPLITS, name=["queries", "images", "qrels"], allow_missing=True),
+        manifest=artifact_manifest(artifact("corpus")),
     wildcard_constraints:
         corpus=one_of(IMAGE_CORPORA),

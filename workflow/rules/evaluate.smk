@@ -1,10 +1,10 @@
 rule search:
     output:
-        expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
-        manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
+        expand(artifact("runs", "{setting}.parquet"), setting=SETTINGS, allow_missing=True),
+        manifest=artifact_manifest(artifact("runs")),
     input:
         package("search"),
-        embeddings="results/embeddings/{model}/{variant}/{corpus}",
+        embeddings=artifact("embeddings"),
         corpus=corpus_split("test"),
     params:
         search=as_json(config["search"]),
@@ -14,9 +14,9 @@ rule search:
     resources:
         **job_resources("search"),
     log:
-        "results/logs/search/{model}/{variant}/{corpus}.log",
+        log_file("search", "{model}/{variant}/{corpus}"),
     benchmark:
-        "results/benchmarks/search/{model}/{variant}/{corpus}.tsv"
+        benchmark_file("search", "{model}/{variant}/{corpus}")
     conda:
         ENV
     shell:
@@ -26,15 +26,12 @@ rule search:
 
 rule evaluate:
     output:
-        expand(
-            "results/metrics/{{model}}/{{variant}}/{{corpus}}/{name}",
-            name=METRIC_FILES,
-        ),
-        manifest=artifact_manifest("results/metrics/{model}/{variant}/{corpus}"),
+        expand(artifact("metrics", "{name}"), name=METRIC_FILES, allow_missing=True),
+        manifest=artifact_manifest(artifact("metrics")),
     input:
         package("evaluate"),
-        runs=expand("results/runs/{{model}}/{{variant}}/{{corpus}}/{setting}.parquet", setting=SETTINGS),
-        runs_manifest=artifact_manifest("results/runs/{model}/{variant}/{corpus}"),
+        runs=expand(artifact("runs", "{setting}.parquet"), setting=SETTINGS, allow_missing=True),
+        runs_manifest=artifact_manifest(artifact("runs")),
         corpus=corpus_split("test"),
     params:
         evaluation=lambda w: as_json(
@@ -47,9 +44,9 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     log:
-        "results/logs/evaluate/{model}/{variant}/{corpus}.log",
+        log_file("evaluate", "{model}/{variant}/{corpus}"),
     benchmark:
-        "results/benchmarks/evaluate/{model}/{variant}/{corpus}.tsv"
+        benchmark_file("evaluate", "{model}/{variant}/{corpus}")
     conda:
         ENV
     shell:
@@ -59,11 +56,8 @@ rule evaluate:
 
 rule evaluate_image_text:
     output:
-        expand(
-            "results/image_text/metrics/{{corpus}}/{{run}}/{name}",
-            name=METRIC_FILES,
-        ),
-        manifest=artifact_manifest("results/image_text/metrics/{corpus}/{run}"),
+        expand(artifact("image_text_metrics", "{name}"), name=METRIC_FILES, allow_missing=True),
+        manifest=artifact_manifest(artifact("image_text_metrics")),
     input:
         package("evaluate-image-text"),
         unpack(image_text_run_inputs),
@@ -83,9 +77,9 @@ rule evaluate_image_text:
     resources:
         **job_resources("evaluate_image_text"),
     log:
-        "results/logs/evaluate_image_text/{corpus}/{run}.log",
+        log_file("evaluate_image_text", "{corpus}/{run}"),
     benchmark:
-        "results/benchmarks/evaluate_image_text/{corpus}/{run}.tsv"
+        benchmark_file("evaluate_image_text", "{corpus}/{run}")
     conda:
         ENV
     shell:

@@ -1,10 +1,10 @@
 rule image_features:
     output:
-        directory("results/features/{tower}/{corpus}"),
+        directory(artifact("features")),
     input:
         package("image-features"),
         corpus=lambda w: list(dict.fromkeys(path for split in SPLITS for path in corpus_split(split)(w))),
-        raw="results/corpora/{corpus}/raw",
+        raw=artifact("raw"),
         model=tower_model_dir,
     params:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
@@ -14,9 +14,9 @@ rule image_features:
     resources:
         **job_resources("image_features"),
     log:
-        "results/logs/image_features/{tower}/{corpus}.log",
+        log_file("image_features", "{tower}/{corpus}"),
     benchmark:
-        "results/benchmarks/image_features/{tower}/{corpus}.tsv"
+        benchmark_file("image_features", "{tower}/{corpus}")
     conda:
         ENV
     shell:

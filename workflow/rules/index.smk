@@ -1,9 +1,9 @@
 rule embed_shard:
     output:
-        directory("results/embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}"),
+        directory(artifact("embedding_shard")),
     input:
         package("embed-shard"),
-        model="results/models/{model}/{variant}",
+        model=artifact("model"),
         corpus=corpus_split("test"),
     wildcard_constraints:
         shard="[0-9]+",
@@ -15,9 +15,9 @@ rule embed_shard:
     resources:
         **job_resources("embed_shard"),
     log:
-        "results/logs/embed_shard/{model}/{variant}/{corpus}/{shard}-of-{shards}.log",
+        log_file("embed_shard", "{model}/{variant}/{corpus}/{shard}-of-{shards}"),
     benchmark:
-        "results/benchmarks/embed_shard/{model}/{variant}/{corpus}/{shard}-of-{shards}.tsv"
+        benchmark_file("embed_shard", "{model}/{variant}/{corpus}/{shard}-of-{shards}")
     conda:
         ENV
     shell:
@@ -27,10 +27,10 @@ rule embed_shard:
 
 rule embed:
     output:
-        directory("results/embeddings/{model}/{variant}/{corpus}"),
+        directory(artifact("embeddings")),
     input:
         package("embed"),
-        model="results/models/{model}/{variant}",
+        model=artifact("model"),
         corpus=corpus_split("test"),
         shards=passage_shards,
     params:
@@ -40,9 +40,9 @@ rule embed:
     resources:
         **job_resources("embed"),
     log:
-        "results/logs/embed/{model}/{variant}/{corpus}.log",
+        log_file("embed", "{model}/{variant}/{corpus}"),
     benchmark:
-        "results/benchmarks/embed/{model}/{variant}/{corpus}.tsv"
+        benchmark_file("embed", "{model}/{variant}/{corpus}")
     conda:
         ENV
     shell:

@@ -1,8 +1,8 @@
 rule pairs:
     output:
-        pairs="results/train/{trainset}/pairs.parquet",
-        qrels="results/train/{trainset}/qrels.parquet",
-        manifest=artifact_manifest("results/train/{trainset}"),
+        pairs=artifact("pairs", "pairs.parquet"),
+        qrels=artifact("pairs", "qrels.parquet"),
+        manifest=artifact_manifest(artifact("pairs")),
     input:
         package("pairs"),
         corpus=trainset_corpus,
@@ -14,9 +14,9 @@ rule pairs:
     resources:
         **job_resources("pairs"),
     log:
-        "results/logs/pairs/{trainset}.log",
+        log_file("pairs", "{trainset}"),
     benchmark:
-        "results/benchmarks/pairs/{trainset}.tsv"
+        benchmark_file("pairs", "{trainset}")
     conda:
         ENV
     shell:

@@ -1,25 +1,25 @@
 rule tables:
     output:
-        summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        summary=report(artifact("tables", "summary.csv"), caption="../report/summary.rst", category="Tables"),
         headline=report(
-            expand("results/tables/{name}.csv", name=["map", "language_bias"]),
+            expand(artifact("tables", "{name}.csv"), name=["map", "language_bias"]),
             caption="../report/headline.rst",
             category="Tables",
         ),
-        tables=expand("results/tables/{name}.{ext}", name=["map", "language_bias"], ext=["md", "tex"]),
+        tables=expand(artifact("tables", "{name}.{ext}"), name=["map", "language_bias"], ext=["md", "tex"]),
         per_language=expand(
-            "results/tables/per_language_{corpus}.{ext}",
+            artifact("tables", "per_language_{corpus}.{ext}"),
             corpus=config["experiment"]["eval_corpora"],
             ext=["md", "csv", "tex"],
         ),
         tests=report(
-            expand("results/tables/{name}.csv", name=["significance", "confidence"]),
+            expand(artifact("tables", "{name}.csv"), name=["significance", "confidence"]),
             caption="../report/significance.rst",
             category="Tables",
         ),
         plots=report(
             expand(
-                "results/plots/{name}.png",
+                artifact("plots", "{name}.png"),
                 name=["map_by_setting"] + [f"alpha_{c}" for c in config["experiment"]["eval_corpora"]],
             ),
             caption="../report/plots.rst",
@@ -27,8 +27,8 @@ rule tables:
         ),
         heatmaps=report(heatmaps(), caption="../report/heatmap.rst", category="Cross-lingual heatmaps"),
         image_text=report(image_text_tables(), caption="../report/image_text.rst", category="Image-text"),
-        record="results/workflow.json",
-        manifest=artifact_manifest("results/tables"),
+        record=f"{RESULTS}/workflow.json",
+        manifest=artifact_manifest(artifact("tables")),
     input:
         package("tables"),
         metrics=metrics_files(metrics_dirs()),
@@ -43,9 +43,9 @@ rule tables:
     resources:
         **job_resources("tables"),
     log:
-        "results/logs/tables/tables.log",
+        log_file("tables", "tables"),
     benchmark:
-        "results/benchmarks/tables/tables.tsv"
+        benchmark_file("tables", "tables")
     conda:
         ENV
     shell:

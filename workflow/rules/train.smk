@@ -1,6 +1,6 @@
 rule base_model:
     output:
-        directory("results/models/{model}/zero-shot"),
+        directory(artifact("model", variant=ZERO_SHOT)),
     input:
         package("base-model"),
         corpus=base_model_corpus,
@@ -12,9 +12,9 @@ rule base_model:
     resources:
         **job_resources("base_model"),
     log:
-        "results/logs/base_model/{model}.log",
+        log_file("base_model", "{model}"),
     benchmark:
-        "results/benchmarks/base_model/{model}.tsv"
+        benchmark_file("base_model", "{model}")
     conda:
         ENV
     shell:
@@ -24,7 +24,7 @@ rule base_model:
 rule train:
     output:
         report(
-            directory("results/models/{model}/{trainset}.{strategy}.s{seed}"),
+            directory(artifact("model", variant="{trainset}.{strategy}.s{seed}")),
             patterns=["training_curves.{ext}"],
             caption="../report/training.rst",
             category="Training curves",
@@ -33,8 +33,8 @@ rule train:
         ),
     input:
         package("train"),
-        base="results/models/{model}/zero-shot",
-        batches="results/batches/{trainset}/{strategy}/s{seed}",
+        base=artifact("model", variant=ZERO_SHOT),
+        batches=artifact("batches"),
     params:
         training=lambda w: as_json(
             {
@@ -47,9 +47,9 @@ rule train:
     resources:
         **job_resources("train"),
     log:
-        "results/logs/train/{model}/{trainset}.{strategy}.s{seed}.log",
+        log_file("train", "{model}/{trainset}.{strategy}.s{seed}"),
     benchmark:
-        "results/benchmarks/train/{model}/{trainset}.{strategy}.s{seed}.tsv"
+        benchmark_file("train", "{model}/{trainset}.{strategy}.s{seed}")
     conda:
         ENV
     shell:
@@ -60,7 +60,7 @@ rule train:
 rule train_lit:
     output:
         report(
-            directory("results/image_text/models/{corpus}/{strategy}.s{seed}"),
+            directory(artifact("image_text_model", run="{strategy}.s{seed}")),
             patterns=["training_curves.{ext}"],
             caption="../report/training.rst",
             category="Training curves",
@@ -69,9 +69,9 @@ rule train_lit:
         ),
     input:
         package("train-lit"),
-        base=lambda w: f"results/models/{IMAGE_TEXT['text_model']}/zero-shot",
-        features=lambda w: f"results/features/{IMAGE_TEXT['image_tower']}/{w.corpus}",
-        batches="results/image_text/batches/{corpus}/{strategy}/s{seed}",
+        base=lambda w: artifact("model", model=IMAGE_TEXT["text_model"], variant=ZERO_SHOT),
+        features=lambda w: artifact("features", tower=IMAGE_TEXT["image_tower"], corpus=w.corpus),
+        batches=artifact("image_text_batches"),
     params:
         training=lambda w: as_json(
             {
@@ -87,9 +87,9 @@ rule train_lit:
     resources:
         **job_resources("train_lit"),
     log:
-        "results/logs/train_lit/{corpus}/{strategy}.s{seed}.log",
+        log_file("train_lit", "{corpus}/{strategy}.s{seed}"),
     benchmark:
-        "results/benchmarks/train_lit/{corpus}/{strategy}.s{seed}.tsv"
+        benchmark_file("train_lit", "{corpus}/{strategy}.s{seed}")
     conda:
         ENV
     shell:

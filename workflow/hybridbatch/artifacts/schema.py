@@ -1,4 +1,4 @@
-"""Canonical Parquet schemas (DESIGN.md section 4) and checked, atomic Parquet I/O."""
+"""Canonical Parquet schemas (every stage reads and writes these) and checked, atomic Parquet I/O."""
 
 from __future__ import annotations
 

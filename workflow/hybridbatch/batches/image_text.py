@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -146,7 +147,22 @@ def batch_table(index: CaptionIndex, batch_id: int, epoch: int, kind: str, items
     return pa.table(columns, schema=schema.BATCHES)
 
 
-def build_image_text_batches(params: dict, corpus: str | Path, out: str | Path) -> dict:
+class ImageTextBatchParams(TypedDict):
+    """The config's `image_text.batching` section, the train languages, the strategy's
+    normalised weights over batch types, and the run's seed."""
+
+    batch_size: int
+    steps: int
+    captions: str
+    type_draws: str
+    validation_fraction: float
+    validation_seed: int
+    languages: list[str]
+    strategy: dict
+    seed: int
+
+
+def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, out: str | Path) -> dict:
     """Shards, stats.json, batch_types.png and the training qrels of one strategy, from
     the train split of an image-text corpus."""
     split_dir, out_dir = Path(corpus), Path(out)

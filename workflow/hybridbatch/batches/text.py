@@ -24,6 +24,7 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -299,7 +300,20 @@ class Statistics:
         }
 
 
-def build_batches(params: dict, pairs_dir: str | Path, out_dir: str | Path) -> dict:
+class BatchParams(TypedDict):
+    """The config's `batching` section, the strategy's alpha and the run's seed (BatchPlan)."""
+
+    alpha: float
+    seed: int
+    batch_size: int
+    epochs: int
+    mono_language_sampling: str
+    drop_last: bool
+    validation_fraction: float
+    validation_seed: int
+
+
+def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Path) -> dict:
     """Write shard-<epoch>.parquet files, stats.json, language_pairs.png and the training
     qrels into `out_dir`, from pairs.parquet and qrels.parquet in `pairs_dir`."""
     plan = BatchPlan.from_params(params)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybridbatch.corpora import cldr, coco35l, emoji, lareqa, miracl, mmarco, xm3600  # noqa: F401  (each registers its format)
-from hybridbatch.corpora.formats import SOURCES
+from hybridbatch.corpora.formats import SOURCES, CorpusParams
 
 
-def download(params: dict, out_dir: str | Path) -> Path:
+def download(params: CorpusParams, out_dir: str | Path) -> Path:
     """Fetch or build the raw files of one corpus into `out_dir` (checksummed)."""
     key = f"corpora.{params.get('name', '<name>')}"
     return SOURCES.lookup(params["source"], f"{key}.source").download(params, Path(out_dir), key)

@@ -97,6 +97,7 @@ def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed
 
 SOURCES.register("coco35l")(
     CorpusSource(
+        images=True,
         download=url_download(extract),
         frames=lambda params, raw_dir: grouped_by_item(
             *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])

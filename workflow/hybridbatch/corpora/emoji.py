@@ -94,4 +94,4 @@ def frames(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     return grouped_by_item(queries, images, qrels.assign(relevance=1))
 
 
-SOURCES.register("emoji")(CorpusSource(download=download, frames=frames))
+SOURCES.register("emoji")(CorpusSource(download=download, frames=frames, images=True))

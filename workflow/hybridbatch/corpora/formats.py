@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +28,29 @@ class CorpusSource:
     download: Callable[[dict, Path, str], Path]  # (params, raw dir, config key) -> raw dir
     frames: Callable[[dict, Path], Frames] | None = None  # (params, raw dir) -> queries, passages, qrels
     write_splits: Callable[[dict, Path, Path], dict] | None = None  # (params, raw dir, out dir) -> row counts
+    images: bool = False  # its candidates are images (images.parquet), not passages
+
+
+class CorpusParams(TypedDict):
+    """A corpus entry of the config (`corpora.<name>`, its schema in config.schema.yaml) and
+    its name: the params of the download and prepare stages. Keys of one format only are
+    not required."""
+
+    name: str
+    source: str
+    languages: list[str]
+    test_fraction: float
+    split_seed: int
+    mirror: NotRequired[str | None]
+    sha256: NotRequired[dict[str, str]]
+    url: NotRequired[str]
+    urls: NotRequired[dict[str, str]]
+    git: NotRequired[dict]
+    hf: NotRequired[dict]
+    split: NotRequired[str]
+    max_images: NotRequired[int]
+    max_queries: NotRequired[int]
+    negatives_per_query: NotRequired[int]
 
 
 SOURCES: Registry[CorpusSource] = Registry("corpus source")

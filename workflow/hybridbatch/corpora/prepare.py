@@ -8,8 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from hybridbatch.artifacts import schema
-from hybridbatch.config import IMAGE_SOURCES
-from hybridbatch.corpora.formats import SOURCES, candidate_table, write_split
+from hybridbatch.corpora.formats import SOURCES, CorpusParams, candidate_table, write_split
 from hybridbatch.fetch.download import verify_checksums
 from hybridbatch.names import SPLITS
 
@@ -23,7 +22,7 @@ def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[st
     return {item: ("test" if item in test else "train") for item in items}
 
 
-def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, int]]:
+def prepare(params: CorpusParams, raw_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, int]]:
     """Build the canonical Parquet files of one corpus under out_dir/<split>/.
 
     Splits are by group (an item, or an article for LAReQA), so no group is in both.
@@ -35,7 +34,7 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict[str,
         return source.write_splits(params, raw_dir, out_dir)
     queries, candidates, qrels = source.frames(params, raw_dir)
     schema.require_nonempty(queries, raw_dir, "queries")
-    image_corpus = params["source"] in IMAGE_SOURCES
+    image_corpus = source.images
     _, candidate_schema = candidate_table(image_corpus)
     split_of = split_items(
         queries.group.tolist() + candidates.group.tolist(), params["test_fraction"], params["split_seed"]

@@ -5,6 +5,7 @@ when config `embedding.shards` names the corpus) and build FAISS inner-product i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import faiss
 import numpy as np
@@ -76,7 +77,19 @@ def encode_file(
     return len(frame)
 
 
-def embed_shard(params: dict, model_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict:
+class EmbedParams(TypedDict):
+    """The config's `embedding` section (but the shard counts), the models entry, and either
+    the index factory (the whole corpus) or which shard this is."""
+
+    batch_size: int
+    dtype: str
+    model: dict
+    index_factory: NotRequired[str]
+    shard: NotRequired[int]
+    shards: NotRequired[int]
+
+
+def embed_shard(params: EmbedParams, model_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict:
     """One shard of a corpus's passages (params shard of shards) into out_dir/passages.parquet."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +115,11 @@ def gather_shards(shard_dirs: list[Path], out_path: Path) -> None:
 
 
 def embed_and_index(
-    params: dict, model_dir: str | Path, corpus_dir: str | Path, shard_dirs: list[str | Path], out_dir: str | Path
+    params: EmbedParams,
+    model_dir: str | Path,
+    corpus_dir: str | Path,
+    shard_dirs: list[str | Path],
+    out_dir: str | Path,
 ) -> dict:
     """Write queries/passages embeddings Parquet and (approximate factories) index-<lang>.faiss files into `out_dir`.
     Passages come from `shard_dirs` (embed_shard's outputs) when given, else are encoded here."""

@@ -21,6 +21,7 @@ scan: scores of every candidate), ties going to the earlier candidate.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ import torch
 
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED
-from hybridbatch.evaluate.metrics import metric_names, rank_metrics, summary_rows
+from hybridbatch.evaluate.metrics import is_multi, metric_names, rank_metrics, summary_rows
 from hybridbatch.evaluate.ranks import ranks_of_relevant
 from hybridbatch.models.image_text import load_model, read_features
 from hybridbatch.names import IMAGE_LANG
@@ -157,7 +158,7 @@ def score_settings(
         ):
             name = setting_name(setting, protocol)
             ranks = ranks_of_relevant(vectors[q_side][q_rows], vectors[c_side][c_rows], g_q, g_c)
-            pooled = setting.endswith("multi")  # language bias: best rank per caption language first
+            pooled = is_multi(setting)  # language bias: best rank per caption language first
             languages = captions.lang.to_numpy()[c_rows][g_c] if pooled else None
             scores = rank_metrics(
                 ids[q_side][q_rows][g_q],
@@ -189,8 +190,26 @@ def score_settings(
     return pd.concat(per_query, ignore_index=True), pd.concat(by_language, ignore_index=True)
 
 
+class ImageTextEvaluationParams(TypedDict):
+    """The config's `evaluation` and `image_text.evaluation` sections, the text model's entry,
+    and the run's summary descriptor."""
+
+    recall_at: list[int]
+    ndcg_at: int
+    mrr_at: int
+    languages: list[str]
+    images: int | None
+    subset_seed: int
+    protocols: list[str]
+    batch_size: int
+    text_model: dict
+    descriptor: dict
+    corpus: NotRequired[str]
+    t2t_languages: NotRequired[list[str] | None]
+
+
 def evaluate_image_text(
-    params: dict, model: str | Path, features: str | Path, corpus: str | Path, out: str | Path
+    params: ImageTextEvaluationParams, model: str | Path, features: str | Path, corpus: str | Path, out: str | Path
 ) -> pd.DataFrame:
     """per_query.parquet, by_language.parquet and summary.csv (the text track's formats)
     of one image-text model on the test split in `corpus`."""

@@ -17,12 +17,6 @@ def metric_names(recall_at: list[int], ndcg_at: int, mrr_at: int) -> list[str]:
     return ["map"] + [f"recall@{k}" for k in recall_at] + [f"ndcg@{ndcg_at}", f"mrr@{mrr_at}"]
 
 
-RECALL_RULES = (
-    "fraction",
-    "any",
-)  # share of relevant candidates in the top k (LAReQA), or 1 if any is (CLIP_benchmark)
-
-
 def rank_metrics(
     query: np.ndarray,
     rank: np.ndarray,

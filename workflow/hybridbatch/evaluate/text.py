@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TypedDict
 
 import faiss
 import numpy as np
@@ -72,7 +73,23 @@ def open_index(path: Path) -> faiss.Index | None:
     return None if isinstance(index, faiss.IndexFlat) else faiss.read_index(str(path))
 
 
-def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+class SearchParams(TypedDict):
+    """The config's `search` section."""
+
+    top_k: int
+    block_mb: float
+
+
+class EvaluationParams(TypedDict):
+    """The config's `evaluation` section and the run's summary descriptor."""
+
+    recall_at: list[int]
+    ndcg_at: int
+    mrr_at: int
+    descriptor: dict
+
+
+def search(params: SearchParams, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
     """Write runs <out_dir>/<setting>.parquet (schema.RUN) for the three settings. Each
     candidate set (a language, or all pooled) is searched once by every query that needs
     it, reading the passages' vectors in blocks of `block_mb` scores."""
@@ -141,7 +158,9 @@ def search(params: dict, embed_dir: str | Path, corpus_dir: str | Path, out_dir:
     return counts
 
 
-def evaluate(params: dict, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
+def evaluate(
+    params: EvaluationParams, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path
+) -> pd.DataFrame:
     """Per-query metrics (per_query.parquet, with each query's item), per-language
     aggregates (by_language.parquet) and macro-averaged rows of the summary contract
     (summary.csv). `params['descriptor']` names the run: corpus, model, strategy, alpha, seed."""

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
@@ -148,7 +149,18 @@ def random_model(params: dict, corpus_dir: Path | None, out_dir: Path, key: str)
     save_encoder(model, tokenizer, params, out_dir)
 
 
-def build_base_model(params: dict, corpus_dir: str | Path | None, out_dir: str | Path) -> None:
+class ModelParams(TypedDict):
+    """A models entry of the config (`models.<name>`) and its name."""
+
+    name: NotRequired[str]
+    source: dict
+    pooling: NotRequired[str]
+    query_prefix: NotRequired[str]
+    passage_prefix: NotRequired[str]
+    max_length: NotRequired[int | None]
+
+
+def build_base_model(params: ModelParams, corpus_dir: str | Path | None, out_dir: str | Path) -> None:
     """Materialise a model's starting point under `out_dir` with the builder its source kind names."""
     key = f"models.{params.get('name', '<name>')}.source"
     builder = MODEL_SOURCES.lookup(params["source"]["kind"], f"{key}.kind")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -115,9 +116,18 @@ def read_image(raw_dir: Path, path: str, digest: str) -> Image.Image:
         return image
 
 
+class TowerParams(TypedDict):
+    """An image_towers entry of the config (`image_towers.<name>`) and its name."""
+
+    name: str
+    source: dict
+    batch_size: int
+    image_size: NotRequired[int]
+
+
 @torch.inference_mode()
 def image_features(
-    params: dict, corpus: str | Path, raw: str | Path, model: str | Path | None, out: str | Path
+    params: TowerParams, corpus: str | Path, raw: str | Path, model: str | Path | None, out: str | Path
 ) -> dict[str, int]:
     """`<split>.parquet` (pid, lang 'image', embedding) of every image of each split of the
     image corpus in `corpus` (files under `raw`), by the tower `params` describes (a dual

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,18 @@ def judged_negatives(links: pd.DataFrame, qrels: pd.DataFrame, passages: pd.Data
     return first.reindex(links.index)
 
 
-def build_pairs(params: dict, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+class PairsParams(TypedDict):
+    """A trainset entry of the config (`trainsets.<name>`)."""
+
+    corpus: str
+    languages: list[str]
+    hard_negatives: bool
+    seed: int
+    hard_negative_depth: NotRequired[int]
+    hard_negative_postings: NotRequired[int]
+
+
+def build_pairs(params: PairsParams, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
     """pairs.parquet: one pair per query and relevant passage (qrels) with both in
     `params['languages']`; qrels.parquet: every relevance judgment between those queries
     and those passages, in any of the languages (what batches and the loss check against)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -224,7 +225,9 @@ def render(table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, latex
     return "\n".join(rows) + "\n"
 
 
-def write_table(table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, stem: Path, note: str = "") -> None:
+def write_report_table(
+    table: pd.DataFrame, markers: pd.DataFrame | None, digits: int, stem: Path, note: str = ""
+) -> None:
     table.to_csv(stem.with_suffix(".csv"))
     (stem.with_suffix(".md")).write_text(render(table, markers, digits, latex=False) + (f"\n{note}\n" if note else ""))
     (stem.with_suffix(".tex")).write_text(render(table, markers, digits, latex=True))
@@ -371,15 +374,17 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, (_, _, _, digits) in HEADLINES.items():
         table, markers = headline_table(runs, tests, metric)
-        write_table(table, markers, digits, tables_dir / metric, text_note)
+        write_report_table(table, markers, digits, tables_dir / metric, text_note)
     for corpus in dict.fromkeys(run.key[0] for run in runs):
-        write_table(per_language_table(runs, corpus), None, 3, tables_dir / f"per_language_{corpus}")
+        write_report_table(per_language_table(runs, corpus), None, 3, tables_dir / f"per_language_{corpus}")
     if image_text_runs:
         image_note = note.replace(f"the {UNIT} as", "the image as").replace(f"per {UNIT} ", "per image ")
         for metric, (_, _, _, digits) in IMAGE_TEXT_HEADLINES.items():
             table, markers = headline_table(list(image_text_runs), image_tests, metric, IMAGE_TEXT_HEADLINES)
-            write_table(table, markers, digits, tables_dir / f"image_text_{metric.replace('@', '_at_')}", image_note)
-        write_table(
+            write_report_table(
+                table, markers, digits, tables_dir / f"image_text_{metric.replace('@', '_at_')}", image_note
+            )
+        write_report_table(
             image_text_table(image_text_runs),
             None,
             3,
@@ -388,7 +393,7 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
             "caption languages; bias: rank distance in i2t-multi.",
         )
         for corpus in dict.fromkeys(run.key[0] for run in image_text_runs):
-            write_table(
+            write_report_table(
                 image_text_per_language(image_text_runs, corpus),
                 None,
                 3,
@@ -489,8 +494,17 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
     plt.close(figure)
 
 
+class TablesParams(TypedDict):
+    """The config's `significance` section."""
+
+    alpha: float
+    permutations: int
+    bootstrap_samples: int
+    seed: int
+
+
 def make_tables(
-    params: dict,
+    params: TablesParams,
     metrics_dirs: list[str | Path],
     image_text_metrics: list[str | Path],
     tables_dir: str | Path,

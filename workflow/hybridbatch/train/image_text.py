@@ -8,6 +8,7 @@ sigmoid loss over text-text pairs when that is the objective."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
 from hybridbatch.models.image_text import read_features, start_model
@@ -26,7 +27,19 @@ def relevance_by_caption(pairs: set[tuple[str, str]]) -> dict[str, set[str]]:
     return out
 
 
-def train_lit(params: dict, base: str | Path, features: str | Path, batches: str | Path, out: str | Path) -> dict:
+class LitParams(TypedDict):
+    """The config's `image_text.training` section (`lit`), its `trainer` section, the run's
+    seed, the text model's entry and name, and the image tower's name."""
+
+    lit: dict
+    trainer: dict
+    seed: int
+    text_model: dict
+    text_model_name: str
+    image_tower: str
+
+
+def train_lit(params: LitParams, base: str | Path, features: str | Path, batches: str | Path, out: str | Path) -> dict:
     """Train the text tower and image projection on the batch shards in `batches`, the
     image features in `features/train.parquet`, from the text model in `base`."""
     config = params["lit"]

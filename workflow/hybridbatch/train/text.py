@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.loop import Step, parameter_groups
@@ -14,7 +15,16 @@ from hybridbatch.train.objectives import info_nce
 from hybridbatch.train.runner import Task, run_training
 
 
-def train(params: dict, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> dict:
+class TrainParams(TypedDict):
+    """The config's `training` section with the run's seed, its `trainer` section, and the
+    models entry trained."""
+
+    training: dict
+    trainer: dict
+    model: dict
+
+
+def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> dict:
     """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order."""
     config, model_params = params["training"], params["model"]
 
