@@ -33,10 +33,14 @@ def read(root, split, name, table_schema):
     return schema.read_parquet(root / split / f"{name}.parquet", table_schema)
 
 
-def mini_xm3600(mirror, images: dict[str, bytes]):
+def xm3600_records() -> list:
+    return [{"image/key": key, "image/locale": "en", "en": {"caption": [f"a photo {key}", f"another {key}"]},
+             "sw": {"caption": [f"picha {key}"]}} for key in ("000a", "000b", "000c")]  # fmt: skip
+
+
+def mini_xm3600(mirror, images: dict[str, bytes], records: list | None = None):
     mirror.mkdir(exist_ok=True)
-    records = [{"image/key": key, "image/locale": "en", "en": {"caption": [f"a photo {key}", f"another {key}"]},
-                "sw": {"caption": [f"picha {key}"]}} for key in ("000a", "000b", "000c")]  # fmt: skip
+    records = xm3600_records() if records is None else records
     with zipfile.ZipFile(mirror / "captions.zip", "w") as handle:
         handle.writestr("captions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
@@ -94,6 +98,61 @@ def test_a_corrupt_or_missing_photo_is_named(tmp_path, broken, message):
         prepare.prepare(params, raw, tmp_path / "out")
 
 
+def broken_png() -> bytes:
+    """A PNG whose image data fails its chunk checksum."""
+    data = bytearray(image_bytes("red"))
+    start = data.index(b"IDAT") + 4
+    data[start + 2] ^= 0xFF
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "photo, message",
+    [
+        (
+            image_bytes("red", "JPEG", 64)[:-200],
+            r"images/000c.jpg: missing or not a readable image \(.*[Tt]runcated",
+        ),
+        (broken_png(), r"images/000c.jpg: missing or not a readable image \(broken PNG file"),
+    ],
+)
+def test_prepare_decodes_every_image_in_full_and_names_the_one_that_does_not(tmp_path, photo, message):
+    mini_xm3600(tmp_path / "mirror", {key: image_bytes("red", "JPEG") for key in ("000a", "000b")} | {"000c": photo})
+    params = xm3600_params(tmp_path / "mirror")
+    raw = corpora.download(params, tmp_path / "raw")
+    with pytest.raises(schema.SchemaError, match=message):
+        prepare.prepare(params, raw, tmp_path / "out")
+
+
+def with_record(change):
+    records = xm3600_records()
+    change(records)
+    return records
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        (
+            with_record(lambda r: r[1]["sw"].update(caption="picha moja")),
+            r"captions.jsonl:2: image 000b: 'sw' caption must be a list of strings, not 'picha moja'",
+        ),
+        (with_record(lambda r: r.append(dict(r[0]))), r"captions.jsonl:4: image/key '000a' again \(first on line 1\)"),
+        (
+            with_record(lambda r: r.insert(1, ["000b", "a list"])),
+            r"captions.jsonl:2: not an XM3600 caption record \(TypeError",
+        ),
+        (with_record(lambda r: r[2].pop("sw")), r"captions.jsonl:3: image 000c has no 'sw' caption"),
+    ],
+)
+def test_a_malformed_xm3600_caption_record_is_named_by_line(tmp_path, records, message):
+    mini_xm3600(tmp_path / "mirror", {key: image_bytes("red", "JPEG") for key in ("000a", "000b", "000c")}, records)
+    params = xm3600_params(tmp_path / "mirror")
+    raw = corpora.download(params, tmp_path / "raw")
+    with pytest.raises(schema.SchemaError, match=message):
+        prepare.prepare(params, raw, tmp_path / "out")
+
+
 # --- the offline emoji corpus --------------------------------------------------------------
 
 EMOJI = [  # (unified, image, skin variations)
@@ -116,27 +175,27 @@ DERIVED = {
 }  # fmt: skip
 
 
-def emoji_mirror(mirror):
-    """The three npm tarballs, in their real layout (a `package/` folder)."""
+def emoji_mirror(mirror, annotations: dict | None = None, emoji_json: bytes | None = None, raw_annotations=None):
+    """The three npm tarballs, in their real layout (a `package/` folder); `annotations`,
+    `emoji_json` and `raw_annotations` ({lang: bytes}) replace the generated ones."""
     mirror.mkdir()
     with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
-        add(handle, "package/emoji.json", json.dumps(EMOJI).encode())
+        add(handle, "package/emoji.json", json.dumps(EMOJI).encode() if emoji_json is None else emoji_json)
         add(handle, "package/README.md", b"not extracted")
         for i, name in enumerate(
             ["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]
         ):
             add(handle, f"package/img/google/64/{name}", image_bytes((40 * i, 0, 0)))
     for archive, folder, data in (
-        ("annotations.tgz", "annotations", ANNOTATIONS),
+        ("annotations.tgz", "annotations", annotations or ANNOTATIONS),
         ("derived.tgz", "annotationsDerived", DERIVED),
     ):
         with tarfile.open(mirror / archive, "w:gz") as handle:
             for lang, entries in data.items():
-                add(
-                    handle,
-                    f"package/{folder}/{lang}/annotations.json",
-                    json.dumps({folder: {"annotations": entries}}).encode(),
-                )
+                payload = json.dumps({folder: {"annotations": entries}}).encode()
+                if folder == "annotations" and raw_annotations and lang in raw_annotations:
+                    payload = raw_annotations[lang]
+                add(handle, f"package/{folder}/{lang}/annotations.json", payload)
     names = ("images.tgz", "annotations.tgz", "derived.tgz")
     return {"name": "emoji", "source": "emoji", "urls": {n: f"https://registry.invalid/{n}" for n in names},
             "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
@@ -164,6 +223,27 @@ def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):
     qrels = read(tmp_path / "out", "train", "qrels", schema.QRELS)
     assert len(qrels) == len(captions) and set(qrels.pid) == set(images.pid)
     assert pd.Series(qrels.pid.str.removeprefix("image:")).isin(images.index).all()
+
+
+@pytest.mark.parametrize(
+    "mirror, message",
+    [
+        (
+            {"annotations": {**ANNOTATIONS, "en": {**ANNOTATIONS["en"], "😀": {"tts": "grinning face"}}}},
+            r"annotations/en/annotations.json: 'tts' of 😀 must be a list of strings, not 'grinning face'",
+        ),
+        (
+            {"raw_annotations": {"ru": json.dumps({"annotations": {"annotations": ANNOTATIONS["ru"]}}).encode()[:-30]}},
+            r"annotations/ru/annotations.json: not valid JSON",
+        ),
+        ({"emoji_json": json.dumps(EMOJI).encode()[:-10]}, r"emoji.json: not valid JSON"),
+    ],
+)
+def test_malformed_emoji_data_is_named_by_file_and_entry(tmp_path, mirror, message):
+    params = emoji_mirror(tmp_path / "mirror", **mirror)
+    raw = corpora.download(params, tmp_path / "raw")
+    with pytest.raises(schema.SchemaError, match=message):
+        prepare.prepare(params, raw, tmp_path / "out")
 
 
 def test_image_features_are_computed_once_by_a_locked_tower_and_checked_against_the_recorded_hashes(tmp_path):

@@ -266,6 +266,34 @@ def test_recall_follows_clip_benchmark_on_random_embeddings():
         assert 0 < ours["recall@1"].mean() < 1  # neither trivial nor hopeless
 
 
+@pytest.mark.parametrize("dimension", [2, 8])
+def test_blocks_sliced_from_shared_products_rank_as_blocks_scored_alone(tmp_path, dimension):
+    """t2i and i2t of a language share one product, L1->L2 and L2->L1 too, and `first` is
+    part of `all`: the per-query frame equals scoring every block on its own, ties included
+    (2-d integer vectors tie often and exactly)."""
+    from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
+
+    write_image_corpus(tmp_path, 12)
+    captions = schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS)
+    images = schema.read_parquet(tmp_path / "test/images.parquet", schema.IMAGES)
+    qrels = schema.read_parquet(tmp_path / "test/qrels.parquet", schema.QRELS)
+    rng = np.random.default_rng(5)
+    vectors = {
+        "image": rng.integers(-2, 3, size=(len(images), dimension)).astype(np.float32),
+        "caption": rng.integers(-2, 3, size=(len(captions), dimension)).astype(np.float32),
+    }
+    params = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "protocols": ["first", "all"], "t2t_languages": None}
+    relevant = relevant_pairs(captions, images, qrels)
+    shared, shared_blocks = score_settings(captions, images, relevant, vectors, params)
+    alone, alone_blocks = score_settings(captions, images, relevant, vectors, params, per_block=True)
+    pd.testing.assert_frame_equal(shared, alone)
+    pd.testing.assert_frame_equal(shared_blocks, alone_blocks)
+    assert set(shared.setting) == {
+        f"{s}/{p}" for s in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")
+    }
+    assert 0 < shared["recall@1"].mean() < 1
+
+
 def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
     from hybridbatch.evaluate.metrics import summary_rows
@@ -540,7 +568,12 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     assert kept_captions.qid.tolist() == [
         f"{lang}:{item}:{c}" for lang in ("en", "zh") for item in (0, 1, 2, 4) for c in (0, 1)
     ]
-    assert test_subset(captions, images, ["en", "zh"], 10, 0)[1].pid.tolist() == kept_images.pid.tolist()
+    assert test_subset(captions, images, ["en", "zh"], 4, 0)[1].pid.tolist() == kept_images.pid.tolist()
+    with pytest.raises(
+        schema.SchemaError,
+        match=r"config key image_text\.evaluation\.images: 5 requested, but the test split has 4 images",
+    ):
+        test_subset(captions, images, ["en", "zh"], 5, 0)  # not silently fewer than the config says
     drawn = [test_subset(captions, images, ["en"], 3, seed)[1].item_id.tolist() for seed in range(6)]
     assert (
         all(len(d) == 3 and d == sorted(d) and set(d) <= {"0", "1", "2", "3", "4"} for d in drawn)

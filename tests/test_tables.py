@@ -23,6 +23,7 @@ from hybridbatch.report.tables import (
     image_text_per_language,
     image_text_table,
     load_runs,
+    per_language_table,
     render,
     skipped_notes,
     write_report_table,
@@ -379,3 +380,25 @@ def test_image_text_views_use_protocol_first_where_evaluated_and_name_each_model
     table = image_text_table(runs)
     assert table.index.names == ["model", "strategy"]
     assert [column[0] for column in table.columns] == ["first"] * 4 + ["all"] * 4  # R@1 t2i, i2t; mAP, bias
+
+
+def test_per_language_tables_average_the_seeds_of_a_strategy(tmp_path):
+    """Two seeds of one strategy make one column group holding their mean, not the last seed."""
+    rng = np.random.default_rng(7)
+    maps = [rng.random(8), rng.random(8)]
+    runs = [Run(write_run(tmp_path, "hybrid", maps[seed], rng.random(8) * 10, seed=seed)) for seed in (0, 1)]
+    table = per_language_table(runs, "planted")
+    assert list(table.columns.get_level_values(0).unique()) == ["m hybrid (alpha=0.5)"]
+    for lang in LANGS:  # a language's mono mAP is the mean over items; the table's, the mean over seeds
+        expected = np.mean([per_seed.mean() for per_seed in maps])
+        assert table.loc[lang, ("m hybrid (alpha=0.5)", "mono mAP")] == pytest.approx(expected)
+    image_runs = [Run(write_image_text_run(tmp_path / f"it{seed}", "mixed", seed)) for seed in (0, 1)]
+    image_table = image_text_per_language(image_runs, "images")
+    t2i = [
+        run.by_language[run.by_language.setting == "t2i/all"].set_index("query_lang")["recall@1"] for run in image_runs
+    ]
+    assert list(image_table.columns.get_level_values(0).unique()) == [image_runs[0].label]
+    np.testing.assert_allclose(
+        image_table.loc[LANGS[:3], (image_runs[0].label, "T->I R@1")], (t2i[0] + t2i[1])[LANGS[:3]] / 2
+    )
+    assert not np.allclose(t2i[0][LANGS[:3]], t2i[1][LANGS[:3]])  # the seeds differ, so the mean is not either one

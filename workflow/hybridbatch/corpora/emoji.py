@@ -48,7 +48,7 @@ def download(params: dict, out_dir: Path, key: str) -> Path:
 def emoji_images(raw_dir: Path) -> list[tuple[str, str]]:
     """(unified code points, image file) of every emoji and skin-tone variant with a Google image."""
     found = []
-    for record in json.loads((raw_dir / "emoji.json").read_text(encoding="utf-8")):
+    for record in read_json(raw_dir / "emoji.json"):
         for entry in [record] + list(record.get("skin_variations", {}).values()):
             if entry.get("has_img_google"):
                 found.append((entry["unified"], entry["image"]))
@@ -64,8 +64,24 @@ def names(raw_dir: Path, lang: str) -> dict[str, dict]:
             raise schema.SchemaError(
                 f"{path}: missing (language {lang!r} is configured; CLDR has no annotations for it?)"
             )
-        merged.update(json.loads(path.read_text(encoding="utf-8"))[top]["annotations"])
+        try:
+            entries = read_json(path)[top]["annotations"]
+        except (KeyError, TypeError) as error:
+            raise schema.SchemaError(f"{path}: no {top}.annotations ({error!r})") from error
+        for char, entry in entries.items():
+            for field in ("tts", "default"):
+                value = entry.get(field, [])
+                if not isinstance(value, list) or not all(isinstance(text, str) for text in value):
+                    raise schema.SchemaError(f"{path}: {field!r} of {char} must be a list of strings, not {value!r}")
+        merged.update(entries)
     return merged
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise schema.SchemaError(f"{path}: not valid JSON ({error})") from error
 
 
 def character(unified: str) -> str:

@@ -87,7 +87,8 @@ def url_download(extract: Callable[[Path], None]) -> Callable[[dict, Path, str],
 
 def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
     """Canonical images (schema.IMAGES) from (item id, path relative to `raw_dir`): each
-    file must exist and decode; its sha256 is recorded so every reader can check it."""
+    file must exist, pass PIL's checks (PNG chunk checksums) and decode in full (a
+    truncated JPEG passes the checks); its sha256 is recorded so every reader can check it."""
     from PIL import Image, UnidentifiedImageError
 
     from hybridbatch.artifacts.hashing import sha256_file
@@ -98,7 +99,9 @@ def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
         try:
             with Image.open(path) as image:
                 image.verify()
-        except (OSError, UnidentifiedImageError) as error:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, UnidentifiedImageError) as error:
             raise schema.SchemaError(f"{path}: missing or not a readable image ({error})") from error
         rows.append((f"image:{item_id}", item_id, relative, sha256_file(path)))
     return pd.DataFrame(rows, columns=schema.IMAGES.names)

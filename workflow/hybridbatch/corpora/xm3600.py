@@ -37,18 +37,26 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
     raw_dir = Path(raw_dir)
     path = raw_dir / CAPTIONS
     photos = {p.stem: p.relative_to(raw_dir).as_posix() for p in (raw_dir / IMAGES).rglob("*.jpg")}
-    queries, images = [], []
+    queries, images, line_of = [], [], {}
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 record = json.loads(line)
                 key = record["image/key"]
-            except (json.JSONDecodeError, KeyError) as error:
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise schema.SchemaError(f"{path}:{number}: not an XM3600 caption record ({error!r})") from error
+            if key in line_of:
+                raise schema.SchemaError(f"{path}:{number}: image/key {key!r} again (first on line {line_of[key]})")
+            line_of[key] = number
             for lang in languages:
-                captions = record.get(lang, {}).get("caption") or []
+                entry = record.get(lang) or {}
+                captions = entry.get("caption") if isinstance(entry, dict) else None
                 if not captions:
                     raise schema.SchemaError(f"{path}:{number}: image {key} has no {lang!r} caption")
+                if not isinstance(captions, list) or not all(isinstance(text, str) for text in captions):
+                    raise schema.SchemaError(
+                        f"{path}:{number}: image {key}: {lang!r} caption must be a list of strings, not {captions!r}"
+                    )
                 queries += [(f"{lang}:{key}:{i}", lang, key, text, i) for i, text in enumerate(captions)]
             images.append((key, photos.get(key, f"{IMAGES}/{key}.jpg")))
     queries = pd.DataFrame(queries, columns=schema.CAPTIONS.names)

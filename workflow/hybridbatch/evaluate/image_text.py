@@ -31,7 +31,7 @@ import torch
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED
 from hybridbatch.evaluate.metrics import is_multi, metric_names, rank_metrics, summary_rows
-from hybridbatch.evaluate.ranks import ranks_of_relevant
+from hybridbatch.evaluate.ranks import ranks_in_scores, ranks_of_relevant
 from hybridbatch.models.image_text import load_model, read_features
 from hybridbatch.names import IMAGE_LANG
 
@@ -52,6 +52,11 @@ def test_subset(captions: pd.DataFrame, images: pd.DataFrame, languages: list[st
     captions = captions[captions.lang.isin(languages)]
     complete = captions.groupby("item_id").lang.nunique()
     items = np.array(sorted(set(complete.index[complete == len(languages)]) & set(images.item_id)), dtype=object)
+    if n_images is not None and n_images > len(items):
+        raise schema.SchemaError(
+            f"config key image_text.evaluation.images: {n_images} requested, but the test split has {len(items)} "
+            f"images with a caption in each of {languages} (set it to {len(items)} or fewer, or null for all)"
+        )
     if n_images is not None and n_images < len(items):
         items = np.sort(np.random.default_rng(seed).choice(items, n_images, replace=False))
     keep = set(items)
@@ -75,12 +80,17 @@ def blocks(
     chosen = captions.loc[chosen]
     languages = sorted(chosen.lang.unique())
     image_rows = np.arange(len(images))
+    sizes = {"caption": len(captions), "image": len(images), "caption_target": len(captions)}
 
     def gold(pairs: pd.DataFrame, query_rows, candidate_rows, query_col, candidate_col):
-        q_pos = pd.Series(np.arange(len(query_rows)), index=query_rows)
-        c_pos = pd.Series(np.arange(len(candidate_rows)), index=candidate_rows)
-        pairs = pairs[pairs[query_col].isin(q_pos.index) & pairs[candidate_col].isin(c_pos.index)]
-        return q_pos[pairs[query_col]].to_numpy(), c_pos[pairs[candidate_col]].to_numpy()
+        """(query position, candidate position) of the pairs within the block, in pairs' order."""
+        positions = []
+        for rows, column in ((query_rows, query_col), (candidate_rows, candidate_col)):
+            position = np.full(sizes[column], -1)
+            position[rows] = np.arange(len(rows))
+            positions.append(position[pairs[column].to_numpy()])
+        inside = (positions[0] >= 0) & (positions[1] >= 0)
+        return positions[0][inside], positions[1][inside]
 
     pairs = relevant[relevant.caption.isin(chosen.index)]
     by_lang = {lang: chosen.index[chosen.lang == lang].to_numpy() for lang in languages}
@@ -111,8 +121,8 @@ def blocks(
         ("caption", everything),
         gold(pairs, image_rows, everything, "image", "caption"),
     )
-    twins = pairs.merge(pairs, on="image", suffixes=("", "_target"))
-    twins = twins[twins.caption != twins.caption_target]
+    caption_lang = captions.lang.to_numpy()[pairs.caption.to_numpy()]
+    pairs_in = {lang: pairs[caption_lang == lang] for lang in languages}
     pivots = set(t2t_languages or languages)
     for source in languages:
         for target in languages:
@@ -123,7 +133,13 @@ def blocks(
                     target,
                     ("caption", by_lang[source]),
                     ("caption", by_lang[target]),
-                    gold(twins, by_lang[source], by_lang[target], "caption", "caption_target"),
+                    gold(
+                        pairs_in[source].merge(pairs_in[target], on="image", suffixes=("", "_target")),
+                        by_lang[source],
+                        by_lang[target],
+                        "caption",
+                        "caption_target",
+                    ),
                 )
 
 
@@ -142,51 +158,114 @@ def relevant_pairs(captions: pd.DataFrame, images: pd.DataFrame, qrels: pd.DataF
     )
 
 
+class BlockScores:
+    """The score matrix of a block, sliced from one product per caption language against
+    the images, or per two caption languages, over every caption of those languages:
+    `t2i` and `i2t` of a language share one product, as do L1->L2 and L2->L1, and the
+    `first` protocol's blocks are parts of the `all` protocol's (the same floats: a block
+    of a product is that product of the block). One product is held at a time."""
+
+    def __init__(self, captions: pd.DataFrame, vectors: dict[str, np.ndarray]):
+        self.vectors, self.language = vectors, captions.lang.to_numpy()
+        self.rows = {lang: np.flatnonzero(self.language == lang) for lang in np.unique(self.language)}
+        self.position = np.empty(len(captions), dtype=np.int64)
+        for rows in self.rows.values():
+            self.position[rows] = np.arange(len(rows))
+        self.held: tuple | None = None
+        self.product: np.ndarray | None = None
+
+    def key(self, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]) -> tuple | None:
+        """The product a block is part of: ('image', L) or ('caption', L1, L2), L1 < L2;
+        None for pooled caption candidates of several languages."""
+        languages = [self.language[rows[:1]][0] if side == "caption" else None for side, rows in (query, candidate)]
+        if any(side == "caption" and len(set(self.language[rows])) != 1 for side, rows in (query, candidate)):
+            return None
+        if None in languages:
+            return ("image", next(lang for lang in languages if lang is not None))
+        return ("caption", *sorted(languages))
+
+    def block(self, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]) -> np.ndarray:
+        """Scores of the query rows (rows) against the candidate rows (columns)."""
+        key = self.key(query, candidate)
+        if key != self.held:
+            first = self.vectors["caption"][self.rows[key[1]]]
+            second = self.vectors["image"] if key[0] == "image" else self.vectors["caption"][self.rows[key[2]]]
+            self.held, self.product = key, first @ second.T
+        query_first = query[0] == "caption" and self.language[query[1][0]] == key[1]  # the product's rows
+        rows, other = (query, candidate) if query_first else (candidate, query)
+        rows = self.position[rows[1]]
+        columns = other[1] if other[0] == "image" else self.position[other[1]]
+        whole = all(len(i) == n and (i == np.arange(n)).all() for i, n in zip((rows, columns), self.product.shape))
+        part = self.product if whole else self.product[np.ix_(rows, columns)]
+        return part if query_first else torch.from_numpy(part).T.contiguous().numpy()  # a tiled, threaded copy
+
+
 def score_settings(
-    captions: pd.DataFrame, images: pd.DataFrame, relevant: pd.DataFrame, vectors: dict[str, np.ndarray], params: dict
+    captions: pd.DataFrame,
+    images: pd.DataFrame,
+    relevant: pd.DataFrame,
+    vectors: dict[str, np.ndarray],
+    params: dict,
+    per_block: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-query metrics and per-block means of every setting and protocol, from the
     caption and image vectors (rows as in `captions` and `images`) and the relevant
-    (caption row, image row) pairs."""
+    (caption row, image row) pairs. Blocks are sliced from shared products (BlockScores),
+    or, `per_block`, each scored on its own (the reference the tests and the benchmark
+    hold the shared products to)."""
     ids = {"caption": captions.qid.to_numpy(), "image": images.pid.to_numpy()}
     items = {"caption": captions.item_id.to_numpy(), "image": images.item_id.to_numpy()}
     names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
+    jobs = [
+        (protocol, block)
+        for protocol in params["protocols"]
+        for block in blocks(captions, images, relevant, protocol, params.get("t2t_languages"))
+    ]
+    products = BlockScores(captions, vectors)
+    keys = [None if per_block else products.key(*block[3:5]) for _, block in jobs]
+    ranks_of = {}
+    for number in sorted(range(len(jobs)), key=lambda n: keys[n] or ("pooled",)):  # each product once
+        _, (_, _, _, query, candidate, (g_q, g_c)) = jobs[number]
+        if keys[number] is None:  # pooled candidates (or per_block): scored a chunk of queries at a time
+            ranks_of[number] = ranks_of_relevant(
+                vectors[query[0]][query[1]], vectors[candidate[0]][candidate[1]], g_q, g_c
+            )
+        else:
+            ranks_of[number] = ranks_in_scores(products.block(query, candidate), g_q, g_c)
     per_query, by_language = [], []
-    for protocol in params["protocols"]:
-        for setting, query_lang, candidate_lang, (q_side, q_rows), (c_side, c_rows), (g_q, g_c) in blocks(
-            captions, images, relevant, protocol, params.get("t2t_languages")
-        ):
-            name = setting_name(setting, protocol)
-            ranks = ranks_of_relevant(vectors[q_side][q_rows], vectors[c_side][c_rows], g_q, g_c)
-            pooled = is_multi(setting)  # language bias: best rank per caption language first
-            languages = captions.lang.to_numpy()[c_rows][g_c] if pooled else None
-            scores = rank_metrics(
-                ids[q_side][q_rows][g_q],
-                ranks,
-                params["recall_at"],
-                params["ndcg_at"],
-                params["mrr_at"],
-                "any",
-                languages,
+    for number, (protocol, block) in enumerate(jobs):
+        setting, query_lang, candidate_lang, (q_side, q_rows), (c_side, c_rows), (g_q, g_c) = block
+        name = setting_name(setting, protocol)
+        ranks = ranks_of[number]
+        pooled = is_multi(setting)  # language bias: best rank per caption language first
+        languages = captions.lang.to_numpy()[c_rows][g_c] if pooled else None
+        scores = rank_metrics(
+            ids[q_side][q_rows][g_q],
+            ranks,
+            params["recall_at"],
+            params["ndcg_at"],
+            params["mrr_at"],
+            "any",
+            languages,
+        )
+        scores = scores.rename_axis("qid").reset_index()
+        scores.insert(
+            0, "item_id", pd.Series(items[q_side][q_rows], index=ids[q_side][q_rows]).reindex(scores.qid).to_numpy()
+        )
+        scores = scores.assign(query_lang=query_lang, candidate_lang=candidate_lang, setting=name)
+        if not pooled:
+            scores["rank_distance"] = np.nan
+        per_query.append(scores)
+        means = scores[names + ["rank_distance"]].mean().to_frame().T
+        by_language.append(
+            means.assign(
+                query_lang=query_lang,
+                candidate_lang=candidate_lang,
+                queries=len(scores),
+                skipped=len(q_rows) - len(scores),
+                setting=name,
             )
-            scores = scores.rename_axis("qid").reset_index()
-            scores.insert(
-                0, "item_id", pd.Series(items[q_side][q_rows], index=ids[q_side][q_rows]).reindex(scores.qid).to_numpy()
-            )
-            scores = scores.assign(query_lang=query_lang, candidate_lang=candidate_lang, setting=name)
-            if not pooled:
-                scores["rank_distance"] = np.nan
-            per_query.append(scores)
-            block = scores[names + ["rank_distance"]].mean().to_frame().T
-            by_language.append(
-                block.assign(
-                    query_lang=query_lang,
-                    candidate_lang=candidate_lang,
-                    queries=len(scores),
-                    skipped=len(q_rows) - len(scores),
-                    setting=name,
-                )
-            )
+        )
     return pd.concat(per_query, ignore_index=True), pd.concat(by_language, ignore_index=True)
 
 

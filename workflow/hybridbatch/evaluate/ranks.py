@@ -162,9 +162,42 @@ def search_block(
 
 def exact_ranks(scores: np.ndarray, gold_columns: np.ndarray, gold_rows: np.ndarray) -> np.ndarray:
     """Rank of candidate gold_columns[i] for query row gold_rows[i] in the score matrix,
-    counting higher scores and equal scores of earlier candidates."""
-    ahead = ranked_ahead(scores[gold_rows], scores[gold_rows, gold_columns], gold_columns, np.arange(scores.shape[1]))
-    return ahead.sum(axis=1) + 1
+    counting higher scores and equal scores of earlier candidates (ranked_ahead, which
+    only rows with a tie at the gold score need)."""
+    return _ranks_in_rows(scores[gold_rows], gold_columns)
+
+
+def _ranks_in_rows(rows: np.ndarray, gold_columns: np.ndarray) -> np.ndarray:
+    """exact_ranks of gold_columns[i] in row i."""
+    gold = rows[np.arange(len(rows)), gold_columns][:, None]
+    ranks = np.count_nonzero(rows > gold, axis=1) + 1
+    tied = np.count_nonzero(rows == gold, axis=1) > 1  # another candidate has the gold's very score
+    if tied.any():
+        ahead = ranked_ahead(rows[tied], gold[tied, 0], gold_columns[tied], np.arange(rows.shape[1]))
+        ranks[tied] = np.count_nonzero(ahead, axis=1) + 1
+    return ranks
+
+
+def ranks_in_scores(
+    scores: np.ndarray, gold_rows: np.ndarray, gold_columns: np.ndarray, budget: int = 20_000_000
+) -> np.ndarray:
+    """exact_ranks over a score matrix computed already, comparing about `budget` scores at a
+    time: the k-th gold of every row together, reading consecutive rows in place."""
+    ranks = np.empty(len(gold_rows), dtype=np.int64)
+    order = np.argsort(gold_rows, kind="stable")
+    by_row = gold_rows[order]
+    slot = np.arange(len(order)) - np.searchsorted(by_row, by_row, side="left")  # k-th gold of its row
+    chunk = max(1, budget // max(1, scores.shape[1]))
+    for k in range(slot.max(initial=-1) + 1):
+        picked = order[slot == k]  # rows ascending, each once
+        for start in range(0, len(picked), chunk):
+            part = picked[start : start + chunk]
+            rows = gold_rows[part]
+            consecutive = rows[-1] - rows[0] + 1 == len(rows)
+            ranks[part] = _ranks_in_rows(
+                scores[rows[0] : rows[-1] + 1] if consecutive else scores[rows], gold_columns[part]
+            )
+    return ranks
 
 
 def ranks_of_relevant(
@@ -206,13 +239,14 @@ MANY_RELEVANT = 8  # relevant candidates per query above which ranks are counted
 
 def _ranks_by_counting(scores: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Ranks of the candidates `columns` in one row of scores: 1 + how many score higher,
-    from a histogram of where every score falls among the sorted gold scores; a row with
-    a tie at a gold score falls back to direct comparison."""
+    from a histogram of where every score at least the lowest gold score falls among the
+    sorted gold scores; a row with a tie at a gold score falls back to direct comparison."""
     gold = scores[columns]
     order = np.argsort(gold, kind="stable")
     ascending = gold[order]
-    below = np.searchsorted(ascending, scores, side="left")  # gold scores strictly below each candidate's
-    if (np.searchsorted(ascending, scores, side="right") - below).sum() != len(
+    contenders = scores[scores >= ascending[0]]  # the only candidates ahead of (or tied with) a gold
+    below = np.searchsorted(ascending, contenders, side="left")  # gold scores strictly below each candidate's
+    if (np.searchsorted(ascending, contenders, side="right") - below).sum() != len(
         np.unique(columns)
     ):  # a tie at a gold score
         return exact_ranks(scores[None, :], columns, np.zeros(len(columns), dtype=np.int64))

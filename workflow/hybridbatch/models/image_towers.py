@@ -111,9 +111,12 @@ def read_image(raw_dir: Path, path: str, digest: str) -> Image.Image:
         raise schema.SchemaError(f"{full}: image missing")
     if sha256_file(full) != digest:
         raise schema.SchemaError(f"{full}: sha256 differs from the one prepare recorded ({digest})")
-    with Image.open(full) as image:
-        image.load()
-        return image
+    try:
+        with Image.open(full) as image:
+            image.load()
+            return image
+    except (OSError, SyntaxError) as error:
+        raise schema.SchemaError(f"{full}: does not decode ({error})") from error
 
 
 class TowerParams(TypedDict):

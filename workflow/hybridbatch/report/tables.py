@@ -233,17 +233,26 @@ def write_report_table(
     (stem.with_suffix(".tex")).write_text(render(table, markers, digits, latex=True))
 
 
+def seed_means(columns: dict[tuple, list[pd.Series]]) -> pd.DataFrame:
+    """One column per key: the mean over the seeds of a strategy (one series each)."""
+    return pd.DataFrame(
+        {key: parts[0] if len(parts) == 1 else pd.concat(parts, axis=1).mean(axis=1) for key, parts in columns.items()}
+    )
+
+
 def per_language_table(runs: list[Run], corpus: str) -> pd.DataFrame:
-    """Rows: query language. Columns: run x (mono, cross, multi mAP, language bias);
-    cross is the mean over candidate languages of a query language."""
+    """Rows: query language. Columns: model and strategy x (mono, cross, multi mAP, language
+    bias), means over seeds; cross is the mean over candidate languages of a query language."""
     columns = {}
     for run in (r for r in runs if r.key[0] == corpus):
         frame = run.by_language
         name = f"{run.key[1]} {run.label}"
         for setting in SETTINGS:
-            columns[(name, f"{setting} mAP")] = frame[frame.setting == setting].groupby("query_lang")["map"].mean()
-        columns[(name, "bias")] = frame[frame.setting == "multi"].groupby("query_lang")["rank_distance"].mean()
-    table = pd.DataFrame(columns)
+            mean_map = frame[frame.setting == setting].groupby("query_lang")["map"].mean()
+            columns.setdefault((name, f"{setting} mAP"), []).append(mean_map)
+        bias = frame[frame.setting == "multi"].groupby("query_lang")["rank_distance"].mean()
+        columns.setdefault((name, "bias"), []).append(bias)
+    table = seed_means(columns)
     table.index.name = "language"
     table.loc["average"] = table.mean()
     return table
@@ -442,17 +451,18 @@ def run_names(runs: list[Run]) -> list[str]:
 
 def image_text_per_language(runs: list[Run], corpus: str) -> pd.DataFrame:
     """Rows: caption language. Columns: run x (T->I R@1, I->T R@1, T->T cross R@1 as the
-    query language), protocol `first` (or `all` where `first` was not evaluated)."""
+    query language), protocol `first` (or `all` where `first` was not evaluated); means over seeds."""
     columns, protocol = {}, main_protocol(runs)
     runs = [r for r in runs if r.key[0] == corpus]
     for run, name in zip(runs, run_names(runs)):
         frame = run.by_language
-        columns[(name, "T->I R@1")] = frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")["recall@1"]
-        columns[(name, "I->T R@1")] = frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")["recall@1"]
-        columns[(name, "T->T R@1")] = (
-            frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")["recall@1"].mean()
-        )
-    table = pd.DataFrame(columns)
+        for column, part in (
+            ("T->I R@1", frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")["recall@1"]),
+            ("I->T R@1", frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")["recall@1"]),
+            ("T->T R@1", frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")["recall@1"].mean()),
+        ):
+            columns.setdefault((name, column), []).append(part)
+    table = seed_means(columns)
     table.index.name = "language"
     table.loc["average"] = table.mean()
     return table
