@@ -10,7 +10,7 @@ run needs around that.
   `<parent>/.checkpoints/<name>` (Snakemake deletes a failed job's outputs, not that),
   and are deleted once the run completes. A restarted run resumes from the newest good
   checkpoint of the same configuration and, on CPU, ends bit-identical to an
-  uninterrupted one.
+  uninterrupted one, but for the log's `examples_per_second` (a wall-clock timing).
 - Validation: the loss on fixed validation batches every `validation_every` steps (and
   at the last step); early stopping after `patience` validations without improvement;
   the saved model is the best validated one (`training.json` names its step).
