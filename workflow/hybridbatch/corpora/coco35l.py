@@ -22,10 +22,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from hybridbatch.artifacts import schema
-from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, captioned_images, grouped_by_item, url_download
 from hybridbatch.fetch.archives import safe_extract
 
 CAPTIONS = "coco_mt_train.jsonl.bz2"
@@ -89,10 +88,7 @@ def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed
             if not texts:
                 raise schema.SchemaError(f"{path}: image {cocoid} has no {lang!r} caption")
             queries += [(f"{lang}:{cocoid}:{i}", lang, cocoid, text, i) for i, text in enumerate(texts)]
-    queries = pd.DataFrame(queries, columns=schema.CAPTIONS.names)
-    images = image_records(raw_dir, [(cocoid, photos[cocoid]) for cocoid in keys])
-    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
-    return queries, images, qrels.assign(relevance=1)
+    return captioned_images(raw_dir, queries, [(cocoid, photos[cocoid]) for cocoid in keys])
 
 
 SOURCES.register("coco35l")(

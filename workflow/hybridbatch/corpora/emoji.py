@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybridbatch.artifacts import schema
-from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, captioned_images, grouped_by_item
 from hybridbatch.fetch.archives import safe_extract
 from hybridbatch.fetch.download import fetch_files, url_fetcher, url_files
 
@@ -104,10 +104,7 @@ def frames(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             texts = [entry["tts"][0]] + ([", ".join(entry["default"])] if entry.get("default") else [])
             captions += [(f"{lang}:{unified}:{i}", lang, unified, text, i) for i, text in enumerate(texts)]
     logging.info("%d emoji images named in all of %s; unnamed per language: %s", len(kept), languages, unnamed)
-    queries = pd.DataFrame(captions, columns=schema.CAPTIONS.names)
-    images = image_records(raw_dir, kept)
-    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
-    return grouped_by_item(queries, images, qrels.assign(relevance=1))
+    return grouped_by_item(*captioned_images(raw_dir, captions, kept))
 
 
 SOURCES.register("emoji")(CorpusSource(download=download, frames=frames, images=True))

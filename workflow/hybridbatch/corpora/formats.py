@@ -107,6 +107,15 @@ def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=schema.IMAGES.names)
 
 
+def captioned_images(raw_dir: Path, captions: list[tuple], images: list[tuple[str, str]]) -> Frames:
+    """An image-text corpus's frames: captions (schema.CAPTIONS rows), images
+    (image_records), and each caption relevant to its image."""
+    queries = pd.DataFrame(captions, columns=schema.CAPTIONS.names)
+    images = image_records(raw_dir, images)
+    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
+    return queries, images, qrels.assign(relevance=1)
+
+
 def candidate_table(image_corpus: bool) -> tuple[str, pa.Schema]:
     """The file and schema of a split's retrieval candidates: passages, or images."""
     return ("images", schema.IMAGES) if image_corpus else ("passages", schema.PASSAGES)

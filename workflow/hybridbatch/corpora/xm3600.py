@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from hybridbatch.artifacts import schema
-from hybridbatch.corpora.formats import SOURCES, CorpusSource, grouped_by_item, image_records, url_download
+from hybridbatch.corpora.formats import SOURCES, CorpusSource, captioned_images, grouped_by_item, url_download
 from hybridbatch.fetch.archives import safe_extract
 
 CAPTIONS = "captions.jsonl"
@@ -59,10 +59,7 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
                     )
                 queries += [(f"{lang}:{key}:{i}", lang, key, text, i) for i, text in enumerate(captions)]
             images.append((key, photos.get(key, f"{IMAGES}/{key}.jpg")))
-    queries = pd.DataFrame(queries, columns=schema.CAPTIONS.names)
-    images = image_records(raw_dir, images)
-    qrels = queries[["qid", "item_id"]].merge(images[["pid", "item_id"]], on="item_id")[["qid", "pid"]]
-    return queries, images, qrels.assign(relevance=1)
+    return captioned_images(raw_dir, queries, images)
 
 
 SOURCES.register("xm3600")(
