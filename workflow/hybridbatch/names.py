@@ -21,6 +21,10 @@ def heatmap_name(run_key: tuple) -> str:
     return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
 
 
+# beside a download's output directory, where a failed job's cleanup does not reach:
+# the bytes fetched so far, and files whose hash was wrong (no artifact's content)
+PARTIAL, REJECTED = ".partial", ".rejected"
+
 RESULTS = "results"
 # every artifact directory under RESULTS, its wildcards in braces (the rules' one source of paths)
 ARTIFACTS = {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hybridbatch.artifacts.fingerprints import PACKAGE_DIR, stage_files
 from hybridbatch.artifacts.hashing import TEMPORARY_SUFFIX, known_sha256, sha256_file, write_atomic
-from hybridbatch.names import THREAD_VARIABLES
+from hybridbatch.names import PARTIAL, REJECTED, THREAD_VARIABLES
 
 MANIFEST = "manifest.json"
 IGNORED = {".snakemake_timestamp"}  # Snakemake's marker in directory outputs
@@ -68,7 +68,9 @@ def artifact_files(outputs: list[Path], root: Path) -> list[Path]:
             continue
         for directory, subdirs, names in os.walk(output):
             here = Path(directory)
-            subdirs[:] = sorted(d for d in subdirs if not (here / d / MANIFEST).exists())
+            subdirs[:] = sorted(
+                d for d in subdirs if not (here / d / MANIFEST).exists() and d not in (PARTIAL, REJECTED)
+            )
             files += [here / n for n in sorted(names) if not ignored(n) and not (here == root and n == MANIFEST)]
     return files
 

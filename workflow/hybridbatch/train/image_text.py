@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import TypedDict
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
-from hybridbatch.models.image_text import read_features, start_model
+from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
 from hybridbatch.train.loop import Step, parameter_groups
 from hybridbatch.train.masks import caption_false_negatives
 from hybridbatch.train.objectives import OBJECTIVES
 from hybridbatch.train.runner import Task, run_training
-
-LAYERS_KEY = "image_text.training.trainable_text_layers"
 
 
 def relevance_by_caption(pairs: set[tuple[str, str]]) -> dict[str, set[str]]:

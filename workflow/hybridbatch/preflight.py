@@ -1,13 +1,15 @@
-"""Every registry a config names entries of (corpus formats, model sources, image towers,
-objectives), and the check that a config names only registered ones: the registries are
-the lists, the config schema has none. It imports the stages' libraries, so the workflow
-runs it once before any job (`hybridbatch check-config`), not at parse time."""
+"""Config checks that need the stages' code, run once before any job (`hybridbatch
+check-config`), not at parse time: every corpus format, model source, image tower and
+objective the config names is registered (the registries are the lists, the config schema
+has none), and the trainable text layers fit the text tower."""
 
 from __future__ import annotations
 
 from hybridbatch.config import IMAGE_SOURCES, ConfigError
 from hybridbatch.corpora.formats import SOURCES
-from hybridbatch.models.base_model import MODEL_SOURCES
+from hybridbatch.models.base_model import MODEL_SOURCES, text_layers
+from hybridbatch.models.dual_encoder import check_layers
+from hybridbatch.models.image_text import LAYERS_KEY
 from hybridbatch.models.image_towers import IMAGE_TOWERS
 from hybridbatch.train.objectives import OBJECTIVES
 
@@ -37,3 +39,22 @@ def check_registered_names(config: dict) -> None:
             f"hybridbatch.config.IMAGE_SOURCES {sorted(IMAGE_SOURCES)} differs from the corpus formats "
             f"registered with images {sorted(registered)}"
         )
+
+
+def check_trainable_layers(config: dict) -> None:
+    """`image_text.training.trainable_text_layers` fits the text tower, checked before any
+    job (where the layer count is known before the model is built: base_model.text_layers)."""
+    section = config.get("image_text")
+    if not section:
+        return
+    available = text_layers(config["models"][section["text_model"]])
+    if available is not None:
+        try:
+            check_layers(section["training"]["trainable_text_layers"], available, LAYERS_KEY)
+        except ValueError as error:
+            raise ConfigError(f"{error} ({section['text_model']})") from error
+
+
+def check_before_any_job(config: dict) -> None:
+    check_registered_names(config)
+    check_trainable_layers(config)
