@@ -8,6 +8,16 @@ import torch
 TEXTS = ["a red circle", "ein blauer Kreis auf weißem Grund", "красный квадрат", "绿色三角形", "a"]
 
 
+TINY_VISION = {  # the vision tower of every tiny dual encoder: 2 layers, 32-px images in 8-px patches
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+
+
 def xlmr_tokenizer(max_length: int):
     """The XLM-R tokenizer shipped (offline) with the e5 model's package."""
     from importlib.resources import files
@@ -47,16 +57,9 @@ def tiny_clip(out: Path, seed: int = 0) -> Path:
         "bos_token_id": tokenizer.cls_token_id,
         "eos_token_id": tokenizer.sep_token_id,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
+
     torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=TINY_VISION, projection_dim=16))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
@@ -77,16 +80,9 @@ def tiny_siglip(out: Path, seed: int = 0) -> Path:
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
+
     torch.manual_seed(seed)
-    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=TINY_VISION))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)

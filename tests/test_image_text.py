@@ -266,6 +266,16 @@ def test_recall_follows_clip_benchmark_on_random_embeddings():
         assert 0 < ours["recall@1"].mean() < 1  # neither trivial nor hopeless
 
 
+def generated_test_split(tmp_path):
+    """Captions, images and qrels of the test split of a generated 12-image corpus."""
+    write_image_corpus(tmp_path, 12)
+    return (
+        schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS),
+        schema.read_parquet(tmp_path / "test/images.parquet", schema.IMAGES),
+        schema.read_parquet(tmp_path / "test/qrels.parquet", schema.QRELS),
+    )
+
+
 @pytest.mark.parametrize("dimension", [2, 8])
 def test_blocks_sliced_from_shared_products_rank_as_blocks_scored_alone(tmp_path, dimension):
     """t2i and i2t of a language share one product, L1->L2 and L2->L1 too, and `first` is
@@ -273,10 +283,7 @@ def test_blocks_sliced_from_shared_products_rank_as_blocks_scored_alone(tmp_path
     (2-d integer vectors tie often and exactly)."""
     from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
 
-    write_image_corpus(tmp_path, 12)
-    captions = schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS)
-    images = schema.read_parquet(tmp_path / "test/images.parquet", schema.IMAGES)
-    qrels = schema.read_parquet(tmp_path / "test/qrels.parquet", schema.QRELS)
+    captions, images, qrels = generated_test_split(tmp_path)
     rng = np.random.default_rng(5)
     vectors = {
         "image": rng.integers(-2, 3, size=(len(images), dimension)).astype(np.float32),
@@ -298,10 +305,7 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
     from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
     from hybridbatch.evaluate.metrics import summary_rows
 
-    write_image_corpus(tmp_path, 12)
-    captions = schema.read_parquet(tmp_path / "test/queries.parquet", schema.CAPTIONS)
-    images = schema.read_parquet(tmp_path / "test/images.parquet", schema.IMAGES)
-    qrels = schema.read_parquet(tmp_path / "test/qrels.parquet", schema.QRELS)
+    captions, images, qrels = generated_test_split(tmp_path)
     rng = np.random.default_rng(3)
     image_vectors = rng.normal(size=(len(images), 8))
     owner = pd.Series(np.arange(len(images)), index=images.item_id)[captions.item_id].to_numpy()

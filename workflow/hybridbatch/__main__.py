@@ -78,12 +78,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from hybridbatch.config import ConfigError, check_config_deeply
 
+        config = json.loads(args.params)
         try:
-            check_config_deeply(json.loads(args.params))
+            check_config_deeply(config)
             if all(importlib.util.find_spec(name) for name in ("torch", "pandas", "pyarrow")):
                 from hybridbatch.preflight import check_before_any_job
 
-                check_before_any_job(json.loads(args.params))
+                check_before_any_job(config)
             else:  # a driver without the stages' libraries: each stage looks its names up again
                 logging.warning("registry checks skipped: torch, pandas or pyarrow not installed where Snakemake runs")
         except ConfigError as error:

@@ -8,7 +8,7 @@ runs."""
 
 import inspect
 from collections.abc import Callable
-from typing import is_typeddict
+from typing import NotRequired, get_origin, get_type_hints, is_typeddict
 
 OUTPUTS = ("out", "tables", "plots", "record")
 # stage name -> (module, function, names of its path arguments after params; outputs are
@@ -41,11 +41,11 @@ def module_of(command: str) -> str:
 def check_params(stage: str, function: Callable, params: dict) -> None:
     """Raise naming the stage and the keys when `params` is not the shape `function` declares."""
     function = inspect.unwrap(function)
-    declared = function.__globals__.get(function.__annotations__.get("params"))
+    declared = get_type_hints(function).get("params")
     if not is_typeddict(declared):
         raise TypeError(f"stage {stage}: {function.__module__}.{function.__name__} declares no params TypedDict")
-    fields = typeddict_fields(declared)
-    required = {key for key, optional in fields.items() if not optional}
+    fields = get_type_hints(declared, include_extras=True)  # postponed annotations resolved: NotRequired kept
+    required = {key for key, hint in fields.items() if get_origin(hint) is not NotRequired}
     unknown, missing = sorted(set(params) - set(fields)), sorted(required - set(params))
     if unknown or missing:
         raise ValueError(
@@ -53,13 +53,3 @@ def check_params(stage: str, function: Callable, params: dict) -> None:
             + (f"; not declared: {unknown}" if unknown else "")
             + (f"; missing: {missing}" if missing else "")
         )
-
-
-def typeddict_fields(declared: type) -> dict[str, bool]:
-    """Field -> optional (`NotRequired[...]`), also where annotations are postponed strings."""
-    fields = {}
-    for base in reversed(declared.__mro__):
-        for key, annotation in getattr(base, "__annotations__", {}).items():
-            text = getattr(annotation, "__forward_arg__", str(annotation))
-            fields[key] = text.startswith(("NotRequired[", "typing.NotRequired["))
-    return fields

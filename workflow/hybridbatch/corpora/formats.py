@@ -89,21 +89,12 @@ def image_records(raw_dir: Path, images: list[tuple[str, str]]) -> pd.DataFrame:
     """Canonical images (schema.IMAGES) from (item id, path relative to `raw_dir`): each
     file must exist, pass PIL's checks (PNG chunk checksums) and decode in full (a
     truncated JPEG passes the checks); its sha256 is recorded so every reader can check it."""
-    from PIL import Image, UnidentifiedImageError
-
-    from hybridbatch.artifacts.hashing import sha256_file
+    from hybridbatch.artifacts.images import read_image
 
     rows = []
     for item_id, relative in images:
-        path = raw_dir / relative
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, SyntaxError, UnidentifiedImageError) as error:
-            raise schema.SchemaError(f"{path}: missing or not a readable image ({error})") from error
-        rows.append((f"image:{item_id}", item_id, relative, sha256_file(path)))
+        _, digest = read_image(raw_dir / relative, checks=True)
+        rows.append((f"image:{item_id}", item_id, relative, digest))
     return pd.DataFrame(rows, columns=schema.IMAGES.names)
 
 

@@ -184,9 +184,9 @@ class BlockScores:
             return ("image", next(lang for lang in languages if lang is not None))
         return ("caption", *sorted(languages))
 
-    def block(self, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]) -> np.ndarray:
-        """Scores of the query rows (rows) against the candidate rows (columns)."""
-        key = self.key(query, candidate)
+    def block(self, key: tuple, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]) -> np.ndarray:
+        """Scores of the query rows (rows) against the candidate rows (columns), part of the
+        product `key` (self.key of the block)."""
         if key != self.held:
             first = self.vectors["caption"][self.rows[key[1]]]
             second = self.vectors["image"] if key[0] == "image" else self.vectors["caption"][self.rows[key[2]]]
@@ -231,7 +231,7 @@ def score_settings(
                 vectors[query[0]][query[1]], vectors[candidate[0]][candidate[1]], g_q, g_c
             )
         else:
-            ranks_of[number] = ranks_in_scores(products.block(query, candidate), g_q, g_c)
+            ranks_of[number] = ranks_in_scores(products.block(keys[number], query, candidate), g_q, g_c)
     per_query, by_language = [], []
     for number, (protocol, block) in enumerate(jobs):
         setting, query_lang, candidate_lang, (q_side, q_rows), (c_side, c_rows), (g_q, g_c) = block

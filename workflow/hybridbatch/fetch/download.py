@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from hybridbatch.artifacts.hashing import copy_atomic, sha256_file, write_atomic
+from hybridbatch.artifacts.hashing import copy_atomic, known_sha256, sha256_file, write_atomic
 from hybridbatch.fetch.archives import safe_extract
 from hybridbatch.names import PARTIAL, REJECTED
 
@@ -188,7 +188,7 @@ def fetch_files(
     digests = {}
     for name, expected in sorted(files.items()):
         target = out_dir / name
-        digests[name] = sha256_file(target)
+        digests[name] = known_sha256(target) or sha256_file(target)  # hashed while written, where it was
         if expected is not None and digests[name] != expected:
             rejected = rejected_path(out_dir, name)
             rejected.parent.mkdir(parents=True, exist_ok=True)

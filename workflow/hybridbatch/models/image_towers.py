@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from hybridbatch.artifacts import schema
-from hybridbatch.artifacts.hashing import sha256_file
+from hybridbatch.artifacts.images import read_image
 from hybridbatch.artifacts.vectors import embeddings_table
 from hybridbatch.names import IMAGE_LANG, SPLITS
 from hybridbatch.registry import Registry
@@ -104,21 +104,6 @@ def build_tower(params: dict, model_dir: Path | None = None) -> ImageTower:
     return IMAGE_TOWERS.lookup(params["source"]["kind"], key)(params, model_dir)
 
 
-def read_image(raw_dir: Path, path: str, digest: str) -> Image.Image:
-    """The image at `raw_dir/path`, refused unless its bytes have the recorded sha256."""
-    full = raw_dir / path
-    if not full.is_file():
-        raise schema.SchemaError(f"{full}: image missing")
-    if sha256_file(full) != digest:
-        raise schema.SchemaError(f"{full}: sha256 differs from the one prepare recorded ({digest})")
-    try:
-        with Image.open(full) as image:
-            image.load()
-            return image
-    except (OSError, SyntaxError) as error:
-        raise schema.SchemaError(f"{full}: does not decode ({error})") from error
-
-
 class TowerParams(TypedDict):
     """An image_towers entry of the config (`image_towers.<name>`) and its name."""
 
@@ -143,7 +128,7 @@ def image_features(
         chunks = []
         for start in tqdm(range(0, len(images), size), desc=f"image features {split}", unit="batch", mininterval=5):
             rows = images.iloc[start : start + size]
-            chunks.append(tower.encode([read_image(raw_dir, p, d) for p, d in zip(rows.path, rows.sha256)]).numpy())
+            chunks.append(tower.encode([read_image(raw_dir / p, d)[0] for p, d in zip(rows.path, rows.sha256)]).numpy())
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
         table = embeddings_table(images.pid.tolist(), [IMAGE_LANG] * len(images), vectors)
         schema.write_table(table, out_dir / f"{split}.parquet")
