@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import TINY_MODEL
+from safetensors.torch import load_file
 
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import embeddings_table
@@ -430,6 +431,9 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     assert (tmp_path / "model/training_curves.png").stat().st_size > 0
     model = ImageTextModel.load(tmp_path / "model", TINY_MODEL)
     assert model.image_projection.weight.shape[1] == 12
+    top = model.text.transformer.config.num_hidden_layers - 1
+    trained = load_file(str(tmp_path / "model/text/trained.safetensors"))  # the text tower stores its top layer only
+    assert trained and all(name.startswith(f"encoder.layer.{top}.") for name in trained)
     descriptor = {"corpus": "gen", "model": "tiny+random", "strategy": "hybrid", "alpha": 0.5, "seed": 0}
     evaluation = {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": 10,
                   "subset_seed": 0, "protocols": ["first", "all"], "batch_size": 16, "text_model": TINY_MODEL,

@@ -260,7 +260,7 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (out / "model.safetensors").exists()
+    assert not (out / "trained.safetensors").exists()
     newest, older = sorted(checkpoints.glob("step-*[0-9]"), reverse=True)
     data = bytearray((newest / "state.safetensors").read_bytes())
     data[-10] ^= 0xFF  # a flipped byte: the hash no longer matches
@@ -275,7 +275,8 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
     )
     assert f"checkpoint {newest} skipped: state.safetensors does not match its hash" in resumed.stderr
     assert f"resuming from {older}" in resumed.stderr
-    assert sha256(out / "model.safetensors") == sha256(tmp_path / "whole" / "model.safetensors")
+    for name in ("trained.safetensors", "base.json"):
+        assert sha256(out / name) == sha256(tmp_path / "whole" / name)
     pd.testing.assert_frame_equal(deterministic_log(out), deterministic_log(tmp_path / "whole"))
     assert (out / "validation_log.csv").read_text() == (tmp_path / "whole" / "validation_log.csv").read_text()
     scalars = tensorboard_scalars(out / "tensorboard")  # the killed run's events replaced by one complete file

@@ -1,12 +1,17 @@
+import json
+import shutil
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import TINY_MODEL
+from safetensors.torch import load_file, save_file
 
+from hybridbatch.__main__ import main
 from hybridbatch.batches.text import build_batches
-from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.encoders import BASE, TRAINED, Encoder
 from hybridbatch.train import text as training
 from hybridbatch.train.masks import text_false_negatives
 from hybridbatch.train.objectives import info_nce
@@ -80,20 +85,64 @@ def test_training_embeds_exactly_the_shards_texts_in_order_and_lowers_the_loss(t
     assert embedded == expected
     assert log.loss.iloc[-20:].mean() < 0.85 * log.loss.iloc[:20].mean()
     assert (log.masked_conflicts == 0).all()  # the batch builder kept every relevant candidate out
-    assert (root / "model" / "model.safetensors").is_file()
+    assert (root / "model" / TRAINED).is_file() and (root / "model" / BASE).is_file()
 
 
-def test_saved_model_loads_in_sentence_transformers_with_the_same_embeddings(trained):
+def test_an_exported_model_loads_in_sentence_transformers_with_the_same_embeddings(trained, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     root = trained[0]
     texts = ["German (Switzerland)", "немецкий (Швейцария)", "德语 (瑞士)"]
     ours = Encoder(root / "model", TINY_MODEL, device="cpu")
-    st_model = SentenceTransformer(str(root / "model"), device="cpu")
+    assert main(["export-model", str(root / "model"), str(tmp_path / "exported")]) == 0
+    with pytest.raises(FileExistsError, match="exported exists: export-model does not overwrite"):
+        main(["export-model", str(root / "model"), str(tmp_path / "exported")])
+    st_model = SentenceTransformer(str(tmp_path / "exported"), device="cpu")
     for kind in ("query", "passage"):
         expected = ours.encode(texts, kind, batch_size=2)
         theirs = st_model.encode(texts, prompt_name=kind, normalize_embeddings=True)
         assert np.abs(expected - theirs).max() < 1e-5
+
+
+def test_a_trained_model_stores_what_training_changed_and_loads_as_the_model_it_trained(
+    pairs_dir, tiny_model_dir, tmp_path, monkeypatch
+):
+    build_batches({**PLAN, "epochs": 1}, pairs_dir, tmp_path / "batches")
+    ended = {}
+    save = Encoder.save
+
+    def recording(self, out_dir):
+        ended.update({name: tensor.clone() for name, tensor in self.transformer.state_dict().items()})
+        save(self, out_dir)
+
+    monkeypatch.setattr(Encoder, "save", recording)
+    training_params = {"training": {**TRAINING, "freeze_embeddings": True}, "model": TINY_MODEL}
+    training.train(training_params, tiny_model_dir, tmp_path / "batches", tmp_path / "model")
+    stored = load_file(str(tmp_path / "model" / TRAINED))
+    assert "embeddings.word_embeddings.weight" not in stored  # frozen: read from the base
+    assert "encoder.layer.0.attention.self.query.weight" in stored
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+    loaded = Encoder(tmp_path / "model", TINY_MODEL, device="cpu").transformer.state_dict()
+    assert loaded.keys() == ended.keys()
+    assert [name for name in ended if not torch.equal(loaded[name], ended[name])] == []
+
+
+def test_a_model_whose_base_changed_or_went_missing_does_not_load(trained, tiny_model_dir, tmp_path):
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    shutil.copytree(trained[0] / "model", tmp_path / "model")
+    reference = json.loads((tmp_path / "model" / BASE).read_text())
+    (tmp_path / "model" / BASE).write_text(json.dumps({**reference, "path": "../base"}))
+    Encoder(tmp_path / "model", TINY_MODEL, device="cpu")
+    weights = load_file(str(tmp_path / "base" / "model.safetensors"))
+    weights["embeddings.word_embeddings.weight"][0, 0] += 1
+    save_file(weights, str(tmp_path / "base" / "model.safetensors"))
+    with pytest.raises(
+        ValueError, match=r"model/base\.json: .*base/model\.safetensors has sha256 \w+, not \w+, the base"
+    ):
+        Encoder(tmp_path / "model", TINY_MODEL, device="cpu")
+    shutil.rmtree(tmp_path / "base")
+    with pytest.raises(FileNotFoundError, match=r"model/base\.json: its base model .*base has no model\.safetensors"):
+        Encoder(tmp_path / "model", TINY_MODEL, device="cpu")
 
 
 def test_nan_loss_stops_training_naming_the_batch(pairs_dir, tiny_model_dir, tmp_path, monkeypatch):
@@ -103,4 +152,4 @@ def test_nan_loss_stops_training_naming_the_batch(pairs_dir, tiny_model_dir, tmp
         training.train(
             {"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, tmp_path / "batches", tmp_path / "m"
         )
-    assert not (tmp_path / "m" / "model.safetensors").exists()
+    assert not (tmp_path / "m" / TRAINED).exists()

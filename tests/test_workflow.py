@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO
+from slurm_cluster import local_cluster, why_not_here
 from test_image_corpora import emoji_mirror
 
 from hybridbatch.artifacts import schema
+from hybridbatch.models.encoders import BASE, TRAINED
 from hybridbatch.names import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.workflow
@@ -97,7 +99,7 @@ def test_every_artifact_has_its_schema(workdir):
             schema.check_schema(pq.read_schema(shard), schema.BATCHES, shard)
         assert json.loads((batch_dir / "stats.json").read_text())["batches"] > 0
         model = results / f"models/tiny-bert/cldr-locales.{strategy}.s0"
-        assert (model / "model.safetensors").is_file() and (model / "modules.json").is_file()
+        assert (model / "trained.safetensors").is_file() and (model / "modules.json").is_file()
     for variant in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]:
         embeddings = results / f"embeddings/tiny-bert/{variant}/cldr-locales"
         passages = pq.read_metadata(results / "corpora/cldr-locales/test/passages.parquet").num_rows
@@ -108,6 +110,54 @@ def test_every_artifact_has_its_schema(workdir):
             assert run["rank"].min() == 1
         per_query = pd.read_parquet(results / f"metrics/tiny-bert/{variant}/cldr-locales/per_query.parquet")
         assert set(per_query.setting) == {"mono", "cross", "multi"}
+
+
+# What a one-node cluster without accounting needs on top of profiles/slurm: no account to
+# charge, job states from squeue (sacct needs the accounting database), quick polling.
+LOCAL_CLUSTER_OVERLAY = ["--slurm-no-account", "--slurm-status-command", "squeue",
+                         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"]  # fmt: skip
+
+
+def test_the_slurm_profile_runs_the_workflow_on_a_real_cluster_with_the_local_results(workdir, tmp_path):
+    """The tiny config through profiles/slurm on a one-node SLURM cluster started here
+    (tests/slurm_cluster.py), the driver given one core: every job but the target is a
+    SLURM job; resources.<rule>.threads, not --cores, sets each stage's threads; the audit
+    is clean; batches, models, metrics and tables are the local run's bytes; no daemon is
+    left running."""
+    reason = why_not_here()
+    if reason:
+        pytest.skip(reason)
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run, tiny_config())
+    jobs = planned_jobs(run)
+    with local_cluster(tmp_path / "cluster"):
+        result = subprocess.run(
+            SNAKEMAKE[:-1] + ["1", "--directory", str(run), "--configfile", str(run / "config.yaml"),
+                              "--profile", str(REPO / "profiles/slurm"), *LOCAL_CLUSTER_OVERLAY],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    assert len(set(submitted)) == sum(jobs.values()) - jobs["all"]
+    assert not [name for name in ("slurmctld", "slurmd") if subprocess.run(["pgrep", "-x", name]).returncode == 0]
+    assert hybridbatch(run, "audit", "results").returncode == 0
+    files = sorted(str(path.relative_to(workdir)) for path in (workdir / "results/tables").glob("*.*"))
+    assert len(files) > 20
+    files += [f"{HYBRID_BATCHES}/shard-0000.parquet"]
+    files += [f"results/models/tiny-bert/cldr-locales.{s}.s0/{name}" for s in STRATEGIES for name in (TRAINED, BASE)]
+    files += [
+        f"results/metrics/tiny-bert/{v}/cldr-locales/{name}"
+        for v in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]
+        for name in ("summary.csv", "per_query.parquet")
+    ]
+    for name in (name for name in files if not name.endswith("manifest.json")):
+        assert (run / name).read_bytes() == (workdir / name).read_bytes(), name
+    manifest = json.loads((run / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())
+    configured = tiny_config()["resources"]["default"]["threads"]
+    assert manifest["threads"]["OMP_NUM_THREADS"] == str(configured) and manifest["threads"]["torch"] == configured
 
 
 def test_tables_have_the_paper_shape(workdir):
@@ -292,7 +342,7 @@ def test_quick_audit_hashes_only_files_modified_after_their_manifest(workdir, mo
 
 
 def test_audit_reports_a_deleted_model_file_as_missing(workdir):
-    weights = workdir / "results/models/tiny-bert/cldr-locales.X-Y.s0/model.safetensors"
+    weights = workdir / "results/models/tiny-bert/cldr-locales.X-Y.s0/trained.safetensors"
     kept = weights.with_name("kept")
     weights.rename(kept)
     try:
@@ -300,7 +350,7 @@ def test_audit_reports_a_deleted_model_file_as_missing(workdir):
     finally:
         kept.rename(weights)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "missing file results/models/tiny-bert/cldr-locales.X-Y.s0/model.safetensors" in result.stdout
+    assert "missing file results/models/tiny-bert/cldr-locales.X-Y.s0/trained.safetensors" in result.stdout
 
 
 def test_lineage_of_a_summary_row_reaches_the_batches_and_raw_data(workdir):
@@ -566,34 +616,6 @@ def test_a_moved_or_symlinked_results_directory_audits_the_same(scratch, tmp_pat
 def test_lineage_row_out_of_range_is_a_clear_error(workdir):
     result = hybridbatch(workdir, "lineage", "results/tables/summary.csv", "--row", "100000")
     assert result.returncode == 2 and "out of range" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_results_do_not_depend_on_cores(workdir, tmp_path):
-    """resources.<rule>.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes
-    (the text track; the image track's stages take their threads from the same setting)."""
-    config = tiny_config()
-    config["image_text"] = None
-    write_config(tmp_path, config)
-    result = subprocess.run(
-        SNAKEMAKE[:-1] + ["1", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    files = [f"{HYBRID_BATCHES}/shard-0000.parquet"]
-    files += [f"results/models/tiny-bert/cldr-locales.{s}.s0/model.safetensors" for s in STRATEGIES]
-    files += [
-        f"results/metrics/tiny-bert/{v}/cldr-locales/{name}"
-        for v in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]
-        for name in ("summary.csv", "per_query.parquet")
-    ]
-    for name in files:
-        assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
-    threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())[
-        "threads"
-    ]
-    configured = tiny_config()["resources"]["default"]["threads"]
-    assert threads["OMP_NUM_THREADS"] == str(configured) and threads["torch"] == configured
 
 
 def config_dry_run(tmp_path, configfile: str) -> dict[str, int]:

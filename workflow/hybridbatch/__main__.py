@@ -1,5 +1,5 @@
 """Command line: one sub-command per stage, `python -m hybridbatch <stage> --params JSON PATHS...`,
-plus `audit`, `lineage` and `runs` over a results tree.
+plus `audit`, `lineage` and `runs` over a results tree, and `export-model`.
 
 The Snakemake rules call the stages; they are also the way to run one stage by hand.
 After a stage succeeds, the manifest of its artifact is written (hybridbatch.artifacts.manifest).
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser("runs", help="every evaluated run with its params and headline metrics")
     command.add_argument("results", nargs="?", default="results")
     command.add_argument("--csv", default=None, help="also write the table here")
+    command = commands.add_parser(
+        "export-model", help="write the full sentence-transformers directory of a trained model"
+    )
+    command.add_argument("model", help="a trained model directory (text track) or a LiT model's text/")
+    command.add_argument("out", help="a new directory")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -90,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as error:
             print(error, file=sys.stderr)
             return 1
+        return 0
+    if args.command == "export-model":
+        from hybridbatch.models.encoders import export_model
+
+        export_model(args.model, args.out)
         return 0
     if args.command in ("audit", "lineage", "runs"):
         from hybridbatch.report import audit

@@ -169,10 +169,18 @@ def image_text_run_inputs(wildcards):
     if model is None:
         model_dir = artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=wildcards.run)
         tower = IMAGE_TEXT["image_tower"]
+        base = [artifact("model", model=IMAGE_TEXT["text_model"], variant=ZERO_SHOT)]
     else:
         model_dir = artifact("model", model=model, variant=ZERO_SHOT)
         tower = tower_of(config, model, "image_text.zero_shot")
-    return {"model": model_dir, "features": artifact("features", tower=tower, corpus=wildcards.corpus)}
+        base = []
+    features = artifact("features", tower=tower, corpus=wildcards.corpus)
+    return {"model": model_dir, "features": features, "base": base}
+
+
+def base_of_trained(wildcards):
+    """A trained model stores what training changed: it loads with the base it started from."""
+    return [] if wildcards.variant == ZERO_SHOT else [artifact("model", model=wildcards.model, variant=ZERO_SHOT)]
 
 
 def tower_model_dir(wildcards):

@@ -4,6 +4,7 @@ rule embed_shard:
     input:
         package("embed-shard"),
         model=artifact("model"),
+        base=base_of_trained,
         corpus=corpus_split("test"),
     wildcard_constraints:
         shard="[0-9]+",
@@ -31,6 +32,7 @@ rule embed:
     input:
         package("embed"),
         model=artifact("model"),
+        base=base_of_trained,
         corpus=corpus_split("test"),
         shards=passage_shards,
     params:

@@ -1,15 +1,33 @@
 """The shared bi-encoder: prefixes, pooling, L2 normalisation; saving in a format that
-both transformers and sentence-transformers load."""
+both transformers and sentence-transformers load.
+
+A trained encoder is stored as what training changed: `trained.safetensors` holds the
+transformer's tensors that differ from the base model it started from, and `base.json`
+names that base directory (relative to the model) and its weights' sha256, checked on
+every load. The other files are the sentence-transformers directory as saved, less
+`model.safetensors`; `python -m hybridbatch export-model` writes the full directory
+that `SentenceTransformer(dir)` loads. A model whose other modules hold weights (a Dense
+head) is saved whole.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from hybridbatch.artifacts.hashing import sha256_file
 from hybridbatch.models.packed import packable, packed_sentence_embeddings
+
+WEIGHTS = "model.safetensors"  # the transformer's weights in a full directory
+TRAINED = "trained.safetensors"  # the tensors training changed
+BASE = "base.json"  # the base directory those changes apply to, and its weights' sha256
 
 
 class Encoder:
@@ -23,7 +41,10 @@ class Encoder:
 
         self.params = params
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = SentenceTransformer(str(model_dir), device=self.device, local_files_only=True)
+        self.base_dir = base_directory(Path(model_dir))
+        self.model = SentenceTransformer(str(self.base_dir), device=self.device, local_files_only=True)
+        if self.base_dir != Path(model_dir):
+            load_trained(self.transformer, Path(model_dir))
         self.model.max_seq_length = params["max_length"]
         self.packed = packed and packable(self.model)
 
@@ -75,7 +96,64 @@ class Encoder:
         return out
 
     def save(self, out_dir: str | Path) -> None:
+        """As the tensors that differ from the base directory, where only the transformer
+        holds weights and the base has them in the same layout; else the whole directory."""
+        out_dir = Path(out_dir)
         save_sentence_transformer(self.model, self.params, out_dir)
+        other_weights = any(p.numel() for module in list(self.model)[1:] for p in module.parameters())
+        if other_weights or not (self.base_dir / WEIGHTS).is_file():
+            return
+        base, saved = load_file(str(self.base_dir / WEIGHTS)), load_file(str(out_dir / WEIGHTS))
+        if base.keys() != saved.keys() or any(base[k].shape != saved[k].shape for k in saved):
+            return
+        save_file({k: v for k, v in saved.items() if not torch.equal(v, base[k])}, str(out_dir / TRAINED))
+        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": sha256_file(self.base_dir / WEIGHTS)}
+        (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
+        (out_dir / WEIGHTS).unlink()
+
+
+def base_directory(model_dir: Path) -> Path:
+    """The full directory a model loads from: itself, or the base its `base.json` names,
+    after checking the base's weights are the ones it was trained from."""
+    if not (model_dir / BASE).is_file():
+        return model_dir
+    reference = json.loads((model_dir / BASE).read_text())
+    base = Path(os.path.normpath(model_dir / reference["path"]))
+    weights = base / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{model_dir / BASE}: its base model {base} has no {WEIGHTS}")
+    digest = sha256_file(weights)
+    if digest != reference["sha256"]:
+        raise ValueError(
+            f"{model_dir / BASE}: {weights} has sha256 {digest}, not {reference['sha256']}, the base this model "
+            "was trained from: rebuild the model"
+        )
+    return base
+
+
+def load_trained(transformer: torch.nn.Module, model_dir: Path) -> None:
+    """Overlay the trained tensors of `model_dir` on a transformer loaded from its base."""
+    trained = load_file(str(model_dir / TRAINED))
+    unknown = sorted(set(trained) - set(transformer.state_dict()))
+    if unknown:
+        raise ValueError(f"{model_dir / TRAINED}: tensors the base model does not have: {unknown[:3]}")
+    transformer.load_state_dict(trained, strict=False)
+
+
+def export_model(model_dir: str | Path, out_dir: str | Path) -> None:
+    """Write the full sentence-transformers directory of a model stored as trained tensors."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if out_dir.exists():
+        raise FileExistsError(f"{out_dir} exists: export-model does not overwrite")
+    base = base_directory(model_dir)
+    if base == model_dir:
+        raise ValueError(f"{model_dir}: has no {BASE}; it is already a full directory")
+    weights = load_file(str(base / WEIGHTS)) | load_file(str(model_dir / TRAINED))
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp, ignore=shutil.ignore_patterns(TRAINED, BASE, "manifest.json"))
+    save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    tmp.rename(out_dir)
 
 
 def save_sentence_transformer(model, params: dict, out_dir: str | Path) -> None:
