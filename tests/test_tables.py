@@ -20,10 +20,12 @@ from hybridbatch.report.tables import (
     comparisons,
     confidence,
     headline_table,
+    image_text_alpha_points,
     image_text_per_language,
     image_text_table,
     load_runs,
     per_language_table,
+    plot_image_text_alpha,
     render,
     skipped_notes,
     write_report_table,
@@ -212,6 +214,32 @@ def test_the_randomization_test_and_bootstrap_take_the_item_as_the_unit(tmp_path
     assert (interval.ci_high - interval.ci_low) == pytest.approx(item_bootstrap(base + differences), rel=0.15)
 
 
+def test_seeds_combine_into_one_test_on_each_items_difference_averaged_over_seeds(tmp_path):
+    """hybrid and X-X-mono with seeds 0, 1 and 2, zero-shot once: each pair of strategies is
+    one test, whose p-value is the exact sign-flip p over the 8 items of each item's
+    difference within its seed averaged over the seeds; zero-shot pairs with every seed."""
+    base = np.linspace(0.3, 0.5, 8)
+    rng = np.random.default_rng(3)
+    shifts = rng.normal(0.05, 0.08, (3, 8))  # hybrid's gain over zero-shot, per seed and item
+    paths = [write_run(tmp_path, ZERO_SHOT, base, np.zeros(8))]
+    for seed in range(3):
+        paths.append(write_run(tmp_path, "hybrid", base + shifts[seed], np.zeros(8), seed=seed))
+        paths.append(write_run(tmp_path, "X-X-mono", base + 0.01 * seed, np.zeros(8), alpha=1.0, seed=seed))
+    tests = comparisons(load_runs(paths), PARAMS, {"map": ("map", ("mono",), True, 3)})
+    assert len(tests) == 3 and set(tests.seed) == {"0+1+2"} and set(tests.queries) == {8 * len(LANGS)}
+    tests = tests.set_index(["run_a", "run_b"])
+    signs = np.array(list(product([-1, 1], repeat=8)))
+    for pair, per_item in (
+        ((ZERO_SHOT, "hybrid (alpha=0.5)"), -shifts.mean(axis=0)),
+        (("X-X-mono (alpha=1)", "hybrid (alpha=0.5)"), (0.01 * np.arange(3)[:, None] - shifts).mean(axis=0)),
+    ):
+        exact = (np.abs(signs @ per_item) >= abs(per_item.sum()) - 1e-12).mean()
+        assert tests.loc[pair].p_value == pytest.approx(exact, abs=0.01), pair
+        assert tests.loc[pair].difference == pytest.approx(per_item.mean()), pair
+    one_seed = comparisons(load_runs(paths[:3]), PARAMS, {"map": ("map", ("mono",), True, 3)})
+    assert set(one_seed.seed) == {"0"}  # one seed: the test of that seed's runs
+
+
 def test_a_summary_without_the_contract_columns_is_refused_naming_it(tmp_path):
     path = write_run(tmp_path, ZERO_SHOT, np.ones(3), np.ones(3))
     pd.read_csv(path / "summary.csv").rename(columns={"value": "score"}).to_csv(path / "summary.csv", index=False)
@@ -305,8 +333,9 @@ def test_written_tables_hold_the_runs_values(tmp_path):
         "family",
     ]
     assert (tests.value_a - tests.value_b).to_numpy() == pytest.approx(tests.difference.to_numpy())
-    # text: 2 seeds x 1 pair (zero-shot joins each seed) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
-    assert sorted(tests.family.value_counts().items()) == [("image-text", 4), ("text", 8)]
+    # text: 1 pair over 2 seeds (zero-shot joins each) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
+    assert sorted(tests.family.value_counts().items()) == [("image-text", 4), ("text", 4)]
+    assert set(tests[tests.family == "text"].seed) == {"0+1"}
     assert set(tests[tests.family == "image-text"].setting) == {"t2i/all", "i2t/all", "i2t-multi/all"}
     intervals = pd.read_csv(tables / "confidence.csv")
     assert len(intervals) == 3 * 4 + 2 * 4 and set(intervals.unit) == {"item"}
@@ -402,3 +431,29 @@ def test_per_language_tables_average_the_seeds_of_a_strategy(tmp_path):
         image_table.loc[LANGS[:3], (image_runs[0].label, "T->I R@1")], (t2i[0] + t2i[1])[LANGS[:3]] / 2
     )
     assert not np.allclose(t2i[0][LANGS[:3]], t2i[1][LANGS[:3]])  # the seeds differ, so the mean is not either one
+
+
+def test_the_image_text_alpha_plot_shows_each_strategys_mean_and_spread_over_seeds(tmp_path):
+    """Three seeds each of two strategies (and a zero-shot run, not plotted): every point is
+    the mean and standard deviation over the seeds of that strategy's summary value."""
+    paths = [write_image_text_run(tmp_path / "zero", ZERO_SHOT, 0)]
+    paths += [
+        write_image_text_run(tmp_path / f"s{seed}", name, seed) for name in ("mixed", "hybrid") for seed in range(3)
+    ]
+    runs = load_runs(paths)
+    points = image_text_alpha_points(runs).set_index(["strategy", "title"])
+    assert set(points.index.get_level_values(0)) == {"mixed", "hybrid"} and set(points.seeds) == {3}
+    for strategy, (title, setting, metric) in product(
+        ("mixed", "hybrid"),
+        [("T→I R@1", "t2i/all", "recall@1"), ("language bias (lower is better)", "i2t-multi/all", "language_bias")],
+    ):
+        values = [
+            run.summary.query(f"setting == '{setting}' and metric == '{metric}'").value.item()
+            for run in runs
+            if run.key[2] == strategy
+        ]
+        assert points.loc[(strategy, title), "mean"] == pytest.approx(np.mean(values))
+        assert points.loc[(strategy, title), "std"] == pytest.approx(np.std(values, ddof=1))
+        assert points.loc[(strategy, title), "alpha"] == 0.5
+    plot_image_text_alpha(runs, tmp_path / "alpha.png")
+    assert (tmp_path / "alpha.png").stat().st_size > 10_000

@@ -55,27 +55,47 @@ class Run:
         )
 
 
+QUERY_KEYS = ["qid", "candidate_lang", "block", "item_id"]
+
+
+def paired_by_seed(a: dict, b: dict) -> list[tuple[object, Run, Run]]:
+    """(seed, run of a, run of b) for the seeds both strategies were run with; the
+    zero-shot model (one run, no seed) pairs with every run of the other."""
+    only = lambda runs: next(iter(runs.values()))  # noqa: E731
+    if only(a).key[2] == ZERO_SHOT:
+        return [(seed, only(a), run) for seed, run in b.items()]
+    if only(b).key[2] == ZERO_SHOT:
+        return [(seed, run, only(b)) for seed, run in a.items()]
+    return [(seed, a[seed], b[seed]) for seed in a if seed in b]
+
+
+def seed_averaged_pairs(pairs: list[tuple[object, Run, Run]], setting: str, column: str) -> pd.DataFrame:
+    """Each query's values in the two runs of every seed (paired within the seed), averaged
+    over the seeds; a query missing from a seed is left out."""
+    frames = [a.values(setting, column).merge(b.values(setting, column), on=QUERY_KEYS) for _, a, b in pairs]
+    if any(frame.empty for frame in frames):
+        return pd.DataFrame()
+    paired = pd.concat(frames).groupby(QUERY_KEYS, sort=False)
+    means = paired[["value_x", "value_y"]].mean().assign(seeds=paired.size()).reset_index()
+    return means[means.seeds == len(pairs)]
+
+
 def comparisons(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> pd.DataFrame:
-    """Every pair of strategies of the same corpus, model and seed (the zero-shot model
-    joins every seed), per headline metric and setting, Holm-corrected over all."""
+    """Every pair of strategies of the same corpus and model, per headline metric and
+    setting: one test over the seeds both have (the zero-shot model joins every seed), on
+    each query's difference within its seed averaged over the seeds, the item the unit;
+    Holm-corrected over all."""
     rows = []
-    groups: dict[tuple, list[Run]] = {}
+    strategies: dict[tuple, dict[str, dict]] = {}  # (corpus, model) -> label -> seed -> run
     for run in runs:
-        corpus, model, strategy, _, seed = run.key
-        seeds = (
-            {r.key[4] for r in runs if r.key[:2] == (corpus, model) and r.key[2] != ZERO_SHOT}
-            if strategy == ZERO_SHOT
-            else {seed}
-        )
-        for s in seeds:
-            groups.setdefault((corpus, model, s), []).append(run)
-    for (corpus, model, seed), members in sorted(groups.items(), key=str):
-        for a, b in combinations(members, 2):
+        strategies.setdefault(run.key[:2], {}).setdefault(run.label, {})[run.key[4]] = run
+    for (corpus, model), labels in sorted(strategies.items(), key=lambda group: str(group[0])):
+        for (label_a, seeds_a), (label_b, seeds_b) in combinations(labels.items(), 2):
+            pairs = paired_by_seed(seeds_a, seeds_b)
+            seeds = "+".join(str(seed) for seed, _, _ in pairs)
             for metric, (column, settings, _, _) in headlines.items():
                 for setting in settings:
-                    paired = a.values(setting, column).merge(
-                        b.values(setting, column), on=["qid", "candidate_lang", "block", "item_id"]
-                    )
+                    paired = seed_averaged_pairs(pairs, setting, column) if pairs else pd.DataFrame()
                     if paired.empty:
                         continue
                     differences = (paired.value_x - paired.value_y).to_numpy()
@@ -90,11 +110,11 @@ def comparisons(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> p
                         (
                             corpus,
                             model,
-                            seed,
+                            seeds,
                             setting,
                             metric,
-                            a.label,
-                            b.label,
+                            label_a,
+                            label_b,
                             value_a,
                             value_b,
                             value_a - value_b,
@@ -152,7 +172,7 @@ def headline_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Values (rows model x strategy, mean over seeds; columns corpus x setting; the
     standard deviation over seeds in `table.attrs["std"]`) and, per cell, the letters of
-    the rows it beats significantly in every seed."""
+    the rows it beats significantly (`comparisons`: one test over the seeds)."""
     _, settings, larger_is_better, _ = headlines[metric]
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
     chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)]
@@ -376,8 +396,8 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
         f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
         f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
         f"sign flips), Holm-corrected over the track's tests (the family column of significance.csv), "
-        f"p < {params['alpha']}, in every seed (tests pair runs of the same seed). "
-        "Means over seeds; ± the standard deviation "
+        f"p < {params['alpha']}. With several seeds, one test per pair: each query's difference within its "
+        "seed (runs of the same seed paired), averaged over the seeds. Means over seeds; ± the standard deviation "
         "over seeds where a run has several."
     )
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
@@ -504,6 +524,61 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
     plt.close(figure)
 
 
+IMAGE_TEXT_ALPHA_PANELS = [  # (task, metric, title) of the headlines plotted against alpha
+    ("t2i", "recall@1", "T→I R@1"),
+    ("i2t", "recall@1", "I→T R@1"),
+    ("i2t-multi", "map", "pooled I→T mAP"),
+    ("i2t-multi", "language_bias", "language bias (lower is better)"),
+]
+
+
+def image_text_alpha_points(runs: list[Run]) -> pd.DataFrame:
+    """Per trained strategy and headline (protocol `first` where evaluated): its alpha, the
+    mean and standard deviation over its seeds, and the number of seeds."""
+    protocol = main_protocol(runs)
+    summary = pd.concat([run.summary.assign(label=run.label) for run in runs if run.key[2] != ZERO_SHOT])
+    panels = pd.DataFrame(IMAGE_TEXT_ALPHA_PANELS, columns=["task", "metric", "title"])
+    panels["setting"] = panels.task + "/" + protocol
+    chosen = summary.merge(panels, on=["setting", "metric"])
+    points = chosen.groupby(["model", "strategy", "alpha", "title"], sort=False).value.agg(["mean", "std", "count"])
+    return points.rename(columns={"count": "seeds"}).reset_index()
+
+
+def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
+    """Each image-text headline against alpha (the share of image-caption-mono batches): a
+    point per strategy at the mean over seeds, bars one standard deviation either side;
+    strategies at the same alpha sit side by side."""
+    plt = _pyplot()
+    points = image_text_alpha_points(runs)
+    strategies = points[["model", "strategy", "alpha"]].drop_duplicates().reset_index(drop=True)
+    at_alpha = strategies.groupby("alpha").strategy
+    strategies["offset"] = 0.012 * (at_alpha.cumcount() - (at_alpha.transform("size") - 1) / 2)
+    figure, axes = plt.subplots(1, len(IMAGE_TEXT_ALPHA_PANELS), figsize=(16, 3.9))
+    colours = plt.get_cmap("tab10")
+    for axis, (_, _, title) in zip(axes, IMAGE_TEXT_ALPHA_PANELS):
+        panel = points[points.title == title]
+        for index, strategy in strategies.iterrows():
+            row = panel[(panel.model == strategy.model) & (panel.strategy == strategy.strategy)]
+            seeds = int(row.seeds.max()) if len(row) else 0
+            axis.errorbar(
+                row.alpha + strategy.offset,
+                row["mean"],
+                yerr=row["std"].fillna(0),
+                fmt="o",
+                capsize=3,
+                color=colours(index % 10),
+                label=f"{strategy.strategy} ({seeds} seed{'s' * (seeds != 1)})",
+            )
+        axis.set(xlabel="alpha (share of image-caption-mono batches)", title=title, xlim=(-0.08, 1.08))
+        axis.set_xticks([0, 0.25, 0.5, 0.75, 1])
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=len(labels))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
 class TablesParams(TypedDict):
     """The config's `significance` section."""
 
@@ -541,6 +616,7 @@ def make_tables(
     plot_settings(text_summary, plots_dir / "map_by_setting.png")
     if image_text_runs:
         plot_image_text(image_text_runs, plots_dir / "image_text_by_language.png")
+        plot_image_text_alpha(image_text_runs, plots_dir / "image_text_alpha.png")
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
 
