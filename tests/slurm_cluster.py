@@ -45,7 +45,7 @@ def slurm_conf(root: Path, cpus: int, memory_mb: int) -> str:
         MARK
         + f"""\
 ClusterName=hybridbatch-test
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
