@@ -457,3 +457,16 @@ def test_the_image_text_alpha_plot_shows_each_strategys_mean_and_spread_over_see
         assert points.loc[(strategy, title), "alpha"] == 0.5
     plot_image_text_alpha(runs, tmp_path / "alpha.png")
     assert (tmp_path / "alpha.png").stat().st_size > 10_000
+
+
+def test_the_image_text_per_language_table_groups_trained_and_held_out_languages(tmp_path):
+    """Trained languages first with their average, then the held-out ones with theirs, then
+    the average of all (the summary's macro average)."""
+    runs = [Run(write_image_text_run(tmp_path / f"s{seed}", "mixed", seed)) for seed in (0, 1)]
+    whole = image_text_per_language(runs, "images")
+    split = image_text_per_language(runs, "images", trained=["es", "de"])
+    assert list(split.index) == ["de", "es", "average trained", "en", "average held out", "average"]
+    pd.testing.assert_series_equal(split.loc["average trained"], whole.loc[["de", "es"]].mean(), check_names=False)
+    pd.testing.assert_series_equal(split.loc["average held out"], whole.loc["en"], check_names=False)
+    pd.testing.assert_series_equal(split.loc["average"], whole.loc["average"])
+    assert split.index.name == "language"

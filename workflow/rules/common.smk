@@ -189,6 +189,12 @@ def tower_model_dir(wildcards):
     return [artifact("model", model=source["model"], variant=ZERO_SHOT)] if source["kind"] == DUAL_ENCODER else []
 
 
+def tables_params():
+    """The tables stage's slice: `significance`, and the languages LiT trains on."""
+    trained = {"image_text_train_languages": sorted(IMAGE_TEXT["train_languages"])} if IMAGE_TEXT else {}
+    return {**config["significance"], **trained}
+
+
 def image_text_tables():
     """The image-text tables and plot the tables stage writes (none without the experiment)."""
     if not IMAGE_TEXT:

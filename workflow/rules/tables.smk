@@ -34,10 +34,10 @@ rule tables:
         metrics=metrics_files(metrics_dirs()),
         image_text_metrics=metrics_files(image_text_metrics_dirs()),
     params:
-        significance=as_json(config["significance"]),
+        tables=as_json(tables_params()),
         metrics=lambda w, input: " ".join(unique_parents(input.metrics)),
         image_text_metrics=lambda w, input: " ".join(unique_parents(input.image_text_metrics)),
-        tables=lambda w, output: parent_dir(output.summary),
+        tables_dir=lambda w, output: parent_dir(output.summary),
         plots=lambda w, output: parent_dir(output.plots[0]),
     threads: job_threads("tables")
     resources:
@@ -49,6 +49,6 @@ rule tables:
     conda:
         ENV
     shell:
-        stage_command("tables") + " --params {params.significance:q} --metrics {params.metrics}"
+        stage_command("tables") + " --params {params.tables:q} --metrics {params.metrics}"
         " --image-text-metrics {params.image_text_metrics}"
-        " --tables {params.tables} --plots {params.plots} --record {output.record} > {log} 2>&1"
+        " --tables {params.tables_dir} --plots {params.plots} --record {output.record} > {log} 2>&1"

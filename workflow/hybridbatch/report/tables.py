@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -423,7 +423,7 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
         )
         for corpus in dict.fromkeys(run.key[0] for run in image_text_runs):
             write_report_table(
-                image_text_per_language(image_text_runs, corpus),
+                image_text_per_language(image_text_runs, corpus, params.get("image_text_train_languages")),
                 None,
                 3,
                 tables_dir / f"per_language_image_text_{corpus}",
@@ -469,9 +469,10 @@ def run_names(runs: list[Run]) -> list[str]:
     return [f"{run.key[1]}: {run.label}" if several else run.label for run in runs]
 
 
-def image_text_per_language(runs: list[Run], corpus: str) -> pd.DataFrame:
-    """Rows: caption language. Columns: run x (T->I R@1, I->T R@1, T->T cross R@1 as the
-    query language), protocol `first` (or `all` where `first` was not evaluated); means over seeds."""
+def image_text_per_language(runs: list[Run], corpus: str, trained: list[str] | None = None) -> pd.DataFrame:
+    """Rows: caption language (the `trained` ones first, each group with its average, then
+    the average of all). Columns: run x (T->I R@1, I->T R@1, T->T cross R@1 as the query
+    language), protocol `first` (or `all` where `first` was not evaluated); means over seeds."""
     columns, protocol = {}, main_protocol(runs)
     runs = [r for r in runs if r.key[0] == corpus]
     for run, name in zip(runs, run_names(runs)):
@@ -483,8 +484,22 @@ def image_text_per_language(runs: list[Run], corpus: str) -> pd.DataFrame:
         ):
             columns.setdefault((name, column), []).append(part)
     table = seed_means(columns)
+    average = table.mean()
+    if trained:
+        groups = [
+            ("average trained", [lang for lang in table.index if lang in trained]),
+            ("average held out", [lang for lang in table.index if lang not in trained]),
+        ]
+        table = pd.concat(
+            [
+                part
+                for name, langs in groups
+                if langs
+                for part in (table.loc[langs], table.loc[langs].mean().to_frame(name).T)
+            ]
+        )
+    table.loc["average"] = average
     table.index.name = "language"
-    table.loc["average"] = table.mean()
     return table
 
 
@@ -580,12 +595,14 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
 
 
 class TablesParams(TypedDict):
-    """The config's `significance` section."""
+    """The config's `significance` section, and the languages LiT trains on (the image-text
+    per-language table groups its rows by them)."""
 
     alpha: float
     permutations: int
     bootstrap_samples: int
     seed: int
+    image_text_train_languages: NotRequired[list[str]]
 
 
 def make_tables(
