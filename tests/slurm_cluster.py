@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,7 +31,17 @@ def why_not_here() -> str | None:
         return "the one-node SLURM cluster's daemons run as root"
     if SLURM_CONF.exists() and not SLURM_CONF.read_text().startswith(MARK):
         return f"{SLURM_CONF} belongs to a real cluster: the test cluster does not replace it"
+    running = [name for name in ("slurmctld", "slurmd") if subprocess.run(["pgrep", "-x", name]).returncode == 0]
+    if running:
+        return f"{' and '.join(running)} already running here: the test cluster starts its own"
     return None
+
+
+def machine() -> tuple[int, int]:
+    """This machine's CPUs and memory in MB (what slurmd reports: the node may not claim more)."""
+    meminfo = Path("/proc/meminfo").read_text()
+    total_kb = int(re.search(r"^MemTotal:\s+(\d+)", meminfo, re.M).group(1))
+    return len(os.sched_getaffinity(0)), int(total_kb / 1024 * 0.9)
 
 
 def free_port() -> int:
@@ -100,22 +111,25 @@ def munge_answers() -> bool:
     if not MUNGE_SOCKET.exists():
         return False
     credential = subprocess.run(["munge", "-n"], capture_output=True)
-    return credential.returncode == 0 and subprocess.run(["unmunge"], input=credential.stdout).returncode == 0
+    decoded = subprocess.run(["unmunge"], input=credential.stdout, capture_output=True)
+    return credential.returncode == 0 and decoded.returncode == 0
 
 
 @contextlib.contextmanager
-def local_cluster(root: Path, cpus: int = 2, memory_mb: int = 8000):
-    """Start the cluster with its state under `root`; stop it, leaving nothing running."""
+def local_cluster(root: Path):
+    """Start the cluster, one node as large as this machine, with its state under `root`;
+    stop it, leaving nothing running."""
     reason = why_not_here()
     if reason:
         raise RuntimeError(reason)
     root.mkdir(parents=True)
     for folder in ("state", "spool"):
         (root / folder).mkdir()
-    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-    SLURM_CONF.write_text(slurm_conf(root, cpus, memory_mb))
-    started_munge = not munge_answers()
+    started_munge = False
     try:
+        SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SLURM_CONF.write_text(slurm_conf(root, *machine()))
+        started_munge = not munge_answers()
         if started_munge:
             key = root / "munge.key"
             key.write_bytes(os.urandom(1024))
@@ -137,8 +151,11 @@ def local_cluster(root: Path, cpus: int = 2, memory_mb: int = 8000):
         yield
     finally:
         subprocess.run(["scancel", "--full", "--user=root"], capture_output=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout:
+            time.sleep(0.5)  # cancelled jobs end while their daemons still run
         for daemon in ("slurmd", "slurmctld"):
             end(pid_of(root / f"{daemon}.pid"))
         if started_munge:
             end(pid_of(root / "munged.pid"))
-        SLURM_CONF.unlink()
+        SLURM_CONF.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from hybridbatch.report.tables import (
     image_text_per_language,
     image_text_table,
     load_runs,
+    make_tables,
     per_language_table,
     plot_image_text_alpha,
     render,
@@ -470,3 +471,13 @@ def test_the_image_text_per_language_table_groups_trained_and_held_out_languages
     pd.testing.assert_series_equal(split.loc["average held out"], whole.loc["en"], check_names=False)
     pd.testing.assert_series_equal(split.loc["average"], whole.loc["average"])
     assert split.index.name == "language"
+
+
+def test_tables_with_only_zero_shot_image_text_runs_draw_no_alpha_plot(tmp_path):
+    """A config that evaluates pretrained dual encoders only (no strategy is trained) gets
+    its tables and the per-language plot, and no plot against alpha."""
+    text = [write_run(tmp_path, ZERO_SHOT, np.linspace(0.2, 0.5, 8), np.zeros(8))]
+    images = [write_image_text_run(tmp_path / "zero", ZERO_SHOT, 0)]
+    make_tables(PARAMS, text, images, tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
+    assert sorted(path.name for path in (tmp_path / "plots").glob("image_text_*")) == ["image_text_by_language.png"]
+    assert (tmp_path / "tables" / "image_text.md").is_file()

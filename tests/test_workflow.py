@@ -120,10 +120,9 @@ LOCAL_CLUSTER_OVERLAY = ["--slurm-no-account", "--slurm-status-command", "squeue
 
 def test_the_slurm_profile_runs_the_workflow_on_a_real_cluster_with_the_local_results(workdir, tmp_path):
     """The tiny config through profiles/slurm on a one-node SLURM cluster started here
-    (tests/slurm_cluster.py), the driver given one core: every job but the target is a
-    SLURM job; resources.<rule>.threads, not --cores, sets each stage's threads; the audit
-    is clean; batches, models, metrics and tables are the local run's bytes; no daemon is
-    left running."""
+    (tests/slurm_cluster.py): every job but the target is a SLURM job with its rule's
+    threads; the audit is clean; the tables, batches, models and metrics are the local
+    run's bytes; no daemon is left running."""
     reason = why_not_here()
     if reason:
         pytest.skip(reason)
@@ -133,8 +132,8 @@ def test_the_slurm_profile_runs_the_workflow_on_a_real_cluster_with_the_local_re
     jobs = planned_jobs(run)
     with local_cluster(tmp_path / "cluster"):
         result = subprocess.run(
-            SNAKEMAKE[:-1] + ["1", "--directory", str(run), "--configfile", str(run / "config.yaml"),
-                              "--profile", str(REPO / "profiles/slurm"), *LOCAL_CLUSTER_OVERLAY],
+            SNAKEMAKE + ["--directory", str(run), "--configfile", str(run / "config.yaml"),
+                         "--profile", str(REPO / "profiles/slurm"), *LOCAL_CLUSTER_OVERLAY],
             capture_output=True,
             text=True,
         )  # fmt: skip
@@ -616,6 +615,34 @@ def test_a_moved_or_symlinked_results_directory_audits_the_same(scratch, tmp_pat
 def test_lineage_row_out_of_range_is_a_clear_error(workdir):
     result = hybridbatch(workdir, "lineage", "results/tables/summary.csv", "--row", "100000")
     assert result.returncode == 2 and "out of range" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_results_do_not_depend_on_cores(workdir, tmp_path):
+    """resources.<rule>.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes
+    (the text track; the image track's stages take their threads from the same setting)."""
+    config = tiny_config()
+    config["image_text"] = None
+    write_config(tmp_path, config)
+    result = subprocess.run(
+        SNAKEMAKE[:-1] + ["1", "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = [f"{HYBRID_BATCHES}/shard-0000.parquet"]
+    files += [f"results/models/tiny-bert/cldr-locales.{s}.s0/{name}" for s in STRATEGIES for name in (TRAINED, BASE)]
+    files += [
+        f"results/metrics/tiny-bert/{v}/cldr-locales/{name}"
+        for v in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]
+        for name in ("summary.csv", "per_query.parquet")
+    ]
+    for name in files:
+        assert (tmp_path / name).read_bytes() == (workdir / name).read_bytes(), name
+    threads = json.loads((tmp_path / "results/models/tiny-bert/cldr-locales.hybrid.s0/manifest.json").read_text())[
+        "threads"
+    ]
+    configured = tiny_config()["resources"]["default"]["threads"]
+    assert threads["OMP_NUM_THREADS"] == str(configured) and threads["torch"] == configured
 
 
 def config_dry_run(tmp_path, configfile: str) -> dict[str, int]:

@@ -202,8 +202,8 @@ def image_text_tables():
     stems = ["image_text", "image_text_recall_at_1", "image_text_map", "image_text_language_bias",
              f"per_language_image_text_{eval_corpus(IMAGE_TEXT)}"]
     return expand(artifact("tables", "{stem}.{ext}"), stem=stems, ext=["md", "csv", "tex"]) + [
-        artifact("plots", "image_text_by_language.png"), artifact("plots", "image_text_alpha.png")
-    ]
+        artifact("plots", "image_text_by_language.png")
+    ] + ([artifact("plots", "image_text_alpha.png")] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else [])
 
 
 def trainset_corpus(wildcards):

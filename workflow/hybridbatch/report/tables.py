@@ -633,7 +633,8 @@ def make_tables(
     plot_settings(text_summary, plots_dir / "map_by_setting.png")
     if image_text_runs:
         plot_image_text(image_text_runs, plots_dir / "image_text_by_language.png")
-        plot_image_text_alpha(image_text_runs, plots_dir / "image_text_alpha.png")
+        if any(run.key[2] != ZERO_SHOT for run in image_text_runs):
+            plot_image_text_alpha(image_text_runs, plots_dir / "image_text_alpha.png")
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
 
