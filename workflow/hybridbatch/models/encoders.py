@@ -12,6 +12,7 @@ head) is saved whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 from tqdm import tqdm
 
-from hybridbatch.artifacts.hashing import sha256_file
+from hybridbatch.artifacts.hashing import TEMPORARY_SUFFIX, sha256_file
 from hybridbatch.models.packed import packable, packed_sentence_embeddings
 
 WEIGHTS = "model.safetensors"  # the transformer's weights in a full directory
@@ -103,31 +104,49 @@ class Encoder:
         other_weights = any(p.numel() for module in list(self.model)[1:] for p in module.parameters())
         if other_weights or not (self.base_dir / WEIGHTS).is_file():
             return
-        base, saved = load_file(str(self.base_dir / WEIGHTS)), load_file(str(out_dir / WEIGHTS))
+        (base, digest), saved = read_weights(self.base_dir / WEIGHTS), load_file(str(out_dir / WEIGHTS))
         if base.keys() != saved.keys() or any(base[k].shape != saved[k].shape for k in saved):
             return
         save_file({k: v for k, v in saved.items() if not torch.equal(v, base[k])}, str(out_dir / TRAINED))
-        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": sha256_file(self.base_dir / WEIGHTS)}
+        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": digest}
         (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
         (out_dir / WEIGHTS).unlink()
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A safetensors file's tensors and sha256, from one read."""
+    data = path.read_bytes()
+    return load(data), hashlib.sha256(data).hexdigest()
+
+
+def base_reference(model_dir: Path) -> tuple[Path, str] | None:
+    """The base directory `base.json` names and the sha256 recorded for its weights (None:
+    `model_dir` is a full directory)."""
+    if not (model_dir / BASE).is_file():
+        return None
+    reference = json.loads((model_dir / BASE).read_text())
+    base = Path(os.path.normpath(model_dir / reference["path"]))
+    if not (base / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{model_dir / BASE}: its base model {base} has no {WEIGHTS}")
+    return base, reference["sha256"]
+
+
+def check_base(model_dir: Path, base: Path, recorded: str, digest: str) -> None:
+    if digest != recorded:
+        raise ValueError(
+            f"{model_dir / BASE}: {base / WEIGHTS} has sha256 {digest}, not {recorded}, the base this model "
+            "was trained from: rebuild the model"
+        )
 
 
 def base_directory(model_dir: Path) -> Path:
     """The full directory a model loads from: itself, or the base its `base.json` names,
     after checking the base's weights are the ones it was trained from."""
-    if not (model_dir / BASE).is_file():
+    reference = base_reference(model_dir)
+    if reference is None:
         return model_dir
-    reference = json.loads((model_dir / BASE).read_text())
-    base = Path(os.path.normpath(model_dir / reference["path"]))
-    weights = base / WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{model_dir / BASE}: its base model {base} has no {WEIGHTS}")
-    digest = sha256_file(weights)
-    if digest != reference["sha256"]:
-        raise ValueError(
-            f"{model_dir / BASE}: {weights} has sha256 {digest}, not {reference['sha256']}, the base this model "
-            "was trained from: rebuild the model"
-        )
+    base, recorded = reference
+    check_base(model_dir, base, recorded, sha256_file(base / WEIGHTS))
     return base
 
 
@@ -145,11 +164,14 @@ def export_model(model_dir: str | Path, out_dir: str | Path) -> None:
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists: export-model does not overwrite")
-    base = base_directory(model_dir)
-    if base == model_dir:
+    reference = base_reference(model_dir)
+    if reference is None:
         raise ValueError(f"{model_dir}: has no {BASE}; it is already a full directory")
-    weights = load_file(str(base / WEIGHTS)) | load_file(str(model_dir / TRAINED))
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    base, recorded = reference
+    weights, digest = read_weights(base / WEIGHTS)
+    check_base(model_dir, base, recorded, digest)
+    weights |= load_file(str(model_dir / TRAINED))
+    tmp = out_dir.with_name(f".{out_dir.name}{TEMPORARY_SUFFIX}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp, ignore=shutil.ignore_patterns(TRAINED, BASE, "manifest.json"))
     save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
