@@ -213,7 +213,7 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
             "image_tower": "vision",
             "trainer": {"validation_every": 3},
         }
-        train_lit(params, base_dir, tmp_path / "features", batches, out)
+        train_lit(params, base_dir, tmp_path / "features", batches, None, out)
         log = pd.read_csv(out / "training_log.csv")
         assert len(log) == 3 and log.loss.notna().all()
         assert json.loads((out / "model.json").read_text())["objective"] == (
@@ -250,7 +250,7 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
     }
     for model_dir, name in ((out, "trained"), (base_dir, "zero-shot")):
         summary = evaluate_image_text(
-            evaluation, model_dir, tmp_path / "features", tmp_path / "corpus/test", tmp_path / name
+            evaluation, model_dir, tmp_path / "features", tmp_path / "corpus/test", None, tmp_path / name
         )
         assert {"t2i/first", "i2t/first", "i2t-multi/first", "t2t-cross/first"} <= set(summary.setting)
     per_query = pd.read_parquet(tmp_path / "trained/per_query.parquet")

@@ -389,11 +389,9 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
         assert value == pytest.approx(expected.loc[setting, metric if metric != "language_bias" else "rank_distance"])
 
 
-def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
-    from hybridbatch.evaluate.image_text import evaluate_image_text
-    from hybridbatch.models.image_text import ImageTextModel
-    from hybridbatch.train.image_text import train_lit
-
+def write_lit_inputs(tmp_path) -> None:
+    """A generated corpus of 24 images, random 12-d image features, and 6 batches (half
+    image-caption, half caption-caption) with validation batches."""
     write_image_corpus(tmp_path / "corpus", 24)
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -407,6 +405,14 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         tmp_path / "corpus/train",
         tmp_path / "batches",
     )
+
+
+def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_dir):
+    from hybridbatch.evaluate.image_text import evaluate_image_text
+    from hybridbatch.models.image_text import ImageTextModel
+    from hybridbatch.train.image_text import train_lit
+
+    write_lit_inputs(tmp_path)
     training = {"objective": "symmetric-info-nce", "trainable_text_layers": 1, "learning_rate": 1e-3,
                 "projection_learning_rate": 1e-2, "weight_decay": 0.0, "warmup_fraction": 0.0, "temperature": 0.1,
                 "learnable_temperature": True}  # fmt: skip
@@ -418,7 +424,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         "image_tower": "random",
         "trainer": {"validation_every": 2},
     }
-    summary = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", tmp_path / "model")
+    summary = train_lit(params, tiny_model_dir, tmp_path / "features", tmp_path / "batches", None, tmp_path / "model")
     log = pd.read_csv(tmp_path / "model/training_log.csv")
     assert len(log) == 6 and set(log.batch_type) <= {IMAGE_MONO, CAPTION_CAPTION} and log.loss.notna().all()
     assert log.temperature.iloc[-1] != pytest.approx(0.1)  # learnable
@@ -439,7 +445,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
                   "subset_seed": 0, "protocols": ["first", "all"], "batch_size": 16, "text_model": TINY_MODEL,
                   "descriptor": descriptor}  # fmt: skip
     summary = evaluate_image_text(
-        evaluation, tmp_path / "model", tmp_path / "features", tmp_path / "corpus/test", tmp_path / "metrics"
+        evaluation, tmp_path / "model", tmp_path / "features", tmp_path / "corpus/test", None, tmp_path / "metrics"
     )
     settings = {f"{s}/{p}" for s in ("t2i", "i2t", "i2t-multi", "t2t-cross") for p in ("first", "all")}
     assert set(summary.setting) == settings
@@ -457,6 +463,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         tmp_path / "model",
         tmp_path / "features",
         tmp_path / "corpus/test",
+        None,
         tmp_path / "first",
     )  # encodes caption 0 only
     keys = ["setting", "metric"]
@@ -520,7 +527,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         schema.SchemaError, match=rf"{tmp_path / 'some-features'}/test.parquet: no features for images \['image:"
     ):
         evaluate_image_text(
-            evaluation, tmp_path / "model", tmp_path / "some-features", tmp_path / "corpus/test", tmp_path / "m2"
+            evaluation, tmp_path / "model", tmp_path / "some-features", tmp_path / "corpus/test", None, tmp_path / "m2"
         )
 
 
@@ -551,7 +558,7 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     """Image 3 has no zh caption and item 5 no image: neither is evaluated; `images` draws a
     sorted subset (all of them when None or more than there are); a language without
     captions is an error naming it."""
-    from hybridbatch.evaluate.image_text import test_subset
+    from hybridbatch.evaluate.subset import test_subset
 
     captions = pd.DataFrame(
         [
@@ -589,3 +596,77 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     )
     with pytest.raises(schema.SchemaError, match=r"test captions: no captions in \['fr'\]"):
         test_subset(captions, images, ["en", "fr"], None, 0)
+
+
+def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_dir):
+    """LiT from cached frozen states: the same losses, weights and metrics as from the
+    whole tower (dropout on in the trained layers), and mismatches fail naming the states."""
+    from hybridbatch.evaluate.image_text import evaluate_image_text
+    from hybridbatch.models.base_model import build_base_model
+    from hybridbatch.models.caption_states import CaptionStates, caption_states
+    from hybridbatch.models.image_text import ImageTextModel
+    from hybridbatch.train.image_text import train_lit
+
+    text_model = {**TINY_MODEL, "source": {**TINY_MODEL["source"], "layers": 3}}
+    build_base_model(text_model, corpus_dir / "train", tmp_path / "base")
+    write_lit_inputs(tmp_path)
+    training = {"objective": "symmetric-info-nce", "trainable_text_layers": 2, "learning_rate": 1e-3,
+                "projection_learning_rate": 1e-2, "weight_decay": 0.01, "warmup_fraction": 0.0, "temperature": 0.1,
+                "learnable_temperature": True}  # fmt: skip
+    states = {"text_model": text_model, "trainable_text_layers": 2}
+    caption_states(
+        {**states, "split": "train", "languages": LANGS[:3], "captions": "all"},
+        tmp_path / "base",
+        tmp_path / "corpus/train",
+        tmp_path / "states/train",
+    )
+    evaluation = {"recall_at": [1, 5], "ndcg_at": 10, "mrr_at": 10, "languages": LANGS, "images": 10,
+                  "subset_seed": 0, "protocols": ["first", "all"], "batch_size": 16, "text_model": text_model,
+                  "descriptor": {"corpus": "gen", "model": "tiny", "strategy": "hybrid", "alpha": 0.5, "seed": 0}}  # fmt: skip
+    subset = {key: evaluation[key] for key in ("languages", "images", "subset_seed", "protocols")}
+    caption_states(
+        {**states, "split": "test", **subset}, tmp_path / "base", tmp_path / "corpus/test", tmp_path / "states/test"
+    )
+    assert CaptionStates(tmp_path / "states/train").layers == 1
+    params = {"lit": training, "seed": 0, "text_model": text_model, "text_model_name": "tiny",
+              "image_tower": "random", "trainer": {"validation_every": 2}}  # fmt: skip
+    for name, train_states in (("whole", None), ("cached", tmp_path / "states/train")):
+        args = (tmp_path / "features", tmp_path / "batches", train_states, tmp_path / name / "model")
+        train_lit(params, tmp_path / "base", *args)
+    summaries = {
+        name: evaluate_image_text(
+            evaluation, tmp_path / "cached/model", tmp_path / "features", tmp_path / "corpus/test", test_states,
+            tmp_path / name / "metrics",
+        )
+        for name, test_states in (("whole", None), ("cached", tmp_path / "states/test"))
+    }  # fmt: skip
+    for log in ("training_log.csv", "validation_log.csv"):
+        whole, cached = (pd.read_csv(tmp_path / name / "model" / log) for name in ("whole", "cached"))
+        loss = "loss" if log == "training_log.csv" else "validation_loss"
+        np.testing.assert_allclose(cached[loss], whole[loss], atol=1e-5)
+    for weights in ("text/trained.safetensors", "image_projection.safetensors"):
+        whole, cached = (load_file(str(tmp_path / name / "model" / weights)) for name in ("whole", "cached"))
+        assert whole.keys() == cached.keys()
+        for key in whole:
+            torch.testing.assert_close(cached[key], whole[key], atol=1e-5, rtol=0)
+    trained = load_file(str(tmp_path / "whole/model/text/trained.safetensors"))
+    assert {name.split(".")[2] for name in trained} == {"1", "2"}  # the two top layers trained, layer 0 not
+    model = ImageTextModel.load(tmp_path / "cached/model", text_model)
+    texts = schema.read_parquet(tmp_path / "corpus/test/queries.parquet", schema.CAPTIONS).text.tolist()
+    whole = model.encode_texts(texts, 7)
+    model.use_states(CaptionStates(tmp_path / "states/test"))
+    evaluated = sorted(set(pd.read_parquet(tmp_path / "states/test/captions.parquet").text))
+    np.testing.assert_allclose(model.encode_texts(evaluated, 7), whole[[texts.index(t) for t in evaluated]], atol=1e-5)
+    # the metrics agree but for ties between identical captions (one flip moves a block's mean by 1/40)
+    np.testing.assert_allclose(summaries["cached"].value, summaries["whole"].value, atol=1e-3)
+    assert summaries["whole"].value.nunique() > 5
+
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'states/train'}: states after 1 layers, but the text tower"):
+        train_lit(
+            {**params, "lit": {**training, "trainable_text_layers": 3}},
+            tmp_path / "base",
+            *args[:-1],
+            tmp_path / "mismatch",
+        )
+    with pytest.raises(KeyError, match=rf"{tmp_path / 'states/test'}/captions.parquet: no states for captions"):
+        CaptionStates(tmp_path / "states/test").lookup(["never evaluated"])

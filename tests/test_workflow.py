@@ -52,6 +52,7 @@ def tiny_config() -> dict:
     image_text["training"]["trainable_text_layers"] = 1
     image_text["evaluation"].update(languages=["en", "ru"], images=None, protocols=["first", "all"])
     image_text["strategies"] = {name: image_text["strategies"][name] for name in IMAGE_STRATEGIES}
+    image_text["seeds"] = [0]
     return config
 
 
@@ -237,6 +238,8 @@ def test_image_text_track_runs_end_to_end_from_real_image_bytes(workdir):
         assert stats["batches"] == 4 and sum(stats["batch_types"].values()) == 4
         model = results / f"image_text/models/emoji/{strategy}.s0"
         assert {"model.json", "image_projection.safetensors", "training_log.csv"} <= {p.name for p in model.iterdir()}
+        inputs = json.loads((model / "manifest.json").read_text())["inputs"]
+        assert any(path.endswith("caption_states/emoji/train") for path in inputs)  # trained from the states
     stats = json.loads((results / "image_text/batches/emoji/mixed/s0/stats.json").read_text())
     assert stats["batch_types"]["image-caption-mixed"] == 4
     summary = pd.read_csv(results / "tables/summary.csv")
@@ -259,7 +262,8 @@ def test_image_text_knobs_rebuild_only_what_they_affect(workdir):
     config["image_text"]["evaluation"]["protocols"] = ["first"]
     write_config(workdir, config)
     try:
-        assert planned_jobs(workdir) == {"evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
+        evaluation = {"caption_states": 1, "evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
+        assert planned_jobs(workdir) == evaluation  # the evaluated captions' states, not the trained ones'
         config = tiny_config()
         config["image_text"]["strategies"]["hybrid"]["weights"]["caption-caption"] = 0.25
         write_config(workdir, config)
@@ -666,11 +670,12 @@ def test_xm3600_zero_shot_config_plans_both_models(tmp_path):
 
 
 def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
-    """config/xm3600_hybrid.yaml: LiT of mSigLIP on COCO-35L, 6 strategies x 3 seeds, each and
-    the untrained model evaluated on XM3600; features of both corpora by mSigLIP's tower."""
+    """config/xm3600_hybrid.yaml: LiT of mSigLIP on COCO-35L, config.yaml's 8 strategies x 3
+    seeds, each and the untrained model evaluated on XM3600; features of both corpora by
+    mSigLIP's tower; no caption states (the whole text tower trains)."""
     jobs = config_dry_run(tmp_path, "config/xm3600_hybrid.yaml")
-    assert jobs["train_lit"] == jobs["image_text_batches"] == 18
-    assert jobs["evaluate_image_text"] == 19 and jobs["image_features"] == 2
+    assert jobs["train_lit"] == jobs["image_text_batches"] == 24
+    assert jobs["evaluate_image_text"] == 25 and jobs["image_features"] == 2 and "caption_states" not in jobs
 
 
 def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_workflow(tmp_path):

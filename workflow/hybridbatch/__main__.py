@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("base-model", "corpus"),
                 ("image-features", "model"),
                 ("tables", "image_text_metrics"),
+                ("train-lit", "states"),
+                ("evaluate-image-text", "states"),
             )
             nargs = {"metrics": "+", "image_text_metrics": "*", "shards": "*"}.get(path)
             command.add_argument(

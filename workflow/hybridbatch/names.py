@@ -35,6 +35,7 @@ ARTIFACTS = {
     "batches": "batches/{trainset}/{strategy}/s{seed}",
     "image_text_batches": "image_text/batches/{corpus}/{strategy}/s{seed}",
     "model": "models/{model}/{variant}",
+    "caption_states": "image_text/caption_states/{corpus}/{split}",
     "image_text_model": "image_text/models/{corpus}/{run}",
     "embedding_shard": "embedding_shards/{model}/{variant}/{corpus}/{shard}-of-{shards}",
     "embeddings": "embeddings/{model}/{variant}/{corpus}",

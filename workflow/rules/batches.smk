@@ -48,6 +48,7 @@ rule image_text_batches:
         plan=lambda w: as_json(
             {
                 **IMAGE_TEXT["batching"],
+                "steps": IMAGE_TEXT["batching"]["steps"] * IMAGE_TEXT["strategies"][w.strategy].get("step_factor", 1),
                 "languages": sorted(IMAGE_TEXT["train_languages"]),
                 "strategy": {"weights": normalised_weights(IMAGE_TEXT["strategies"][w.strategy]["weights"])},
                 "seed": int(w.seed),

@@ -51,6 +51,7 @@ wildcard_constraints:
     variant="[^/]+",
     seed="[0-9]+",
     run="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    split="train|test",
 
 
 def one_of(names):
@@ -175,7 +176,34 @@ def image_text_run_inputs(wildcards):
         tower = tower_of(config, model, "image_text.zero_shot")
         base = []
     features = artifact("features", tower=tower, corpus=wildcards.corpus)
-    return {"model": model_dir, "features": features, "base": base}
+    states = caption_states_dirs("test") if model is None else []
+    return {"model": model_dir, "features": features, "base": base, "states": states}
+
+
+def caption_states_dirs(split):
+    """The caption states LiT (train) or its evaluation (test) reads: none where the whole
+    text tower trains or the text model is a dual encoder."""
+    text_model = config["models"][IMAGE_TEXT["text_model"]]
+    whole = IMAGE_TEXT["training"]["trainable_text_layers"] == "all" or text_model["source"]["kind"] == DUAL_ENCODER
+    return [] if whole else [artifact("caption_states", corpus=IMAGE_TEXT["corpus"], split=split)]
+
+
+def caption_states_params(split):
+    """The caption states stage's slice: the text model, its trained layers, and the
+    captions of the split (training: its languages and captions; test: the evaluated subset)."""
+    evaluation = IMAGE_TEXT["evaluation"]
+    captions = (
+        {key: evaluation[key] for key in ("languages", "images", "subset_seed", "protocols")}
+        if split == "test"
+        else {"languages": IMAGE_TEXT["train_languages"], "captions": IMAGE_TEXT["batching"]["captions"]}
+    )
+    layers = IMAGE_TEXT["training"]["trainable_text_layers"]
+    return {"text_model": image_text_model_params(), "trainable_text_layers": layers, "split": split, **captions}
+
+
+def optional_path(option, paths):
+    """`--option path` for a one-path input, nothing for an empty one."""
+    return f"--{option} {paths[0]}" if paths else ""
 
 
 def base_of_trained(wildcards):

@@ -72,6 +72,7 @@ rule evaluate_image_text:
             }
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
+        states=lambda w, input: optional_path("states", input.states),
         out=lambda w, output: parent_dir(output[0]),
     threads: job_threads("evaluate_image_text")
     resources:
@@ -84,4 +85,4 @@ rule evaluate_image_text:
         ENV
     shell:
         stage_command("evaluate_image_text") + " --params {params.evaluation:q} --model {input.model}"
-        " --features {input.features} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+        " --features {input.features} --corpus {params.corpus} {params.states} --out {params.out} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule image_features:
     params:
         tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
         corpus=lambda w, input: parent_dir(input.corpus[0], 2),
-        model=lambda w, input: f"--model {input.model}" if input.model else "",
+        model=lambda w, input: optional_path("model", input.model),
     threads: job_threads("image_features")
     resources:
         **job_resources("image_features"),

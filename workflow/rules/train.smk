@@ -72,6 +72,7 @@ rule train_lit:
         base=lambda w: artifact("model", model=IMAGE_TEXT["text_model"], variant=ZERO_SHOT),
         features=lambda w: artifact("features", tower=IMAGE_TEXT["image_tower"], corpus=w.corpus),
         batches=artifact("image_text_batches"),
+        states=lambda w: caption_states_dirs("train"),
     params:
         training=lambda w: as_json(
             {
@@ -83,6 +84,7 @@ rule train_lit:
                 "image_tower": IMAGE_TEXT["image_tower"],
             }
         ),
+        states=lambda w, input: optional_path("states", input.states),
     threads: job_threads("train_lit")
     resources:
         **job_resources("train_lit"),
@@ -94,4 +96,4 @@ rule train_lit:
         ENV
     shell:
         stage_command("train_lit") + " --params {params.training:q} --base {input.base}"
-        " --features {input.features} --batches {input.batches} --out {output} > {log} 2>&1"
+        " --features {input.features} --batches {input.batches} {params.states} --out {output} > {log} 2>&1"

@@ -32,6 +32,8 @@ from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED
 from hybridbatch.evaluate.metrics import is_multi, metric_names, rank_metrics, summary_rows
 from hybridbatch.evaluate.ranks import ranks_in_scores, ranks_of_relevant
+from hybridbatch.evaluate.subset import evaluated_captions
+from hybridbatch.models.caption_states import CaptionStates
 from hybridbatch.models.image_text import load_model, read_features
 from hybridbatch.names import IMAGE_LANG
 
@@ -41,28 +43,6 @@ SETTINGS = ("t2i", "i2t", "i2t-multi", "t2t-cross")
 
 def setting_name(setting: str, protocol: str) -> str:
     return f"{setting}/{protocol}"
-
-
-def test_subset(captions: pd.DataFrame, images: pd.DataFrame, languages: list[str], n_images: int | None, seed: int):
-    """The evaluated captions (configured languages) and images (`n_images` drawn with
-    `seed`, or all), each image with a caption in every language."""
-    missing = sorted(set(languages) - set(captions.lang))
-    if missing:
-        raise schema.SchemaError(f"test captions: no captions in {missing}")
-    captions = captions[captions.lang.isin(languages)]
-    complete = captions.groupby("item_id").lang.nunique()
-    items = np.array(sorted(set(complete.index[complete == len(languages)]) & set(images.item_id)), dtype=object)
-    if n_images is not None and n_images > len(items):
-        raise schema.SchemaError(
-            f"config key image_text.evaluation.images: {n_images} requested, but the test split has {len(items)} "
-            f"images with a caption in each of {languages} (set it to {len(items)} or fewer, or null for all)"
-        )
-    if n_images is not None and n_images < len(items):
-        items = np.sort(np.random.default_rng(seed).choice(items, n_images, replace=False))
-    keep = set(items)
-    images = images[images.item_id.isin(keep)].sort_values("pid", ignore_index=True)
-    captions = captions[captions.item_id.isin(keep)].sort_values(["lang", "item_id", "caption"], ignore_index=True)
-    return captions, images
 
 
 def blocks(
@@ -288,22 +268,24 @@ class ImageTextEvaluationParams(TypedDict):
 
 
 def evaluate_image_text(
-    params: ImageTextEvaluationParams, model: str | Path, features: str | Path, corpus: str | Path, out: str | Path
+    params: ImageTextEvaluationParams,
+    model: str | Path,
+    features: str | Path,
+    corpus: str | Path,
+    states: str | Path | None,
+    out: str | Path,
 ) -> pd.DataFrame:
     """per_query.parquet, by_language.parquet and summary.csv (the text track's formats)
-    of one image-text model on the test split in `corpus`."""
+    of one image-text model on the test split in `corpus`; its captions embedded from
+    the caption states in `states` (the frozen layers' outputs), when given."""
     corpus_dir, out_dir = Path(corpus), Path(out)
-    captions, images = test_subset(
-        schema.read_parquet(corpus_dir / "queries.parquet", schema.CAPTIONS),
-        schema.read_parquet(corpus_dir / "images.parquet", schema.IMAGES),
-        params["languages"],
-        params["images"],
-        params["subset_seed"],
+    captions, images = evaluated_captions(
+        corpus_dir, params["languages"], params["images"], params["subset_seed"], params["protocols"]
     )
-    if "all" not in params["protocols"]:  # `first` ranks each image's caption 0 alone: encode no other
-        captions = captions[captions.caption == 0].reset_index(drop=True)
     relevant = relevant_pairs(captions, images, schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS))
     image_text_model = load_model(model, params["text_model"])
+    if states:
+        image_text_model.use_states(CaptionStates(states))
     row_of, image_features = read_features(Path(features) / "test.parquet")
     missing = sorted(set(images.pid) - set(row_of))
     if missing:

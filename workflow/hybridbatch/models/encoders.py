@@ -24,7 +24,14 @@ from safetensors.torch import load, load_file, save_file
 from tqdm import tqdm
 
 from hybridbatch.artifacts.hashing import TEMPORARY_SUFFIX, sha256_file
-from hybridbatch.models.packed import packable, packed_sentence_embeddings
+from hybridbatch.artifacts.manifest import MANIFEST
+from hybridbatch.models.packed import (
+    packable,
+    packed_input_states,
+    packed_layers,
+    packed_pooling,
+    packed_sentence_embeddings,
+)
 
 WEIGHTS = "model.safetensors"  # the transformer's weights in a full directory
 TRAINED = "trained.safetensors"  # the tensors training changed
@@ -44,8 +51,9 @@ class Encoder:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.base_dir = base_directory(Path(model_dir))
         self.model = SentenceTransformer(str(self.base_dir), device=self.device, local_files_only=True)
+        self.trained: set[str] = set()  # the tensors overlaid on the base
         if self.base_dir != Path(model_dir):
-            load_trained(self.transformer, Path(model_dir))
+            self.trained = load_trained(self.transformer, Path(model_dir))
         self.model.max_seq_length = params["max_length"]
         self.packed = packed and packable(self.model)
 
@@ -57,10 +65,13 @@ class Encoder:
     def prefix(self, kind: str) -> str:
         return self.params[f"{kind}_prefix"]
 
+    def features(self, texts: list[str], kind: str) -> dict:
+        features = self.model.preprocess([self.prefix(kind) + text for text in texts])
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
     def embed(self, texts: list[str], kind: str) -> torch.Tensor:
         """L2-normalised embeddings of `texts` (kind is 'query' or 'passage'), differentiable."""
-        features = self.model.preprocess([self.prefix(kind) + text for text in texts])
-        features = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        features = self.features(texts, kind)
         if self.packed:
             pooled = packed_sentence_embeddings(
                 self.model, features["input_ids"], features["attention_mask"], features.get("token_type_ids")
@@ -68,6 +79,21 @@ class Encoder:
         else:
             pooled = self.model(features)["sentence_embedding"]
         return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def frozen_states(self, texts: list[str], kind: str, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The packed token states of `texts` entering layer `layers` (after the embedding
+        layer and the layers below), and each text's token count."""
+        features = self.features(texts, kind)
+        ids, mask = features["input_ids"], features["attention_mask"]
+        hidden = packed_input_states(self.transformer, ids, mask, features.get("token_type_ids"))
+        lengths = mask.sum(1)
+        return packed_layers(self.transformer, hidden, lengths, 0, layers), lengths
+
+    def embed_states(self, hidden: torch.Tensor, lengths: torch.Tensor, first: int) -> torch.Tensor:
+        """L2-normalised embeddings from packed states entering layer `first` (frozen_states)."""
+        hidden, lengths = hidden.to(self.device), lengths.to(self.device)
+        hidden = packed_layers(self.transformer, hidden, lengths, first)
+        return torch.nn.functional.normalize(packed_pooling(self.model[1].pooling_mode, hidden, lengths), dim=-1)
 
     def token_counts(self, texts: list[str], kind: str, chunk: int = 10_000) -> np.ndarray:
         """Tokens of each text with its prefix and special tokens, after truncation (counted
@@ -104,11 +130,11 @@ class Encoder:
         other_weights = any(p.numel() for module in list(self.model)[1:] for p in module.parameters())
         if other_weights or not (self.base_dir / WEIGHTS).is_file():
             return
-        (base, digest), saved = read_weights(self.base_dir / WEIGHTS), load_file(str(out_dir / WEIGHTS))
+        base, saved = load_file(str(self.base_dir / WEIGHTS)), load_file(str(out_dir / WEIGHTS))
         if base.keys() != saved.keys() or any(base[k].shape != saved[k].shape for k in saved):
             return
         save_file({k: v for k, v in saved.items() if not torch.equal(v, base[k])}, str(out_dir / TRAINED))
-        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": digest}
+        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": weights_sha256(self.base_dir / WEIGHTS)}
         (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
         (out_dir / WEIGHTS).unlink()
 
@@ -117,6 +143,19 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """A safetensors file's tensors and sha256, from one read."""
     data = path.read_bytes()
     return load(data), hashlib.sha256(data).hexdigest()
+
+
+def weights_sha256(path: Path) -> str:
+    """A weights file's sha256 as its artifact's manifest records it, where the file has the
+    recorded size and was not modified after the manifest (the audit's quick rule); else
+    computed (1.7 s for e5-small)."""
+    manifest = path.parent / MANIFEST
+    if manifest.is_file():
+        record = json.loads(manifest.read_text()).get("files", {}).get(path.name)
+        stat = path.stat()
+        if record and record["bytes"] == stat.st_size and stat.st_mtime_ns <= manifest.stat().st_mtime_ns:
+            return record["sha256"]
+    return sha256_file(path)
 
 
 def base_reference(model_dir: Path) -> tuple[Path, str] | None:
@@ -146,17 +185,19 @@ def base_directory(model_dir: Path) -> Path:
     if reference is None:
         return model_dir
     base, recorded = reference
-    check_base(model_dir, base, recorded, sha256_file(base / WEIGHTS))
+    check_base(model_dir, base, recorded, weights_sha256(base / WEIGHTS))
     return base
 
 
-def load_trained(transformer: torch.nn.Module, model_dir: Path) -> None:
-    """Overlay the trained tensors of `model_dir` on a transformer loaded from its base."""
+def load_trained(transformer: torch.nn.Module, model_dir: Path) -> set[str]:
+    """Overlay the trained tensors of `model_dir` on a transformer loaded from its base;
+    their names."""
     trained = load_file(str(model_dir / TRAINED))
     unknown = sorted(set(trained) - set(transformer.state_dict()))
     if unknown:
         raise ValueError(f"{model_dir / TRAINED}: tensors the base model does not have: {unknown[:3]}")
     transformer.load_state_dict(trained, strict=False)
+    return set(trained)
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hybridbatch.artifacts.vectors import read_embeddings
+from hybridbatch.models.caption_states import CaptionStates
 from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
 from hybridbatch.models.encoders import Encoder
 
@@ -48,6 +50,8 @@ class ImageTextModel(torch.nn.Module):
         self.log_scale = torch.nn.Parameter(
             torch.tensor(math.log(1 / temperature)), requires_grad=learnable_temperature
         )
+        self.trained_modules = [text.model]
+        self.states: CaptionStates | None = None
         self.to(text.device)
 
     @property
@@ -55,7 +59,9 @@ class ImageTextModel(torch.nn.Module):
         return 1 / self.log_scale.clamp(max=math.log(1 / MIN_TEMPERATURE)).exp()
 
     def unfreeze(self, layers: int | str, key: str) -> None:
-        """Train the top `layers` transformer layers ('all': every layer); word embeddings stay."""
+        """Train the top `layers` transformer layers ('all': every layer); word embeddings
+        stay. The layers below the trained ones stay in eval mode (no dropout), as their
+        cached states (use_states) have them."""
         transformer = self.text.transformer
         blocks = transformer.encoder.layer
         check_layers(layers, len(blocks), key)
@@ -65,6 +71,20 @@ class ImageTextModel(torch.nn.Module):
         if layers != "all":
             for block in blocks[len(blocks) - layers :]:
                 block.requires_grad_(True)
+            self.text.model.eval()
+            self.trained_modules = list(blocks[len(blocks) - layers :])
+
+    def use_states(self, states: CaptionStates) -> None:
+        """Embed captions from their states entering layer `states.layers`, which the
+        layers below must not have changed from (trained weights) or change (trainable)."""
+        trainable = {name for name, p in self.text.transformer.named_parameters() if p.requires_grad}
+        below = sorted(name for name in self.text.trained | trainable if layer_of(name) < states.layers)
+        if below:
+            raise ValueError(
+                f"{states.path}: states after {states.layers} layers, but the text tower trained {below[:3]}; "
+                f"rebuild them for config key {LAYERS_KEY}"
+            )
+        self.states = states
 
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         named = {f"text.{name}": p for name, p in self.text.model.named_parameters() if p.requires_grad}
@@ -75,16 +95,27 @@ class ImageTextModel(torch.nn.Module):
         return not name.startswith("text.")
 
     def modules_to_train(self) -> list[torch.nn.Module]:
-        return [self.text.model]
+        return self.trained_modules
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        return self.text.embed(texts, CAPTION)
+        if self.states is None:
+            return self.text.embed(texts, CAPTION)
+        return self.text.embed_states(*self.states.lookup(texts), self.states.layers)
 
     def embed_images(self, features: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(self.image_projection(features.to(self.device)), dim=-1)
 
+    @torch.inference_mode()
     def encode_texts(self, texts: list[str], batch_size: int, desc: str = "captions") -> np.ndarray:
-        return self.text.encode(texts, CAPTION, batch_size, desc=desc)
+        if self.states is None:
+            return self.text.encode(texts, CAPTION, batch_size, desc=desc)
+        self.text.model.eval()
+        order = np.argsort(self.states.token_counts(texts), kind="stable")
+        out = np.empty((len(texts), self.text.model.get_embedding_dimension()), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            index = order[start : start + batch_size]
+            out[index] = self.embed_texts([texts[i] for i in index]).float().cpu().numpy()
+        return out
 
     def save(self, out_dir: str | Path, description: dict) -> None:
         out_dir = Path(out_dir)
@@ -106,11 +137,18 @@ class ImageTextModel(torch.nn.Module):
             model.image_projection.weight.copy_(tensors["weight"])
             model.image_projection.bias.copy_(tensors["bias"])
             model.log_scale.copy_(tensors["log_scale"])
-        return model.eval()
+        model.text.model.requires_grad_(False)  # not a submodule (see __init__)
+        return model.requires_grad_(False).eval()
 
     @property
     def device(self) -> str:
         return self.text.device
+
+
+def layer_of(name: str) -> float:
+    """The transformer layer a tensor belongs to (-1 for the embeddings, inf above the layers)."""
+    found = re.match(r"encoder\.layer\.(\d+)\.", name)
+    return int(found.group(1)) if found else (-1 if name.startswith("embeddings.") else math.inf)
 
 
 def is_dual_encoder(text_params: dict) -> bool:

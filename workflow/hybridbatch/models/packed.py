@@ -40,15 +40,22 @@ def packed_sentence_embeddings(
 ) -> torch.Tensor:
     """Sentence embeddings (pooled, not normalised) of a padded batch, computed packed."""
     encoder = model[0].auto_model
-    config = encoder.config
+    lengths = attention_mask.bool().sum(1)
+    hidden = packed_input_states(encoder, input_ids, attention_mask, token_type_ids)
+    hidden = packed_layers(encoder, hidden, lengths, 0)
+    return packed_pooling(model[1].pooling_mode, hidden, lengths)
+
+
+def packed_input_states(
+    encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The embedding layer's output for the real tokens of a padded batch, packed: text
+    after text, each in its order (tokens x hidden)."""
     mask = attention_mask.bool()
     batch, length = mask.shape
-    flat_mask = mask.flatten()
-    index = flat_mask.nonzero().squeeze(1)
-    lengths = mask.sum(1)
-
+    index = mask.flatten().nonzero().squeeze(1)
     embeddings = encoder.embeddings
-    if PACKABLE_MODEL_TYPES[config.model_type]:  # as transformers: counted over the non-pad tokens
+    if PACKABLE_MODEL_TYPES[encoder.config.model_type]:  # as transformers: counted over the non-pad tokens
         positions = input_ids.ne(embeddings.padding_idx).long().cumsum(1) + embeddings.padding_idx
     else:
         positions = torch.arange(length, device=mask.device).expand(batch, length)
@@ -58,19 +65,27 @@ def packed_sentence_embeddings(
         + embeddings.token_type_embeddings(types.flatten()[index])
         + embeddings.position_embeddings(positions.flatten()[index])
     )
-    hidden = embeddings.dropout(embeddings.LayerNorm(hidden))
+    return embeddings.dropout(embeddings.LayerNorm(hidden))
 
+
+def packed_layers(encoder, hidden: torch.Tensor, lengths: torch.Tensor, first: int, last: int | None = None):
+    """Transformer layers `first` to `last` (exclusive; None: the top) over packed states
+    of texts with `lengths` tokens. Attention dropout follows each layer's mode."""
+    config = encoder.config
+    batch, length = len(lengths), int(lengths.max()) if len(lengths) else 0
+    mask = torch.arange(length, device=hidden.device) < lengths[:, None]
+    index = mask.flatten().nonzero().squeeze(1)
     heads = config.num_attention_heads
     head_dim = config.hidden_size // heads
     attention_mask_4d = mask[:, None, None, :]
-    dropout = config.attention_probs_dropout_prob if encoder.training else 0.0
 
     def padded_heads(states: torch.Tensor) -> torch.Tensor:
         full = states.new_zeros(batch * length, states.shape[1]).index_copy(0, index, states)
         return full.view(batch, length, heads, head_dim).transpose(1, 2)
 
-    for layer in encoder.encoder.layer:
+    for layer in encoder.encoder.layer[first:last]:
         attention = layer.attention
+        dropout = config.attention_probs_dropout_prob if attention.training else 0.0
         q, k, v = (
             padded_heads(linear(hidden)) for linear in (attention.self.query, attention.self.key, attention.self.value)
         )
@@ -78,10 +93,14 @@ def packed_sentence_embeddings(
         context = context.transpose(1, 2).reshape(batch * length, config.hidden_size).index_select(0, index)
         hidden = attention.output.LayerNorm(attention.output.dropout(attention.output.dense(context)) + hidden)
         hidden = layer.output.LayerNorm(layer.output.dropout(layer.output.dense(layer.intermediate(hidden))) + hidden)
+    return hidden
 
+
+def packed_pooling(mode: str, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each text's CLS state or mean over its tokens (summed in fp32, as sentence-transformers)."""
     starts = lengths.cumsum(0) - lengths
-    if model[1].pooling_mode == "cls":
+    if mode == "cls":
         return hidden[starts]
-    sequence = torch.repeat_interleave(torch.arange(batch, device=mask.device), lengths)
-    summed = hidden.new_zeros(batch, hidden.shape[1], dtype=torch.float32).index_add(0, sequence, hidden.float())
-    return (summed / lengths.clamp(min=1).unsqueeze(1)).to(hidden.dtype)  # summed in fp32, as sentence-transformers
+    sequence = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
+    summed = hidden.new_zeros(len(lengths), hidden.shape[1], dtype=torch.float32).index_add(0, sequence, hidden.float())
+    return (summed / lengths.clamp(min=1).unsqueeze(1)).to(hidden.dtype)

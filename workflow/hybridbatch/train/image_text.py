@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
+from hybridbatch.models.caption_states import CaptionStates
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
 from hybridbatch.train.loop import Step, parameter_groups
 from hybridbatch.train.masks import caption_false_negatives
@@ -37,9 +38,17 @@ class LitParams(TypedDict):
     image_tower: str
 
 
-def train_lit(params: LitParams, base: str | Path, features: str | Path, batches: str | Path, out: str | Path) -> dict:
+def train_lit(
+    params: LitParams,
+    base: str | Path,
+    features: str | Path,
+    batches: str | Path,
+    states: str | Path | None,
+    out: str | Path,
+) -> dict:
     """Train the text tower and image projection on the batch shards in `batches`, the
-    image features in `features/train.parquet`, from the text model in `base`."""
+    image features in `features/train.parquet`, from the text model in `base`; its frozen
+    layers' outputs read from the caption states in `states`, when given."""
     config = params["lit"]
 
     def build_task(device: str, relevant: set[tuple[str, str]]) -> Task:
@@ -54,6 +63,8 @@ def train_lit(params: LitParams, base: str | Path, features: str | Path, batches
             device,
         )  # the same start for every strategy
         model.unfreeze(config["trainable_text_layers"], LAYERS_KEY)
+        if states:
+            model.use_states(CaptionStates(states))
         named = model.trainable()
 
         def rates(name: str) -> float:
