@@ -139,15 +139,22 @@ def relevant_pairs(captions: pd.DataFrame, images: pd.DataFrame, qrels: pd.DataF
 
 
 class BlockScores:
-    """The score matrix of a block, sliced from one product per caption language against
+    """The score matrix of a block, part of one product per caption language against
     the images, or per two caption languages, over every caption of those languages:
     `t2i` and `i2t` of a language share one product, as do L1->L2 and L2->L1, and the
     `first` protocol's blocks are parts of the `all` protocol's (the same floats: a block
-    of a product is that product of the block). One product is held at a time."""
+    of a product is that product of the block). A language's captions are the product's
+    lines caption 0 first, so that a `first` block is a corner of it, not a copy. One
+    product is held at a time."""
 
     def __init__(self, captions: pd.DataFrame, vectors: dict[str, np.ndarray]):
         self.vectors, self.language = vectors, captions.lang.to_numpy()
-        self.rows = {lang: np.flatnonzero(self.language == lang) for lang in np.unique(self.language)}
+        later = captions.caption.to_numpy() != 0
+        self.rows = {
+            lang: rows[np.argsort(later[rows], kind="stable")]
+            for lang in np.unique(self.language)
+            for rows in [np.flatnonzero(self.language == lang)]
+        }
         self.position = np.empty(len(captions), dtype=np.int64)
         for rows in self.rows.values():
             self.position[rows] = np.arange(len(rows))
@@ -164,20 +171,103 @@ class BlockScores:
             return ("image", next(lang for lang in languages if lang is not None))
         return ("caption", *sorted(languages))
 
-    def block(self, key: tuple, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]) -> np.ndarray:
-        """Scores of the query rows (rows) against the candidate rows (columns), part of the
-        product `key` (self.key of the block)."""
+    def hold(self, key: tuple) -> np.ndarray:
+        """The product `key`: its first language's captions (rows) against the images or
+        the second language's captions (columns)."""
         if key != self.held:
             first = self.vectors["caption"][self.rows[key[1]]]
             second = self.vectors["image"] if key[0] == "image" else self.vectors["caption"][self.rows[key[2]]]
             self.held, self.product = key, first @ second.T
+        return self.product
+
+    def block(self, key: tuple, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]):
+        """(scores, query lines, candidate lines, by_column): the part of the product `key`
+        (self.key of the block) that holds the block, the line of each query and candidate
+        in it, and whether the queries are its columns (the product is not transposed)."""
+        product = self.hold(key)
         query_first = query[0] == "caption" and self.language[query[1][0]] == key[1]  # the product's rows
-        rows, other = (query, candidate) if query_first else (candidate, query)
-        rows = self.position[rows[1]]
-        columns = other[1] if other[0] == "image" else self.position[other[1]]
-        whole = all(len(i) == n and (i == np.arange(n)).all() for i, n in zip((rows, columns), self.product.shape))
-        part = self.product if whole else self.product[np.ix_(rows, columns)]
-        return part if query_first else torch.from_numpy(part).T.contiguous().numpy()  # a tiled, threaded copy
+        lines = [side[1] if side[0] == "image" else self.position[side[1]] for side in (query, candidate)]
+        row_lines, column_lines = lines if query_first else lines[::-1]
+        scores = product
+        for axis, positions in enumerate((row_lines, column_lines)):
+            corner = np.zeros(len(positions), dtype=bool)
+            corner[positions[positions < len(positions)]] = True
+            if corner.all():  # the first lines, in any order: a view
+                scores = scores[: len(positions)] if axis == 0 else scores[:, : len(positions)]
+            else:
+                scores = scores.take(positions, axis=axis)
+                lines[axis if query_first else 1 - axis] = np.arange(len(positions))
+        return scores, lines[0], lines[1], not query_first
+
+
+class PooledRanks:
+    """Ranks of a pooled block (images against the captions of every language) counted
+    from the products of each language's captions against the images (BlockScores), not
+    from a product of its own. Gold scores come first, from products of the gold pairs
+    alone, and are checked against each language product's own (the same floats, as
+    every part of a product); should any differ, `ranks` falls back to ranks_of_relevant.
+    Per image, only captions scoring at least its lowest gold score are compared."""
+
+    def __init__(self, vectors: dict[str, np.ndarray], language: np.ndarray, block: tuple, chunk: int = 64):
+        (_, images), (_, captions), (gold_queries, gold_candidates) = block
+        self.vectors, self.language, self.block = vectors, language, block
+        self.gold_images, self.gold_captions, self.gold_positions = (
+            images[gold_queries],
+            captions[gold_candidates],
+            gold_candidates,
+        )
+        self.gold_scores = np.empty(len(gold_queries), dtype=np.result_type(vectors["caption"], vectors["image"]))
+        for start in range(0, len(vectors["image"]), chunk):
+            mine = np.flatnonzero((self.gold_images >= start) & (self.gold_images < start + chunk))
+            scores = vectors["caption"][self.gold_captions[mine]] @ vectors["image"][start : start + chunk].T
+            self.gold_scores[mine] = scores[np.arange(len(mine)), self.gold_images[mine] - start]
+        self.lowest = np.full(len(vectors["image"]), np.inf, dtype=self.gold_scores.dtype)
+        np.minimum.at(self.lowest, self.gold_images, self.gold_scores)
+        # every score as an integer code with the same order and ties against the gold scores
+        self.levels = np.unique(self.gold_scores)
+        self.width = 2 * len(self.levels) + 2
+        self.gold_keys = self.keys(self.gold_images, self.gold_scores)
+        self.pooled_position = np.full(len(language), -1)
+        self.pooled_position[captions] = np.arange(len(captions))
+        self.ahead = np.zeros(len(gold_queries), dtype=np.int64)
+        self.languages_left = set(language[captions])
+        self.exact = True
+
+    def keys(self, images: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        code = np.searchsorted(self.levels, scores, side="left") + np.searchsorted(self.levels, scores, side="right")
+        return images * self.width + code
+
+    def add(self, lang: str, rows: np.ndarray, product: np.ndarray) -> None:
+        """Counts the captions of `lang` (rows: their caption rows, the rows of `product`
+        against every image) ahead of each gold."""
+        mine = self.language[self.gold_captions] == lang
+        position = np.empty(len(self.language), dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        own = product[position[self.gold_captions[mine]], self.gold_images[mine]]
+        self.exact &= np.array_equal(own, self.gold_scores[mine])
+        self.languages_left.discard(lang)
+        inside = np.flatnonzero(self.pooled_position[rows] >= 0)
+        scores = product[: len(inside)] if inside[-1] == len(inside) - 1 else product[inside]  # caption 0 first
+        row, image = np.nonzero(scores >= self.lowest)
+        keys = self.keys(image, scores[row, image])
+        order = np.lexsort((self.pooled_position[rows[inside[row]]], keys))  # by key, then pooled position
+        keys, contender_positions = keys[order], self.pooled_position[rows[inside[row[order]]]]
+        higher = np.searchsorted(keys, (self.gold_images + 1) * self.width, side="left")
+        tied_from = np.searchsorted(keys, self.gold_keys, side="left")
+        tied_to = np.searchsorted(keys, self.gold_keys, side="right")
+        self.ahead += higher - tied_to
+        for gold in np.flatnonzero(tied_to - tied_from > mine):  # ties besides the gold itself: earlier first
+            self.ahead[gold] += np.searchsorted(
+                contender_positions[tied_from[gold] : tied_to[gold]], self.gold_positions[gold]
+            )
+
+    def ranks(self) -> np.ndarray:
+        if self.exact and not self.languages_left:
+            return self.ahead + 1
+        (_, images), (_, captions), (gold_queries, gold_candidates) = self.block
+        return ranks_of_relevant(
+            self.vectors["image"][images], self.vectors["caption"][captions], gold_queries, gold_candidates
+        )
 
 
 def score_settings(
@@ -190,9 +280,9 @@ def score_settings(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-query metrics and per-block means of every setting and protocol, from the
     caption and image vectors (rows as in `captions` and `images`) and the relevant
-    (caption row, image row) pairs. Blocks are sliced from shared products (BlockScores),
-    or, `per_block`, each scored on its own (the reference the tests and the benchmark
-    hold the shared products to)."""
+    (caption row, image row) pairs. Blocks are sliced from shared products (BlockScores)
+    and pooled blocks counted from them (PooledRanks), or, `per_block`, each scored on its
+    own (the reference the tests and the benchmark hold the shared products to)."""
     ids = {"caption": captions.qid.to_numpy(), "image": images.pid.to_numpy()}
     items = {"caption": captions.item_id.to_numpy(), "image": images.item_id.to_numpy()}
     names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
@@ -203,15 +293,29 @@ def score_settings(
     ]
     products = BlockScores(captions, vectors)
     keys = [None if per_block else products.key(*block[3:5]) for _, block in jobs]
+    pooled = {
+        number: PooledRanks(vectors, products.language, block[3:6])
+        for number, (_, block) in enumerate(jobs)
+        if not per_block and block[3][0] == "image" and keys[number] is None
+    }
     ranks_of = {}
     for number in sorted(range(len(jobs)), key=lambda n: keys[n] or ("pooled",)):  # each product once
         _, (_, _, _, query, candidate, (g_q, g_c)) = jobs[number]
-        if keys[number] is None:  # pooled candidates (or per_block): scored a chunk of queries at a time
+        if number in pooled:
+            ranks_of[number] = pooled[number].ranks()
+        elif keys[number] is None:  # per_block: scored a chunk of queries at a time
             ranks_of[number] = ranks_of_relevant(
                 vectors[query[0]][query[1]], vectors[candidate[0]][candidate[1]], g_q, g_c
             )
         else:
-            ranks_of[number] = ranks_in_scores(products.block(keys[number], query, candidate), g_q, g_c)
+            if keys[number][0] == "image" and keys[number] != products.held:
+                for counts in pooled.values():
+                    counts.add(keys[number][1], products.rows[keys[number][1]], products.hold(keys[number]))
+            scores, query_lines, candidate_lines, by_column = products.block(keys[number], query, candidate)
+            order = np.empty(len(candidate_lines), dtype=np.int64)
+            order[candidate_lines] = np.arange(len(candidate_lines))  # the block's candidate order, for ties
+            gold = (candidate_lines[g_c], query_lines[g_q]) if by_column else (query_lines[g_q], candidate_lines[g_c])
+            ranks_of[number] = ranks_in_scores(scores, *gold, by_column=by_column, order=order)
     per_query, by_language = [], []
     for number, (protocol, block) in enumerate(jobs):
         setting, query_lang, candidate_lang, (q_side, q_rows), (c_side, c_rows), (g_q, g_c) = block

@@ -178,25 +178,52 @@ def _ranks_in_rows(rows: np.ndarray, gold_columns: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def count_in_rows(mask: np.ndarray) -> np.ndarray:
+    """np.count_nonzero(mask, axis=1), eight booleans (bytes 0 or 1) a bit count at a time."""
+    if mask.shape[1] % 8 or not mask.flags.c_contiguous:
+        return np.count_nonzero(mask, axis=1)
+    return np.bitwise_count(mask.view(np.uint64)).sum(axis=1, dtype=np.int64)
+
+
 def ranks_in_scores(
-    scores: np.ndarray, gold_rows: np.ndarray, gold_columns: np.ndarray, budget: int = 20_000_000
+    scores: np.ndarray,
+    gold_rows: np.ndarray,
+    gold_columns: np.ndarray,
+    by_column: bool = False,
+    order: np.ndarray | None = None,
+    budget: int = 20_000_000,
 ) -> np.ndarray:
-    """exact_ranks over a score matrix computed already, comparing about `budget` scores at a
-    time: the k-th gold of every row together, reading consecutive rows in place."""
-    ranks = np.empty(len(gold_rows), dtype=np.int64)
-    order = np.argsort(gold_rows, kind="stable")
-    by_row = gold_rows[order]
-    slot = np.arange(len(order)) - np.searchsorted(by_row, by_row, side="left")  # k-th gold of its row
+    """exact_ranks over a score matrix computed already; `by_column`, the queries are its
+    columns (the rank of candidate row gold_rows[i] in query column gold_columns[i]). The
+    k-th gold of every query is counted at once, about `budget` scores at a time: how many
+    candidates score higher, and how many the same (a tie at the gold: ranked_ahead, the
+    earlier candidate by `order`, each candidate line's place, by default its position)."""
+    queries, candidates = (gold_columns, gold_rows) if by_column else (gold_rows, gold_columns)
+    gold = scores[gold_rows, gold_columns]
+    by_query = np.argsort(queries, kind="stable")
+    slot = np.empty(len(by_query), dtype=np.int64)  # k-th gold of its query
+    slot[by_query] = np.arange(len(by_query)) - np.searchsorted(queries[by_query], queries[by_query], side="left")
+    thresholds = np.full((slot.max(initial=-1) + 1, scores.shape[1 if by_column else 0]), np.nan, scores.dtype)
+    thresholds[slot, queries] = gold  # NaN where a query has no k-th gold: nothing compares to it
+    higher, same = np.zeros(thresholds.shape, np.int64), np.zeros(thresholds.shape, np.int64)
     chunk = max(1, budget // max(1, scores.shape[1]))
-    for k in range(slot.max(initial=-1) + 1):
-        picked = order[slot == k]  # rows ascending, each once
-        for start in range(0, len(picked), chunk):
-            part = picked[start : start + chunk]
-            rows = gold_rows[part]
-            consecutive = rows[-1] - rows[0] + 1 == len(rows)
-            ranks[part] = _ranks_in_rows(
-                scores[rows[0] : rows[-1] + 1] if consecutive else scores[rows], gold_columns[part]
-            )
+    for start in range(0, len(scores), chunk):
+        part = scores[start : start + chunk]
+        for k, threshold in enumerate(thresholds):
+            if by_column:
+                higher[k] += np.count_nonzero(part > threshold, axis=0)
+                same[k] += np.count_nonzero(part == threshold, axis=0)
+            else:
+                mine = threshold[start : start + chunk, None]
+                higher[k, start : start + chunk] = count_in_rows(part > mine)
+                same[k, start : start + chunk] = count_in_rows(part == mine)
+    ranks = higher[slot, queries] + 1
+    tied = same[slot, queries] > 1  # another candidate has the gold's very score
+    if tied.any():
+        lines = scores[:, queries[tied]].T if by_column else scores[queries[tied]]
+        order = np.arange(lines.shape[1]) if order is None else order
+        ahead = ranked_ahead(lines, gold[tied], order[candidates[tied]], order)
+        ranks[tied] = np.count_nonzero(ahead, axis=1) + 1
     return ranks
 
 
