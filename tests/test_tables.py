@@ -27,8 +27,10 @@ from hybridbatch.report.tables import (
     make_tables,
     per_language_table,
     plot_image_text_alpha,
+    plot_validation_curves,
     render,
     skipped_notes,
+    validation_curves,
     write_report_table,
     write_tables,
 )
@@ -478,6 +480,28 @@ def test_tables_with_only_zero_shot_image_text_runs_draw_no_alpha_plot(tmp_path)
     its tables and the per-language plot, and no plot against alpha."""
     text = [write_run(tmp_path, ZERO_SHOT, np.linspace(0.2, 0.5, 8), np.zeros(8))]
     images = [write_image_text_run(tmp_path / "zero", ZERO_SHOT, 0)]
-    make_tables(PARAMS, text, images, tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
+    make_tables(PARAMS, text, images, [], tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
     assert sorted(path.name for path in (tmp_path / "plots").glob("image_text_*")) == ["image_text_by_language.png"]
     assert (tmp_path / "tables" / "image_text.md").is_file()
+
+
+def test_the_validation_curves_are_each_strategys_mean_and_spread_over_seeds(tmp_path):
+    """Per strategy and step: the mean and standard deviation of the seeds' validation losses,
+    a run's strategy and seed read from its directory's name (`<strategy>.s<seed>`)."""
+    rng = np.random.default_rng(0)
+    losses, logs = {}, []
+    for strategy, steps in (("mixed", [10, 20]), ("hybrid-2x", [10, 20, 30, 40])):
+        for seed in range(3):
+            losses[strategy, seed] = rng.uniform(1, 3, len(steps))
+            log = tmp_path / f"{strategy}.s{seed}" / "validation_log.csv"
+            log.parent.mkdir()
+            pd.DataFrame({"steps_trained": steps, "validation_loss": losses[strategy, seed]}).to_csv(log, index=False)
+            logs.append(log)
+    curves = validation_curves(logs).set_index(["strategy", "steps_trained"])
+    assert len(curves) == 6 and set(curves.seeds) == {3}
+    at_30 = [losses["hybrid-2x", seed][2] for seed in range(3)]
+    assert curves.loc[("hybrid-2x", 30), "mean"] == pytest.approx(np.mean(at_30))
+    assert curves.loc[("hybrid-2x", 30), "std"] == pytest.approx(np.std(at_30, ddof=1))
+    assert curves.loc[("mixed", 10), "mean"] == pytest.approx(np.mean([losses["mixed", seed][0] for seed in range(3)]))
+    plot_validation_curves(logs, tmp_path / "validation.png")
+    assert (tmp_path / "validation.png").stat().st_size > 10_000

@@ -33,7 +33,11 @@ STAGES = {
     "embed": ("evaluate.embed", "embed_and_index", ["model", "corpus", "shards", "out"]),
     "search": ("evaluate.text", "search", ["embeddings", "corpus", "out"]),
     "evaluate": ("evaluate.text", "evaluate", ["run", "corpus", "out"]),
-    "tables": ("report.tables", "make_tables", ["metrics", "image_text_metrics", "tables", "plots", "record"]),
+    "tables": (
+        "report.tables",
+        "make_tables",
+        ["metrics", "image_text_metrics", "validation_logs", "tables", "plots", "record"],
+    ),
 }
 TOOLS = {"audit": "report.audit"}  # commands over a results tree that a rule runs (audit, runs)
 

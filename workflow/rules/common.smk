@@ -151,6 +151,14 @@ def image_text_metrics_dirs():
     return [artifact("image_text_metrics", corpus=eval_corpus(IMAGE_TEXT), run=run) for run in image_text_runs(config)]
 
 
+def image_text_validation_logs():
+    """The validation losses of the LiT runs (none without validation batches)."""
+    if not IMAGE_TEXT or not IMAGE_TEXT["batching"]["validation_fraction"]:
+        return []
+    runs = [run for run in image_text_runs(config) if zero_shot_model(run) is None]
+    return [artifact("image_text_model", "validation_log.csv", corpus=IMAGE_TEXT["corpus"], run=run) for run in runs]
+
+
 def zero_shot_model(run):
     """The dual-encoder model of a `zero-shot.<model>` image-text run (None for a trained run)."""
     prefix = f"{ZERO_SHOT}."
@@ -231,7 +239,8 @@ def image_text_tables():
              f"per_language_image_text_{eval_corpus(IMAGE_TEXT)}"]
     return expand(artifact("tables", "{stem}.{ext}"), stem=stems, ext=["md", "csv", "tex"]) + [
         artifact("plots", "image_text_by_language.png")
-    ] + ([artifact("plots", "image_text_alpha.png")] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else [])
+    ] + ([artifact("plots", "image_text_alpha.png")] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else []) + (
+        [artifact("plots", "image_text_validation.png")] if image_text_validation_logs() else [])
 
 
 def trainset_corpus(wildcards):

@@ -10,6 +10,7 @@ in-memory matrix (the image-text track).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
@@ -205,18 +206,26 @@ def ranks_in_scores(
     slot[by_query] = np.arange(len(by_query)) - np.searchsorted(queries[by_query], queries[by_query], side="left")
     thresholds = np.full((slot.max(initial=-1) + 1, scores.shape[1 if by_column else 0]), np.nan, scores.dtype)
     thresholds[slot, queries] = gold  # NaN where a query has no k-th gold: nothing compares to it
-    higher, same = np.zeros(thresholds.shape, np.int64), np.zeros(thresholds.shape, np.int64)
-    chunk = max(1, budget // max(1, scores.shape[1]))
-    for start in range(0, len(scores), chunk):
+    workers = faiss.omp_get_max_threads()  # the job's threads (numpy's comparisons release the GIL)
+    chunk = max(1, min(budget // max(1, scores.shape[1]), -(-len(scores) // (4 * workers))))
+
+    def count(start: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(higher, same) counts of each k-th gold threshold over rows start:start+chunk."""
         part = scores[start : start + chunk]
-        for k, threshold in enumerate(thresholds):
-            if by_column:
-                higher[k] += np.count_nonzero(part > threshold, axis=0)
-                same[k] += np.count_nonzero(part == threshold, axis=0)
-            else:
-                mine = threshold[start : start + chunk, None]
-                higher[k, start : start + chunk] = count_in_rows(part > mine)
-                same[k, start : start + chunk] = count_in_rows(part == mine)
+        if by_column:
+            return [(np.count_nonzero(part > t, axis=0), np.count_nonzero(part == t, axis=0)) for t in thresholds]
+        mine = thresholds[:, start : start + chunk, None]
+        return [(count_in_rows(part > t), count_in_rows(part == t)) for t in mine]
+
+    higher, same = np.zeros(thresholds.shape, np.int64), np.zeros(thresholds.shape, np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        for start, part in zip(range(0, len(scores), chunk), pool.map(count, range(0, len(scores), chunk))):
+            for k, (above, tied) in enumerate(part):
+                if by_column:
+                    higher[k] += above
+                    same[k] += tied
+                else:
+                    higher[k, start : start + chunk], same[k, start : start + chunk] = above, tied
     ranks = higher[slot, queries] + 1
     tied = same[slot, queries] > 1  # another candidate has the gold's very score
     if tied.any():

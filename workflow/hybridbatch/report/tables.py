@@ -594,6 +594,38 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
     plt.close(figure)
 
 
+def validation_curves(logs: list[str | Path]) -> pd.DataFrame:
+    """Validation loss by strategy and steps trained: mean, standard deviation and seeds,
+    from LiT runs' validation_log.csv (each in its run's `<strategy>.s<seed>` directory)."""
+    frames = []
+    for log in logs:
+        strategy, seed = Path(log).parent.name.rsplit(".s", 1)
+        frames.append(pd.read_csv(log).assign(strategy=strategy, seed=int(seed)))
+    curves = pd.concat(frames).groupby(["strategy", "steps_trained"], sort=False).validation_loss
+    return curves.agg(["mean", "std", "count"]).rename(columns={"count": "seeds"}).reset_index()
+
+
+def plot_validation_curves(logs: list[str | Path], path: Path) -> None:
+    """Each strategy's validation loss on the shared validation batches against steps
+    trained: the mean over seeds, shaded one standard deviation either side."""
+    plt = _pyplot()
+    curves = validation_curves(logs)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    colours = plt.get_cmap("tab10")
+    for index, (strategy, curve) in enumerate(curves.groupby("strategy", sort=False)):
+        colour = colours(index % 10)
+        seeds = int(curve.seeds.max())
+        axis.plot(curve.steps_trained, curve["mean"], color=colour, label=f"{strategy} ({seeds} seeds)")
+        spread = curve["std"].fillna(0)
+        axis.fill_between(curve.steps_trained, curve["mean"] - spread, curve["mean"] + spread, color=colour, alpha=0.15)
+    axis.set(xlabel="steps trained", ylabel="validation loss (image-caption batches)", title="LiT validation loss")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
 class TablesParams(TypedDict):
     """The config's `significance` section, and the languages LiT trains on (the image-text
     per-language table groups its rows by them)."""
@@ -609,12 +641,14 @@ def make_tables(
     params: TablesParams,
     metrics_dirs: list[str | Path],
     image_text_metrics: list[str | Path],
+    validation_logs: list[str | Path],
     tables_dir: str | Path,
     plots_dir: str | Path,
     record: str | Path,
 ) -> pd.DataFrame:
-    """Write every table under `tables_dir`, every plot under `plots_dir`, and the workflow
-    record (every artifact behind them) at `record`."""
+    """Write every table under `tables_dir`, every plot under `plots_dir` (with the LiT
+    runs' `validation_logs`, their validation curves), and the workflow record (every
+    artifact behind them) at `record`."""
     from hybridbatch.artifacts.manifest import write_record
 
     tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
@@ -635,6 +669,8 @@ def make_tables(
         plot_image_text(image_text_runs, plots_dir / "image_text_by_language.png")
         if any(run.key[2] != ZERO_SHOT for run in image_text_runs):
             plot_image_text_alpha(image_text_runs, plots_dir / "image_text_alpha.png")
+    if validation_logs:
+        plot_validation_curves(validation_logs, plots_dir / "image_text_validation.png")
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
 
