@@ -505,3 +505,14 @@ def test_the_validation_curves_are_each_strategys_mean_and_spread_over_seeds(tmp
     assert curves.loc[("mixed", 10), "mean"] == pytest.approx(np.mean([losses["mixed", seed][0] for seed in range(3)]))
     plot_validation_curves(logs, tmp_path / "validation.png")
     assert (tmp_path / "validation.png").stat().st_size > 10_000
+
+
+def test_too_few_sign_flips_for_holm_over_the_tests_are_named(tmp_path, caplog):
+    """Holm over m tests needs p below alpha / m; the smallest p of P sign flips is 1 / (P + 1)."""
+    base = np.linspace(0.3, 0.5, 8)
+    runs = load_runs([write_run(tmp_path, name, base, np.zeros(8)) for name in (ZERO_SHOT, "hybrid")])
+    tests = len(comparisons(runs, PARAMS))
+    assert tests
+    assert "significance.permutations" not in caplog.text
+    comparisons(runs, {**PARAMS, "permutations": int(tests / PARAMS["alpha"]) - 2})
+    assert f"Holm over {tests} tests cannot reach 0.05" in caplog.text

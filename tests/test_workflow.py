@@ -255,6 +255,7 @@ def test_image_text_track_runs_end_to_end_from_real_image_bytes(workdir):
     image_tests = tests[tests.family == "image-text"]
     assert len(image_tests) == 1 * (4 + 2 + 2) and (image_tests["items"] == 2).all()  # pairs x settings; 2 test images
     assert (results / "plots/image_text_by_language.png").stat().st_size > 0
+    assert (results / "plots/image_text_validation.png").stat().st_size > 0
 
 
 def test_image_text_knobs_rebuild_only_what_they_affect(workdir):

@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("base-model", "corpus"),
                 ("image-features", "model"),
                 ("tables", "image_text_metrics"),
-                ("tables", "validation_logs"),
+                ("tables", "lit_models"),
                 ("train-lit", "states"),
                 ("evaluate-image-text", "states"),
             )
-            nargs = {"metrics": "+", "image_text_metrics": "*", "validation_logs": "*", "shards": "*"}.get(path)
+            nargs = {"metrics": "+", "image_text_metrics": "*", "lit_models": "*", "shards": "*"}.get(path)
             command.add_argument(
                 f"--{path.replace('_', '-')}",
                 dest=path,

@@ -36,7 +36,7 @@ STAGES = {
     "tables": (
         "report.tables",
         "make_tables",
-        ["metrics", "image_text_metrics", "validation_logs", "tables", "plots", "record"],
+        ["metrics", "image_text_metrics", "lit_models", "tables", "plots", "record"],
     ),
 }
 TOOLS = {"audit": "report.audit"}  # commands over a results tree that a rule runs (audit, runs)

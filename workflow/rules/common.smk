@@ -151,12 +151,13 @@ def image_text_metrics_dirs():
     return [artifact("image_text_metrics", corpus=eval_corpus(IMAGE_TEXT), run=run) for run in image_text_runs(config)]
 
 
-def image_text_validation_logs():
-    """The validation losses of the LiT runs (none without validation batches)."""
+def validated_lit_models():
+    """The LiT runs' model directories, whose validation losses the tables plot (none
+    without validation batches)."""
     if not IMAGE_TEXT or not IMAGE_TEXT["batching"]["validation_fraction"]:
         return []
     runs = [run for run in image_text_runs(config) if zero_shot_model(run) is None]
-    return [artifact("image_text_model", "validation_log.csv", corpus=IMAGE_TEXT["corpus"], run=run) for run in runs]
+    return [artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=run) for run in runs]
 
 
 def zero_shot_model(run):
@@ -240,7 +241,7 @@ def image_text_tables():
     return expand(artifact("tables", "{stem}.{ext}"), stem=stems, ext=["md", "csv", "tex"]) + [
         artifact("plots", "image_text_by_language.png")
     ] + ([artifact("plots", "image_text_alpha.png")] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else []) + (
-        [artifact("plots", "image_text_validation.png")] if image_text_validation_logs() else [])
+        [artifact("plots", "image_text_validation.png")] if validated_lit_models() else [])
 
 
 def trainset_corpus(wildcards):

@@ -33,7 +33,7 @@ rule tables:
         package("tables"),
         metrics=metrics_files(metrics_dirs()),
         image_text_metrics=metrics_files(image_text_metrics_dirs()),
-        validation_logs=image_text_validation_logs(),
+        lit_models=validated_lit_models(),
     params:
         tables=as_json(tables_params()),
         metrics=lambda w, input: " ".join(unique_parents(input.metrics)),
@@ -51,5 +51,5 @@ rule tables:
         ENV
     shell:
         stage_command("tables") + " --params {params.tables:q} --metrics {params.metrics}"
-        " --image-text-metrics {params.image_text_metrics} --validation-logs {input.validation_logs}"
+        " --image-text-metrics {params.image_text_metrics} --lit-models {input.lit_models}"
         " --tables {params.tables_dir} --plots {params.plots} --record {output.record} > {log} 2>&1"

@@ -3,6 +3,7 @@ per-language tables, confidence intervals and plots, from the evaluated runs."""
 
 from __future__ import annotations
 
+import logging
 from itertools import combinations
 from pathlib import Path
 from typing import NotRequired, TypedDict
@@ -147,6 +148,16 @@ def comparisons(runs: list[Run], params: dict, headlines: dict = HEADLINES) -> p
     frame = pd.DataFrame(rows, columns=columns)
     frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
     frame["significant"] = frame.p_holm < params["alpha"]
+    if len(frame) / (params["permutations"] + 1) >= params["alpha"]:  # Holm's smallest: tests x the smallest p
+        logging.warning(
+            "config key significance.permutations: %d sign flips give p >= 1/%d, so Holm over %d tests cannot "
+            "reach %s: nothing can be significant; raise it above %d",
+            params["permutations"],
+            params["permutations"] + 1,
+            len(frame),
+            params["alpha"],
+            int(len(frame) / params["alpha"]),
+        )
     return frame
 
 
@@ -609,8 +620,10 @@ def plot_validation_curves(logs: list[str | Path], path: Path) -> None:
     """Each strategy's validation loss on the shared validation batches against steps
     trained: the mean over seeds, shaded one standard deviation either side."""
     plt = _pyplot()
-    curves = validation_curves(logs)
     figure, axis = plt.subplots(figsize=(7, 4))
+    if not logs:
+        axis.text(0.5, 0.5, "no validation batches", ha="center")
+    curves = validation_curves(logs) if logs else pd.DataFrame(columns=["strategy"])
     colours = plt.get_cmap("tab10")
     for index, (strategy, curve) in enumerate(curves.groupby("strategy", sort=False)):
         colour = colours(index % 10)
@@ -641,13 +654,13 @@ def make_tables(
     params: TablesParams,
     metrics_dirs: list[str | Path],
     image_text_metrics: list[str | Path],
-    validation_logs: list[str | Path],
+    lit_models: list[str | Path],
     tables_dir: str | Path,
     plots_dir: str | Path,
     record: str | Path,
 ) -> pd.DataFrame:
-    """Write every table under `tables_dir`, every plot under `plots_dir` (with the LiT
-    runs' `validation_logs`, their validation curves), and the workflow record (every
+    """Write every table under `tables_dir`, every plot under `plots_dir` (with the
+    validation curves of the LiT runs in `lit_models`), and the workflow record (every
     artifact behind them) at `record`."""
     from hybridbatch.artifacts.manifest import write_record
 
@@ -669,8 +682,9 @@ def make_tables(
         plot_image_text(image_text_runs, plots_dir / "image_text_by_language.png")
         if any(run.key[2] != ZERO_SHOT for run in image_text_runs):
             plot_image_text_alpha(image_text_runs, plots_dir / "image_text_alpha.png")
-    if validation_logs:
-        plot_validation_curves(validation_logs, plots_dir / "image_text_validation.png")
+    if lit_models:
+        logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: too few images held out
+        plot_validation_curves([log for log in logs if log.is_file()], plots_dir / "image_text_validation.png")
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
 
