@@ -9,9 +9,9 @@ the same start, trained three ways in one run (one thread, as the workflow's LiT
 
     .venv/bin/python benchmarks/lit_steps.py [--strategy mixed --seed 0 --steps 30]
 
-Prints seconds per step (each of text tower, image projection, loss, backward and
-optimizer step), the ratios, and the largest difference between the whole and cached
-runs' trained weights. Goal: cached at least 3x faster than before.
+Prints seconds per step (text tower, image projection, loss, backward and optimizer step
+together), the ratios, and the largest difference between the whole and cached runs'
+trained weights. Goal: cached at least 3x faster than before.
 """
 
 from __future__ import annotations

@@ -603,7 +603,8 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
     whole tower (dropout on in the trained layers), and mismatches fail naming the states."""
     from hybridbatch.evaluate.image_text import evaluate_image_text
     from hybridbatch.models.base_model import build_base_model
-    from hybridbatch.models.caption_states import CaptionStates, caption_states
+    from hybridbatch.models.caption_states import CaptionStates
+    from hybridbatch.models.frozen_layers import caption_states
     from hybridbatch.models.image_text import ImageTextModel
     from hybridbatch.train.image_text import train_lit
 
@@ -657,7 +658,7 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
     model.use_states(CaptionStates(tmp_path / "states/test"))
     evaluated = sorted(set(pd.read_parquet(tmp_path / "states/test/captions.parquet").text))
     np.testing.assert_allclose(model.encode_texts(evaluated, 7), whole[[texts.index(t) for t in evaluated]], atol=1e-5)
-    # the metrics agree but for ties between identical captions (one flip moves a block's mean by 1/40)
+    # the metrics agree but for ties between identical captions, whose order float rounding decides
     np.testing.assert_allclose(summaries["cached"].value, summaries["whole"].value, atol=1e-3)
     assert summaries["whole"].value.nunique() > 5
 

@@ -679,6 +679,28 @@ def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
     assert jobs["evaluate_image_text"] == 25 and jobs["image_features"] == 2 and "caption_states" not in jobs
 
 
+def test_caption_states_follow_the_trained_and_the_evaluated_corpus(tmp_path):
+    """LiT of e5's top layer on COCO-35L evaluated on XM3600: the train states are
+    COCO-35L's, the test states XM3600's (the corpus evaluated, not the one trained on)."""
+    overlay = {"image_text": {"text_model": "multilingual-e5-small", "max_length": 32,
+                              "training": {"trainable_text_layers": 1, "objective": "symmetric-info-nce",
+                                           "temperature": 0.05}}}  # fmt: skip
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "-n", "--configfile", str(REPO / "config/xm3600_hybrid.yaml"),
+                     str(tmp_path / "overlay.yaml")],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    states = set(re.findall(r"output: (results/image_text/caption_states/\S+)", result.stdout))
+    assert states == {
+        "results/image_text/caption_states/coco35l/train",
+        "results/image_text/caption_states/xm3600/test",
+    }
+
+
 def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_workflow(tmp_path):
     """A tiny random CLIP (a local checkpoint) as the image-text model: its base model, its
     own tower's features, LiT with config.yaml's four strategies and the untrained model,

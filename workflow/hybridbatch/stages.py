@@ -22,7 +22,7 @@ STAGES = {
     "train": ("train.text", "train", ["base", "batches", "out"]),
     "image-features": ("models.image_towers", "image_features", ["corpus", "raw", "model", "out"]),
     "image-text-batches": ("batches.image_text", "build_image_text_batches", ["corpus", "out"]),
-    "caption-states": ("models.caption_states", "caption_states", ["base", "corpus", "out"]),
+    "caption-states": ("models.frozen_layers", "caption_states", ["base", "corpus", "out"]),
     "train-lit": ("train.image_text", "train_lit", ["base", "features", "batches", "states", "out"]),
     "evaluate-image-text": (
         "evaluate.image_text",

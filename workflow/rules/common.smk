@@ -185,16 +185,17 @@ def image_text_run_inputs(wildcards):
         tower = tower_of(config, model, "image_text.zero_shot")
         base = []
     features = artifact("features", tower=tower, corpus=wildcards.corpus)
-    states = caption_states_dirs("test") if model is None else []
+    states = caption_states_dirs("test", wildcards.corpus) if model is None else []
     return {"model": model_dir, "features": features, "base": base, "states": states}
 
 
-def caption_states_dirs(split):
-    """The caption states LiT (train) or its evaluation (test) reads: none where the whole
-    text tower trains or the text model is a dual encoder."""
-    text_model = config["models"][IMAGE_TEXT["text_model"]]
-    whole = IMAGE_TEXT["training"]["trainable_text_layers"] == "all" or text_model["source"]["kind"] == DUAL_ENCODER
-    return [] if whole else [artifact("caption_states", corpus=IMAGE_TEXT["corpus"], split=split)]
+def caption_states_dirs(split, corpus):
+    """The caption states of a corpus split that LiT (train) or its evaluation (test) reads:
+    none where they are off, the whole text tower trains or the text model is a dual encoder."""
+    training = IMAGE_TEXT["training"]
+    whole = training["trainable_text_layers"] == "all" or not training.get("caption_states", True)
+    dual = config["models"][IMAGE_TEXT["text_model"]]["source"]["kind"] == DUAL_ENCODER
+    return [] if whole or dual else [artifact("caption_states", corpus=corpus, split=split)]
 
 
 def caption_states_params(split):

@@ -72,7 +72,7 @@ rule train_lit:
         base=lambda w: artifact("model", model=IMAGE_TEXT["text_model"], variant=ZERO_SHOT),
         features=lambda w: artifact("features", tower=IMAGE_TEXT["image_tower"], corpus=w.corpus),
         batches=artifact("image_text_batches"),
-        states=lambda w: caption_states_dirs("train"),
+        states=lambda w: caption_states_dirs("train", w.corpus),
     params:
         training=lambda w: as_json(
             {

@@ -1,10 +1,11 @@
 """The rank engine: exact ranks of relevant candidates under dot-product scores, with one
 tie rule (an equal score at an earlier candidate ranks first, `ranked_ahead`).
 
-Two drivers share it: `search_block` streams stored candidate vectors in blocks (the text
-track: top-k lists merged block by block, and every relevant candidate beyond its list
-ranked in a second pass), and `ranks_of_relevant` ranks relevant candidates of an
-in-memory matrix (the image-text track).
+Its drivers: `search_block` streams stored candidate vectors in blocks (the text track:
+top-k lists merged block by block, and every relevant candidate beyond its list ranked in
+a second pass); `ranks_in_scores` counts in a score matrix held already (the image-text
+track's shared products); `ranks_of_relevant` scores and ranks an in-memory matrix a
+chunk at a time (the image-text reference and fallback).
 """
 
 from __future__ import annotations

@@ -24,13 +24,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hybridbatch.artifacts.vectors import read_embeddings
-from hybridbatch.models.caption_states import CaptionStates
+from hybridbatch.models.caption_states import CAPTION, LAYERS_KEY, CaptionStates
 from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
 from hybridbatch.models.encoders import Encoder
 
-LAYERS_KEY = "image_text.training.trainable_text_layers"
-
-CAPTION = "query"  # captions, as queries or as targets, take the model's query prefix
 MIN_TEMPERATURE = 0.01  # CLIP's cap on the logit scale (100)
 DUAL_ENCODER = "dual-encoder"  # the model source kind of pretrained CLIP-family models
 PROJECTION_FILE = "image_projection.safetensors"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
-from hybridbatch.models.caption_states import CaptionStates
+from hybridbatch.models.caption_states import STATES, CaptionStates
+from hybridbatch.models.encoders import weights_sha256
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
 from hybridbatch.train.loop import Step, parameter_groups
 from hybridbatch.train.masks import caption_false_negatives
@@ -112,6 +113,5 @@ def train_lit(
             lambda: model.save(Path(out), description),
         )
 
-    return run_training(
-        params, params["seed"], config["warmup_fraction"], base, batches, out, build_task, {"features": str(features)}
-    )
+    inputs = {"features": str(features), "states": weights_sha256(Path(states) / STATES) if states else None}
+    return run_training(params, params["seed"], config["warmup_fraction"], base, batches, out, build_task, inputs)
