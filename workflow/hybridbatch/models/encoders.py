@@ -115,12 +115,9 @@ class Encoder:
         characters: in a multilingual mix a character is a token in Chinese and a fifth of one
         in English, so character-sorted batches pad about twice as much (benchmarks/encoding_speed.py)."""
         self.model.eval()
-        order = np.argsort(self.token_counts(texts, kind), kind="stable")
-        out = np.empty((len(texts), self.model.get_embedding_dimension()), dtype=np.float32)
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", mininterval=5):
-            index = order[start : start + batch_size]
-            out[index] = self.embed([texts[i] for i in index], kind).float().cpu().numpy()
-        return out
+        dimension = self.model.get_embedding_dimension()
+        embed = lambda batch: self.embed(batch, kind)  # noqa: E731
+        return encode_by_length(embed, texts, self.token_counts(texts, kind), batch_size, dimension, desc)
 
     def save(self, out_dir: str | Path) -> None:
         """As the tensors that differ from the base directory, where only the transformer
@@ -137,6 +134,16 @@ class Encoder:
         reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": weights_sha256(self.base_dir / WEIGHTS)}
         (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
         (out_dir / WEIGHTS).unlink()
+
+
+def encode_by_length(embed, texts: list[str], counts: np.ndarray, batch_size: int, dimension: int, desc: str):
+    """`embed` over batches of texts of similar token `counts`, back in the texts' order."""
+    order = np.argsort(counts, kind="stable")
+    out = np.empty((len(texts), dimension), dtype=np.float32)
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", mininterval=5):
+        index = order[start : start + batch_size]
+        out[index] = embed([texts[i] for i in index]).float().cpu().numpy()
+    return out
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:

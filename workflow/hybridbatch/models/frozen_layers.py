@@ -16,6 +16,7 @@ from tqdm import tqdm
 from hybridbatch.artifacts import schema
 from hybridbatch.evaluate.subset import evaluated_captions
 from hybridbatch.models.caption_states import CAPTION, LAYERS, LAYERS_KEY, STATES, STATES_KEY, TEXT_SCHEMA, TEXTS
+from hybridbatch.models.dual_encoder import check_layers
 from hybridbatch.models.encoders import Encoder
 
 BATCH_SIZE = 256  # captions run at a time (a fixed number: an evaluation's batch size retrains nothing)
@@ -24,8 +25,9 @@ BATCH_SIZE = 256  # captions run at a time (a fixed number: an evaluation's batc
 def frozen_layer_count(encoder: Encoder, trainable: int | str) -> int:
     """How many of the tower's layers stay as they are when the top `trainable` train."""
     total = len(encoder.transformer.encoder.layer)
-    if trainable == "all" or not isinstance(trainable, int) or not 0 < trainable <= total:
-        raise ValueError(f"config key {LAYERS_KEY}: {trainable!r}: caption states need 1 to {total} layers")
+    check_layers(trainable, total, LAYERS_KEY)
+    if trainable == "all":
+        raise ValueError(f"config key {LAYERS_KEY}: 'all' trains every layer, so no layer's states can be cached")
     return total - trainable
 
 

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from hybridbatch.artifacts.vectors import read_embeddings
 from hybridbatch.models.caption_states import CAPTION, LAYERS_KEY, CaptionStates
 from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
-from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.encoders import Encoder, encode_by_length
 
 MIN_TEMPERATURE = 0.01  # CLIP's cap on the logit scale (100)
 DUAL_ENCODER = "dual-encoder"  # the model source kind of pretrained CLIP-family models
@@ -107,12 +107,8 @@ class ImageTextModel(torch.nn.Module):
         if self.states is None:
             return self.text.encode(texts, CAPTION, batch_size, desc=desc)
         self.text.model.eval()
-        order = np.argsort(self.states.token_counts(texts), kind="stable")
-        out = np.empty((len(texts), self.text.model.get_embedding_dimension()), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
-            out[index] = self.embed_texts([texts[i] for i in index]).float().cpu().numpy()
-        return out
+        dimension = self.text.model.get_embedding_dimension()
+        return encode_by_length(self.embed_texts, texts, self.states.token_counts(texts), batch_size, dimension, desc)
 
     def save(self, out_dir: str | Path, description: dict) -> None:
         out_dir = Path(out_dir)
