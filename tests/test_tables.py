@@ -21,6 +21,7 @@ from hybridbatch.report.tables import (
     confidence,
     headline_table,
     image_text_alpha_points,
+    image_text_by_language,
     image_text_per_language,
     image_text_table,
     load_runs,
@@ -516,3 +517,16 @@ def test_too_few_sign_flips_for_holm_over_the_tests_are_named(tmp_path, caplog):
     assert "significance.permutations" not in caplog.text
     comparisons(runs, {**PARAMS, "permutations": int(tests / PARAMS["alpha"]) - 2})
     assert f"Holm over {tests} tests cannot reach 0.05" in caplog.text
+
+
+def test_the_per_language_plot_shows_each_strategys_mean_over_seeds(tmp_path):
+    """With several seeds, a strategy's bars are the mean of its seeds (not one seed's)."""
+    runs = load_runs([write_image_text_run(tmp_path / f"s{seed}", "mixed", seed) for seed in range(3)])
+    t2i, _, bias = image_text_by_language(runs)
+    assert list(t2i.columns) == list(bias.index) == ["mixed (alpha=0.5)"]
+    seeds = [run.by_language.query("setting == 't2i/all'").set_index("query_lang")["recall@1"] for run in runs]
+    pd.testing.assert_series_equal(t2i.iloc[:, 0], pd.concat(seeds, axis=1).mean(axis=1), check_names=False)
+    values = [
+        run.summary.query("metric == 'language_bias' and setting == 'i2t-multi/all'").value.item() for run in runs
+    ]
+    assert bias.iloc[0] == pytest.approx(np.mean(values)) and len(set(values)) > 1

@@ -514,21 +514,35 @@ def image_text_per_language(runs: list[Run], corpus: str, trained: list[str] | N
     return table
 
 
+def image_text_by_language(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """T->I and I->T R@1 (caption language x strategy) and the i2t-multi language bias per
+    strategy, each the mean over the strategy's seeds."""
+    protocol, names = main_protocol(runs), run_names(runs)
+    recalls = []
+    for setting, side in ((f"t2i/{protocol}", "query_lang"), (f"i2t/{protocol}", "candidate_lang")):
+        per_run = [
+            run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"].rename(name)
+            for run, name in zip(runs, names)
+        ]
+        recalls.append(pd.concat(per_run, axis=1).T.groupby(level=0, sort=False).mean().T)
+    bias = pd.Series(
+        [
+            run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
+            for run in runs
+        ],
+        index=names,
+    )
+    return recalls[0], recalls[1], bias.groupby(level=0, sort=False).mean()
+
+
 def plot_image_text(runs: list[Run], path: Path) -> None:
-    """Per-language T->I and I->T R@1 bars per strategy, and the language bias per strategy."""
+    """Per-language T->I and I->T R@1 bars per strategy, and the language bias per strategy
+    (means over seeds)."""
     plt = _pyplot()
     protocol = main_protocol(runs)
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 3, 1.4]})
-    for axis, setting, side in (
-        (axes[0], f"t2i/{protocol}", "query_lang"),
-        (axes[1], f"i2t/{protocol}", "candidate_lang"),
-    ):
-        bars = pd.DataFrame(
-            {
-                name: run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"]
-                for run, name in zip(runs, run_names(runs))
-            }
-        )
+    t2i, i2t, bias = image_text_by_language(runs)
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 3, 1.6]})
+    for axis, setting, bars in ((axes[0], f"t2i/{protocol}", t2i), (axes[1], f"i2t/{protocol}", i2t)):
         bars.plot.bar(ax=axis, rot=0, width=0.8)
         axis.set(
             ylabel="R@1",
@@ -536,15 +550,9 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
             title=f"{setting.split('/')[0].upper().replace('2', '→')} R@1 ({protocol})",
         )
         axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
-    bias = pd.Series(
-        {
-            name: run.summary.query(f"metric == 'language_bias' and setting == 'i2t-multi/{protocol}'").value.mean()
-            for run, name in zip(runs, run_names(runs))
-        }
-    )
-    bias.plot.bar(ax=axes[2], rot=35, color="grey")
-    axes[2].tick_params(axis="x", labelsize=7)
-    axes[2].set(ylabel="mean rank distance", title="language bias, i2t-multi\n(lower is better)")
+    bias[::-1].plot.barh(ax=axes[2], color="grey")  # the first strategy on top
+    axes[2].tick_params(axis="y", labelsize=7)
+    axes[2].set(xlabel="mean rank distance", title="language bias, i2t-multi\n(lower is better)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
