@@ -50,7 +50,7 @@ def trainer_and_step(
     import torch
 
     from hybridbatch.models.encoders import Encoder
-    from hybridbatch.train.loop import Step, Trainer, TrainerSettings, parameter_groups
+    from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, parameter_groups
     from hybridbatch.train.objectives import info_nce
 
     torch.manual_seed(0)
@@ -71,8 +71,8 @@ def trainer_and_step(
     mask = torch.zeros(batch, 2 * batch, dtype=torch.bool)
     step = Step(
         [
-            (partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
-            (partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)]),
+            Side(partial(encoder.embed, kind="query"), [text(i) for i in range(batch)]),
+            Side(partial(encoder.embed, kind="passage"), [text(i + 1) for i in range(2 * batch)]),
         ],
         lambda e: info_nce(e[0], e[1], mask, 0.05),
         batch,

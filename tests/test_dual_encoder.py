@@ -164,14 +164,11 @@ STRATEGIES = {
 }
 
 
-def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_loads(base, tmp_path):
-    from transformers import AutoModel
-
-    from hybridbatch.artifacts.vectors import read_embeddings
-    from hybridbatch.evaluate.image_text import evaluate_image_text
-    from hybridbatch.models.dual_encoder import DualEncoderImageText
+def dual_encoder_lit_inputs(base, tmp_path) -> dict:
+    """A 16-image corpus with real image files, the dual encoder's features of it, and LiT
+    params training its top text layer (the trainer section left to the caller)."""
+    from hybridbatch.fetch.download import sha256_file
     from hybridbatch.models.image_towers import image_features
-    from hybridbatch.train.image_text import train_lit
 
     family, _, base_dir = base
     write_image_corpus(tmp_path / "corpus", 16)
@@ -181,8 +178,6 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
         for path, image in zip(frame.path, images(len(frame))):
             (raw / path).parent.mkdir(parents=True, exist_ok=True)
             image.save(raw / path)
-        from hybridbatch.fetch.download import sha256_file
-
         frame["sha256"] = [sha256_file(raw / p) for p in frame.path]
         schema.write_parquet(frame, tmp_path / "corpus" / split / "images.parquet", schema.IMAGES)
     tower = {"name": "vision", "source": {"kind": "dual-encoder", "model": family}, "batch_size": 3}
@@ -199,20 +194,25 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
         "temperature": None,
         "learnable_temperature": True,
     }
+    return {"lit": training, "seed": 0, "text_model": text_model, "text_model_name": family, "image_tower": "vision"}
+
+
+def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_loads(base, tmp_path):
+    from transformers import AutoModel
+
+    from hybridbatch.artifacts.vectors import read_embeddings
+    from hybridbatch.evaluate.image_text import evaluate_image_text
+    from hybridbatch.models.dual_encoder import DualEncoderImageText
+    from hybridbatch.train.image_text import train_lit
+
+    family, _, base_dir = base
+    params = dual_encoder_lit_inputs(base, tmp_path) | {"trainer": {"validation_every": 3}}
     untouched = {k: v.clone() for k, v in AutoModel.from_pretrained(str(base_dir)).state_dict().items()}
     for strategy, weights in STRATEGIES.items():
         batches, out = tmp_path / f"batches-{strategy}", tmp_path / f"model-{strategy}"
         build_image_text_batches(
             plan({"weights": weights}, 3, validation_fraction=0.5), tmp_path / "corpus/train", batches
         )
-        params = {
-            "lit": training,
-            "seed": 0,
-            "text_model": text_model,
-            "text_model_name": family,
-            "image_tower": "vision",
-            "trainer": {"validation_every": 3},
-        }
         train_lit(params, base_dir, tmp_path / "features", batches, None, out)
         log = pd.read_csv(out / "training_log.csv")
         assert len(log) == 3 and log.loss.notna().all()
@@ -239,7 +239,7 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
         "subset_seed": 0,
         "protocols": ["first"],
         "batch_size": 4,
-        "text_model": text_model,
+        "text_model": params["text_model"],
         "descriptor": {
             "corpus": "gen",
             "model": f"{family}+vision",
@@ -313,6 +313,35 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
         "test_fraction": 0.0,
         "split_seed": 0,
     }
+
+
+def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
+    """The image side of a dual encoder is locked (its cached features are already in the
+    joint space): GradCache embeds it once and replays only the captions, with the losses,
+    validation losses and trained weights of whole-batch steps."""
+    from transformers import AutoModel
+
+    from hybridbatch.train.image_text import train_lit
+
+    _, _, base_dir = base
+    params = dual_encoder_lit_inputs(base, tmp_path)
+    batches = tmp_path / "batches"
+    strategy = {"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}
+    build_image_text_batches(plan(strategy, 4, validation_fraction=0.5), tmp_path / "corpus/train", batches)
+    for name, mini_batch in (("whole", None), ("cached", 3)):
+        trainer = {"validation_every": 2, "precision": "fp32", "mini_batch": mini_batch}
+        train_lit(params | {"trainer": trainer}, base_dir, tmp_path / "features", batches, None, tmp_path / name)
+    whole, cached = (pd.read_csv(tmp_path / name / "training_log.csv") for name in ("whole", "cached"))
+    assert set(whole.batch_type) == {IMAGE_MONO, CAPTION_CAPTION}  # image and caption targets both trained
+    np.testing.assert_allclose(cached.loss, whole.loss, atol=1e-5)
+    np.testing.assert_allclose(cached.gradient_norm, whole.gradient_norm, rtol=1e-4)
+    validation = [pd.read_csv(tmp_path / name / "validation_log.csv") for name in ("whole", "cached")]
+    np.testing.assert_allclose(validation[1].validation_loss, validation[0].validation_loss, atol=1e-5)
+    weights = [AutoModel.from_pretrained(str(tmp_path / name)).state_dict() for name in ("whole", "cached")]
+    assert weights[0].keys() == weights[1].keys()
+    # a key bias has no gradient (softmax ignores it): Adam turns its rounding noise into steps
+    for key in [key for key in weights[0] if not key.endswith("k_proj.bias")]:
+        torch.testing.assert_close(weights[1][key], weights[0][key], atol=1e-5, rtol=0, msg=key)
 
 
 def test_coco35l_reads_the_published_format(tmp_path):

@@ -431,6 +431,63 @@ def test_trainable_text_layers_beyond_the_tower_fail_before_any_job(text_model, 
         check_before_any_job(config)
 
 
+def shipped_config(overlay: str | None) -> dict:
+    """config.yaml with a shipped overlay merged over it as Snakemake merges --configfile."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    if overlay:
+        update_config(config, yaml.safe_load((REPO / overlay).read_text()))
+    return config
+
+
+@pytest.mark.parametrize("overlay", [None] + sorted(f"config/{p.name}" for p in (REPO / "config").glob("*.yaml")))
+def test_every_shipped_config_passes_the_checks_before_any_job(overlay):
+    from hybridbatch.preflight import check_before_any_job
+
+    config = shipped_config(overlay)
+    validate_config(config)
+    check_before_any_job(config)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda c: c["image_text"]["batching"].update(validation_fraction=0.01),
+            r"validation_fraction: 0\.01 holds out 400 of 40000 training images \(corpora\.coco35l\.max_images: "
+            r"40000, corpora\.coco35l\.test_fraction: 0\.0\), fewer than one batch of 1024 "
+            r"\(image_text\.batching\.batch_size\); set it to at least 0\.026",
+        ),
+        (
+            lambda c: c["corpora"]["coco35l"].pop("max_images"),  # the whole published train split
+            None,
+        ),
+        (
+            lambda c: c["corpora"]["coco35l"].update(max_images=1500),
+            r"config key image_text\.batching\.validation_fraction: 0\.08 holds out 120 of 1500 training images",
+        ),
+        (
+            lambda c: c["image_text"]["batching"].update(validation_fraction=0.0, batch_size=50000),
+            r"config key image_text\.batching\.batch_size: 50000, but only 40000 training images remain",
+        ),
+    ],
+)
+def test_an_image_text_split_smaller_than_a_batch_fails_before_any_job(edit, message):
+    """Sizes the config alone decides (max_images, or the published corpus's size, the test
+    and validation fractions, the batch size) are checked before any download or prepare."""
+    from hybridbatch.preflight import check_before_any_job
+
+    config = shipped_config("config/xm3600_hybrid.yaml")
+    edit(config)
+    validate_config(config)
+    if message is None:
+        check_before_any_job(config)
+        return
+    with pytest.raises(ConfigError, match=message):
+        check_before_any_job(config)
+
+
 def test_the_driver_plans_image_corpora_as_the_formats_register_them():
     from hybridbatch.config import IMAGE_SOURCES
     from hybridbatch.corpora.formats import SOURCES

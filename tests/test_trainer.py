@@ -21,6 +21,7 @@ from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.loop import (
     Checkpoints,
     RunState,
+    Side,
     Step,
     Trainer,
     TrainerSettings,
@@ -59,7 +60,7 @@ def text_step(encoder: Encoder, n: int) -> Step:
     mask = torch.zeros(n, 2 * n, dtype=torch.bool)
     mask[0, n + 1] = True
     return Step(
-        [(partial(encoder.embed, kind="query"), queries), (partial(encoder.embed, kind="passage"), candidates)],
+        [Side(partial(encoder.embed, kind="query"), queries), Side(partial(encoder.embed, kind="passage"), candidates)],
         lambda e: info_nce(e[0], e[1], mask, 0.05),
         n,
     )
@@ -71,7 +72,7 @@ def image_text_step(encoder: Encoder, n: int) -> Step:
     embed_images = lambda rows: torch.nn.functional.normalize(projection(features[rows]), dim=-1)  # noqa: E731
     captions = [f"caption {i} {'word ' * (i % 4)}" for i in range(n)]
     return Step(
-        [(partial(encoder.embed, kind="query"), captions), (embed_images, list(range(n)))],
+        [Side(partial(encoder.embed, kind="query"), captions), Side(embed_images, list(range(n)))],
         lambda e: symmetric_info_nce(e[0], e[1], torch.zeros(n, n, dtype=torch.bool), 0.07),
         n,
     )
@@ -124,8 +125,8 @@ def test_gradcache_replays_dropout_exactly(tiny_model_dir):
     step = text_step(encoder, 12)
     torch.manual_seed(7)
     embeddings = [
-        torch.cat([embed(inputs[start : start + 5]) for start in range(0, len(inputs), 5)])
-        for embed, inputs in step.sides
+        torch.cat([side.embed(side.inputs[start : start + 5]) for start in range(0, len(side.inputs), 5)])
+        for side in step.sides
     ]
     step.loss(embeddings).backward()
     expected = {name: p.grad.detach().clone() for name, p in trainer.named.items() if p.grad is not None}

@@ -1,9 +1,12 @@
 """Config checks that need the stages' code, run once before any job (`hybridbatch
 check-config`), not at parse time: every corpus format, model source, image tower and
 objective the config names is registered (the registries are the lists, the config schema
-has none), and the trainable text layers fit the text tower."""
+has none), the trainable text layers fit the text tower, and the image-text training
+split holds a training and a validation batch."""
 
 from __future__ import annotations
+
+import math
 
 from hybridbatch.config import IMAGE_SOURCES, ConfigError
 from hybridbatch.corpora.formats import SOURCES
@@ -55,6 +58,52 @@ def check_trainable_layers(config: dict) -> None:
             raise ConfigError(f"{error} ({section['text_model']})") from error
 
 
+def training_images(config: dict) -> tuple[int, str] | None:
+    """The images of the image-text corpus's train split as the config alone decides them
+    (its `max_images`, else the published corpus's size), and what decided it; None when
+    only the data can tell."""
+    name = config["image_text"]["corpus"]
+    corpus = config["corpora"][name]
+    full = SOURCES.lookup(corpus["source"], f"corpora.{name}.source").full_images
+    sample = corpus.get("max_images")
+    if sample is not None and (full is None or sample < full):
+        images, why = sample, f"corpora.{name}.max_images: {sample}"
+    elif full is not None:
+        images, why = full, f"the {full:,} images of {corpus['source']}"
+    else:
+        return None
+    test = round(corpus["test_fraction"] * images)  # as prepare's split_items
+    return images - test, f"{why}, corpora.{name}.test_fraction: {corpus['test_fraction']}"
+
+
+def check_image_text_sizes(config: dict) -> None:
+    """A trained image-text run needs one batch of validation images (when any are held
+    out) and one of training images: checked from the config's sizes, not after prepare."""
+    section = config.get("image_text")
+    if not section or not section.get("strategies") or not section.get("seeds"):
+        return
+    known = training_images(config)
+    if known is None:
+        return
+    images, why = known
+    batching = section["batching"]
+    fraction, size = batching["validation_fraction"], batching["batch_size"]
+    held_out = round(fraction * images)  # as the batches stage's validation_items
+    if 0 < held_out < size:
+        needed = math.ceil(1000 * size / images) / 1000
+        raise ConfigError(
+            f"config key image_text.batching.validation_fraction: {fraction} holds out {held_out} of "
+            f"{images} training images ({why}), fewer than one batch of {size} "
+            f"(image_text.batching.batch_size); set it to at least {needed}, or 0 for no validation"
+        )
+    if images - held_out < size:
+        raise ConfigError(
+            f"config key image_text.batching.batch_size: {size}, but only {images - held_out} training images "
+            f"remain ({why}, image_text.batching.validation_fraction: {fraction})"
+        )
+
+
 def check_before_any_job(config: dict) -> None:
     check_registered_names(config)
     check_trainable_layers(config)
+    check_image_text_sizes(config)

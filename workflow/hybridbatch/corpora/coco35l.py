@@ -33,6 +33,7 @@ IMAGES = "images"
 IMAGE_ARCHIVES = ("train2014.zip", "val2014.zip")
 ENGLISH_FROM = "de"  # the target language whose lines carry each English caption once
 FIELDS = ("image_id", "trg_lang", "caption_tokenized", "translation_tokenized")
+TRAIN_IMAGES = 113_287  # Karpathy's train and restval images: those the caption file translates
 
 
 def extract(raw_dir: Path) -> None:
@@ -94,6 +95,7 @@ def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed
 SOURCES.register("coco35l")(
     CorpusSource(
         images=True,
+        full_images=TRAIN_IMAGES,
         download=url_download(extract),
         frames=lambda params, raw_dir: grouped_by_item(
             *load(raw_dir, params["languages"], params.get("max_images"), params["split_seed"])

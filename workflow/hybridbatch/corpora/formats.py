@@ -29,6 +29,7 @@ class CorpusSource:
     frames: Callable[[dict, Path], Frames] | None = None  # (params, raw dir) -> queries, passages, qrels
     write_splits: Callable[[dict, Path, Path], dict] | None = None  # (params, raw dir, out dir) -> row counts
     images: bool = False  # its candidates are images (images.parquet), not passages
+    full_images: int | None = None  # images of the published corpus, where the format fixes it (size checks)
 
 
 class CorpusParams(TypedDict):

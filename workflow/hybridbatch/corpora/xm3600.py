@@ -65,6 +65,7 @@ def load(raw_dir: str | Path, languages: list[str]) -> tuple[pd.DataFrame, pd.Da
 SOURCES.register("xm3600")(
     CorpusSource(
         images=True,
+        full_images=3_600,
         download=url_download(extract),
         frames=lambda params, raw_dir: grouped_by_item(*load(raw_dir, params["languages"])),
     )

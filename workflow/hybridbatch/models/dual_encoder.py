@@ -128,6 +128,8 @@ class DualEncoderImageText(torch.nn.Module):
     image features (already projected) are only normalised; the logit scale and bias are
     the checkpoint's."""
 
+    images_locked = True  # nothing trainable between the cached features and the image embeddings
+
     def __init__(self, model_dir: str | Path, device: str | None = None):
         super().__init__()
         self.encoder = DualEncoder(model_dir, device)

@@ -38,6 +38,7 @@ class ImageTextModel(torch.nn.Module):
 
     default_objective = "symmetric-info-nce"
     bias = None
+    images_locked = False  # the image projection trains
 
     def __init__(self, text: Encoder, image_dim: int, temperature: float, learnable_temperature: bool):
         super().__init__()

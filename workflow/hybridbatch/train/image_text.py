@@ -14,7 +14,7 @@ from hybridbatch.batches.image_text import CAPTION_CAPTION
 from hybridbatch.models.caption_states import STATES, CaptionStates
 from hybridbatch.models.encoders import weights_sha256
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
-from hybridbatch.train.loop import Step, parameter_groups
+from hybridbatch.train.loop import Side, Step, parameter_groups
 from hybridbatch.train.masks import caption_false_negatives
 from hybridbatch.train.objectives import OBJECTIVES
 from hybridbatch.train.runner import Task, run_training
@@ -84,15 +84,16 @@ def train_lit(
                 missing = [pid for pid in rows["pid"] if pid not in row_of]
                 if missing:
                     raise KeyError(f"{features}/train.parquet: no features for images {missing[:3]}")
-                targets = (
+                targets = Side(
                     lambda rows_: model.embed_images(image_features[rows_]),
                     [row_of[pid] for pid in rows["pid"]],
+                    locked=model.images_locked,
                 )
             else:
-                targets = (model.embed_texts, rows["positive"])
+                targets = Side(model.embed_texts, rows["positive"])
             loss_of = objective if image_batch else text_to_text
             return Step(
-                sides=[(model.embed_texts, rows["query"]), targets],
+                sides=[Side(model.embed_texts, rows["query"]), targets],
                 loss=lambda e: loss_of(e[0], e[1], mask, model.temperature, model.bias),
                 examples=len(rows["qid"]),
                 notes=(float(model.temperature.detach()), int(conflicts.sum()), int(duplicates.sum())),

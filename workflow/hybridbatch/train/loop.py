@@ -17,7 +17,8 @@ run needs around that.
 - GradCache (`mini_batch`): embeddings are computed without a graph in mini-batches, the
   loss's gradient with respect to them is taken, and each mini-batch is re-embedded with
   the same RNG state and back-propagated with that gradient: the gradients of the whole
-  batch at the memory of one mini-batch.
+  batch at the memory of one mini-batch. A locked side (nothing of it trains: a dual
+  encoder's cached image features) is embedded once without a graph and never replayed.
 - Mixed precision on CUDA (bf16 autocast where supported, else fp16 with a loss scaler),
   gradient clipping, weight decay on matrices only (no biases, LayerNorm or scalars).
 """
@@ -75,11 +76,27 @@ class TrainerSettings:
         return self.device
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a step: `embed(inputs)` gives its embeddings; `locked` when no trainable
+    parameter is reached through it (it is embedded without a graph, never replayed)."""
+
+    embed: Callable[[list], torch.Tensor]
+    inputs: list
+    locked: bool = False
+
+    def embeddings(self, size: int | None) -> torch.Tensor:
+        """All inputs embedded, in chunks of `size` (None: at once), as float32."""
+        size = size or len(self.inputs) or 1
+        return torch.cat([self.embed(self.inputs[i : i + size]).float() for i in range(0, len(self.inputs), size)])
+
+
 @dataclass
 class Step:
-    """One batch: `sides` are (embed function, its inputs); `loss` scores the embeddings."""
+    """One batch: its `sides` (queries and candidates, captions and images); `loss` scores
+    their embeddings."""
 
-    sides: list[tuple[Callable[[list], torch.Tensor], list]]
+    sides: list[Side]
     loss: Callable[[list[torch.Tensor]], torch.Tensor]
     examples: int
     notes: tuple = ()  # extra log columns (e.g. masked conflicts)
@@ -135,36 +152,37 @@ class Trainer:
     def embeddings_and_loss(self, step: Step, grad: bool) -> torch.Tensor:
         """The loss of a step; without gradients, embedded in mini-batches when GradCache is on."""
         size = None if grad else self.settings.mini_batch
+        with torch.set_grad_enabled(grad), self.autocast():
+            embeddings = []
+            for side in step.sides:
+                with torch.set_grad_enabled(grad and not side.locked):
+                    embeddings.append(side.embeddings(size))
         with torch.set_grad_enabled(grad):
-            with self.autocast():
-                embeddings = [
-                    torch.cat([embed(inputs[i : i + size]).float() for i in range(0, len(inputs), size)])
-                    if size
-                    else embed(inputs).float()
-                    for embed, inputs in step.sides
-                ]
             return step.loss(embeddings)
 
     def cached_loss(self, step: Step, where: str) -> torch.Tensor:
         """GradCache: the loss and, left in .grad, the gradients of the whole batch."""
         size = self.settings.mini_batch
         cached, states = [], []
-        for embed, inputs in step.sides:
+        for side in step.sides:
             chunks = []
-            for start in range(0, len(inputs), size):
-                states.append(RngState(self.device))
+            for start in range(0, len(side.inputs), size):
+                states.append(None if side.locked else RngState(self.device))
                 with torch.no_grad(), self.autocast():
-                    chunks.append(embed(inputs[start : start + size]).float())
-            cached.append(torch.cat(chunks).requires_grad_())
+                    chunks.append(side.embed(side.inputs[start : start + size]).float())
+            cached.append(torch.cat(chunks).requires_grad_(not side.locked))
         loss = step.loss(cached)
         check_finite(loss, where)
         self.scaler.scale(loss).backward()
         replay = iter(states)
-        for (embed, inputs), embeddings in zip(step.sides, cached):
-            for start in range(0, len(inputs), size):
-                next(replay).restore()
+        for side, embeddings in zip(step.sides, cached):
+            for start in range(0, len(side.inputs), size):
+                state = next(replay)
+                if side.locked:
+                    continue
+                state.restore()
                 with self.autocast():
-                    chunk = embed(inputs[start : start + size]).float()
+                    chunk = side.embed(side.inputs[start : start + size]).float()
                 chunk.backward(embeddings.grad[start : start + size])
         return loss.detach()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from hybridbatch.models.encoders import Encoder
-from hybridbatch.train.loop import Step, parameter_groups
+from hybridbatch.train.loop import Side, Step, parameter_groups
 from hybridbatch.train.masks import text_false_negatives
 from hybridbatch.train.objectives import info_nce
 from hybridbatch.train.runner import Task, run_training
@@ -43,8 +43,8 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
             mask = conflicts | duplicates
             return Step(
                 sides=[
-                    (partial(encoder.embed, kind="query"), rows["query"]),
-                    (partial(encoder.embed, kind="passage"), candidates),
+                    Side(partial(encoder.embed, kind="query"), rows["query"]),
+                    Side(partial(encoder.embed, kind="passage"), candidates),
                 ],
                 loss=lambda e: info_nce(e[0], e[1], mask, config["temperature"], symmetric=config["symmetric"]),
                 examples=len(rows["qid"]),
