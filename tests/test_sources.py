@@ -488,6 +488,28 @@ def test_an_image_text_split_smaller_than_a_batch_fails_before_any_job(edit, mes
         check_before_any_job(config)
 
 
+@pytest.mark.parametrize("extra", [{}, {"id": None}, {"revision": None}])
+def test_a_local_checkpoint_given_by_overlay_wins_over_the_shipped_hub_id(tmp_path, extra):
+    """An overlay's `source: {path: ...}` is merged into the shipped `{kind, id, revision}`:
+    the path is read and the hub fields go, for a dual encoder and a sentence-transformers
+    hub model alike; without the rule the merged source breaks the schema."""
+    from snakemake.utils import update_config
+
+    from hybridbatch.config import local_paths_win
+
+    config = shipped_config("config/xm3600_hybrid.yaml")
+    hub = {"kind": "hub", "id": "intfloat/multilingual-e5-small", "revision": "main"}
+    config["models"]["e5-hub"] = config["models"]["multilingual-e5-small"] | {"source": hub}
+    overlay = {"models": {name: {"source": {"path": str(tmp_path / name), **extra}} for name in ("msiglip", "e5-hub")}}
+    update_config(config, overlay)
+    with pytest.raises(ConfigError, match=r"config key models\.msiglip\.source"):
+        validate_config(config)
+    local_paths_win(config)
+    validate_config(config)
+    assert config["models"]["msiglip"]["source"] == {"kind": "dual-encoder", "path": str(tmp_path / "msiglip")}
+    assert config["models"]["e5-hub"]["source"] == {"kind": "local", "path": str(tmp_path / "e5-hub")}
+
+
 def test_the_driver_plans_image_corpora_as_the_formats_register_them():
     from hybridbatch.config import IMAGE_SOURCES
     from hybridbatch.corpora.formats import SOURCES

@@ -30,6 +30,22 @@ class ConfigError(ValueError):
     """The configuration breaks the schema or refers to something it does not define."""
 
 
+HUB_FIELDS = ("id", "revision")
+LOCAL_KIND = {"hub": "local", DUAL_ENCODER: DUAL_ENCODER}  # the kind that reads the same model from a directory
+
+
+def local_paths_win(config: dict) -> None:
+    """A model source given a `path` (an overlay pointing a shipped hub model at a local
+    checkpoint: Snakemake merges it into the shipped `id` and `revision`) reads that
+    directory: the hub fields are dropped, and a `hub` source becomes `local`."""
+    for model in config.get("models", {}).values():
+        source = model.get("source", {})
+        if source.get("path") is not None and source.get("kind") in LOCAL_KIND:
+            for field in HUB_FIELDS:
+                source.pop(field, None)
+            source["kind"] = LOCAL_KIND[source["kind"]]
+
+
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     """Raise ConfigError naming the offending key (e.g. `training.learnin_rate`)."""
     schema = yaml.safe_load(schema_path.read_text())

@@ -9,12 +9,14 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
 from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus, normalised_weights,
-                               image_text_descriptor, image_text_runs, tower_of, validate_config, variants)
+                               image_text_descriptor, image_text_runs, local_paths_win, tower_of, validate_config,
+                               variants)
 from hybridbatch.names import (RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, artifact, benchmark_file,
                                heatmap_name, log_file)
 from hybridbatch.artifacts.fingerprints import stage_files
 from hybridbatch.stages import module_of
 
+local_paths_win(config)
 validate_config(config)
 
 ENV = "../../envs/hybridbatch.yaml"
