@@ -34,3 +34,37 @@ def test_training_speed_times_the_complete_batches_there_are(tmp_path, capsys):
     pq.write_table(pa.Table.from_pandas(rows), tmp_path / "one" / "shard-00000.parquet")
     with pytest.raises(SystemExit, match="only 1 batches"):
         complete_batches(tmp_path / "one", 12)
+
+
+def test_the_array_masks_equal_the_per_pair_reference_on_random_batches():
+    """Several relevant images per caption, captions and images the qrels never name,
+    repeated texts: the array masks (train/masks.py) equal the benchmark's reference."""
+    import numpy as np
+    import torch
+
+    from hybridbatch.train.masks import Relevance, caption_false_negatives
+
+    reference_masks = benchmark("masks_speed").reference_masks
+    rng = np.random.default_rng(0)
+    pairs = {(f"c{rng.integers(60)}", f"i{rng.integers(25)}") for _ in range(120)}
+    pairs |= {(f"c{c}", f"c{c}-img") for c in range(60)}  # caption-caption targets judged as captions too
+    relevance, relevant_to = Relevance.from_pairs(sorted(pairs)), {}
+    for qid, pid in pairs:
+        relevant_to.setdefault(qid, set()).add(pid)
+    assert max(len(images) for images in relevant_to.values()) >= 3
+    masked = {True: [0, 0], False: [0, 0]}  # (conflicts, duplicates) seen per batch kind
+    for _ in range(40):
+        n = int(rng.integers(1, 12))
+        qids = [f"c{c}" for c in rng.integers(70, size=n)]  # c60-c69 have no judgment
+        texts = [f"t{t}" for t in rng.integers(4, size=n)]
+        images = {"qid": qids, "pid": [f"i{i}" for i in rng.integers(28, size=n)], "query": texts}
+        captions = {"qid": qids, "pid": [f"c{c}" for c in rng.integers(70, size=n)], "positive": texts}
+        for rows, image_batch in ((images, True), (captions, False)):
+            found, expected = (
+                caption_false_negatives(rows, image_batch, relevance),
+                reference_masks(rows, image_batch, relevant_to),
+            )
+            for a, b in zip(found, expected):
+                assert torch.equal(a, b), (rows, image_batch)
+            masked[image_batch] = [seen + int(mask.sum()) for seen, mask in zip(masked[image_batch], found)]
+    assert all(seen > 0 for kind in masked.values() for seen in kind), masked

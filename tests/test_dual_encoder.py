@@ -277,7 +277,8 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
     for i in range(n_images):
         cocoid, folder = 100 + i, ("train2014", "val2014")[i % 2]
         filename = f"COCO_{folder}_{cocoid:012d}.jpg"
-        karpathy.append({"cocoid": cocoid, "filepath": folder, "filename": filename, "split": "train"})
+        split = ("train", "restval")[i % 2]  # COCO-35L translates both
+        karpathy.append({"cocoid": cocoid, "filepath": folder, "filename": filename, "split": split})
         for n in range(2):
             english = f"a photo number {i} caption {n}"
             for lang in languages:
@@ -291,6 +292,9 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
                             "translation_tokenized": f"[{lang}] {english}",
                         }
                     )
+    karpathy.append(
+        {"cocoid": 999, "filepath": "val2014", "filename": "COCO_val2014_000000000999.jpg", "split": "test"}
+    )
     with bz2.open(mirror / "coco_mt_train.jsonl.bz2", "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(line) + "\n" for line in lines)
     with zipfile.ZipFile(mirror / "caption_datasets.zip", "w") as handle:
@@ -354,6 +358,7 @@ def test_coco35l_reads_the_published_format(tmp_path):
     assert queries.loc["ja:102:0", "text"] == "[ja] a photo number 2 caption 0"
     images_ = schema.read_parquet(tmp_path / "corpus/train/images.parquet", schema.IMAGES).set_index("pid")
     assert images_.loc["image:101", "path"] == "images/val2014/COCO_val2014_000000000101.jpg"
+    assert "image:999" not in images_.index  # Karpathy's test split: no COCO-35L captions
     sample = prepare.prepare({**params, "max_images": 2}, raw, tmp_path / "sample")
     assert sample["train"]["images"] == 2
     with pytest.raises(schema.SchemaError, match="has no 'ko' caption"):

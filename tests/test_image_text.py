@@ -198,16 +198,11 @@ def test_symmetric_info_nce_and_its_gradient_equal_a_direct_implementation():
 
 
 def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
-    from hybridbatch.train.masks import caption_false_negatives
+    from hybridbatch.train.masks import Relevance, caption_false_negatives
 
-    relevant_to = {
-        "a": {"image:1"},
-        "b": {"image:2"},
-        "c": {"image:3"},
-        "x": {"image:1"},
-        "y": {"image:2"},
-        "z": {"image:1"},
-    }
+    relevant_to = Relevance.from_pairs(
+        [("a", "image:1"), ("b", "image:2"), ("c", "image:3"), ("x", "image:1"), ("y", "image:2"), ("z", "image:1")]
+    )
     rows = {
         "qid": ["a", "b", "c"],
         "pid": ["x", "y", "z"],

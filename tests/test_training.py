@@ -13,7 +13,7 @@ from hybridbatch.__main__ import main
 from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import BASE, TRAINED, Encoder
 from hybridbatch.train import text as training
-from hybridbatch.train.masks import text_false_negatives
+from hybridbatch.train.masks import Relevance, text_false_negatives
 from hybridbatch.train.objectives import info_nce
 
 TRAINING = {
@@ -64,7 +64,10 @@ def test_info_nce_masks_relevant_candidates_and_copies_of_the_positive():
     # de, shared with another question); the last candidate copies b's positive text
     relevant = {("qa", "pa"), ("qb", "pb"), ("qc", "pc"), ("qa", "pa-de")}
     conflicts, duplicates = text_false_negatives(
-        ["qa", "qb", "qc"], ["pa", "pb", "pc", "pa-de", "px"], ["ta", "tb", "tc", "ta-de", "tb"], relevant
+        ["qa", "qb", "qc"],
+        ["pa", "pb", "pc", "pa-de", "px"],
+        ["ta", "tb", "tc", "ta-de", "tb"],
+        Relevance.from_pairs(relevant),
     )
     assert conflicts.nonzero().tolist() == [[0, 3]]
     assert duplicates.nonzero().tolist() == [[1, 4]]

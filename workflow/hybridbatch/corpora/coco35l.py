@@ -12,7 +12,8 @@ Canonical image-text form as XM3600's: an image per cocoid (`pid` `image:<cocoid
 every caption a query (`qid` `<lang>:<cocoid>:<n>`, n counting that image's captions in
 that language in file order); English captions are the source sides of the `de` lines
 (each English caption is translated once into every language). `max_images` keeps a
-reproducible sample of images (drawn with `split_seed`).
+reproducible sample of Karpathy's train and restval images (drawn with `split_seed`
+before the captions are read, so only the sample's captions are ever held).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ IMAGES = "images"
 IMAGE_ARCHIVES = ("train2014.zip", "val2014.zip")
 ENGLISH_FROM = "de"  # the target language whose lines carry each English caption once
 FIELDS = ("image_id", "trg_lang", "caption_tokenized", "translation_tokenized")
-TRAIN_IMAGES = 113_287  # Karpathy's train and restval images: those the caption file translates
+TRAIN_SPLITS = ("train", "restval")  # Karpathy's splits whose captions COCO-35L translates
+TRAIN_IMAGES = 113_287  # their images
 
 
 def extract(raw_dir: Path) -> None:
@@ -43,11 +45,16 @@ def extract(raw_dir: Path) -> None:
 
 
 def photo_paths(raw_dir: Path) -> dict[str, str]:
-    """cocoid -> the photo's path relative to the raw directory, from Karpathy's split file."""
+    """cocoid -> the photo's path relative to the raw directory, for the images of Karpathy's
+    train and restval splits (those the caption file translates), from his split file."""
     path = raw_dir / KARPATHY
     try:
         images = json.loads(path.read_text(encoding="utf-8"))["images"]
-        return {str(image["cocoid"]): f"{IMAGES}/{image['filepath']}/{image['filename']}" for image in images}
+        return {
+            str(image["cocoid"]): f"{IMAGES}/{image['filepath']}/{image['filename']}"
+            for image in images
+            if image["split"] in TRAIN_SPLITS
+        }
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise schema.SchemaError(f"{path}: not Karpathy's dataset_coco.json ({error!r})") from error
 
@@ -65,27 +72,38 @@ def caption_lines(path: Path):
             yield number, record
 
 
+def sample_images(cocoids, max_images: int | None, seed: int) -> list[str]:
+    """The images kept, in cocoid order: all, or `max_images` of them drawn with `seed`."""
+    keys = sorted(cocoids, key=int)
+    if max_images is not None and max_images < len(keys):
+        keys = sorted(np.random.default_rng(seed).choice(keys, max_images, replace=False).tolist(), key=int)
+    return keys
+
+
 def load(raw_dir: str | Path, languages: list[str], max_images: int | None, seed: int):
+    """The sampled images' captions in `languages`, read in one pass over the caption file
+    (the sample is drawn from Karpathy's split before it): other images' lines are checked
+    and passed over."""
     raw_dir = Path(raw_dir)
     path, photos = raw_dir / CAPTIONS, photo_paths(raw_dir)
-    wanted, captions = set(languages), {}
+    keys = sample_images(photos, max_images, seed)
+    wanted, captions = set(languages), {cocoid: {} for cocoid in keys}
     for number, record in caption_lines(path):
         cocoid = record["image_id"].split("_")[0]
         if cocoid not in photos:
-            raise schema.SchemaError(f"{path}:{number}: image {cocoid} is not in {KARPATHY}")
+            raise schema.SchemaError(f"{path}:{number}: image {cocoid} is not in {KARPATHY}'s train or restval split")
+        if cocoid not in captions:
+            continue
         found = [(record["trg_lang"], record["translation_tokenized"])]
         if record["trg_lang"] == ENGLISH_FROM:
             found.append(("en", record["caption_tokenized"]))
         for lang, text in found:
             if lang in wanted:
-                captions.setdefault((cocoid, lang), []).append(text)
-    keys = sorted({cocoid for cocoid, _ in captions}, key=int)
-    if max_images is not None and max_images < len(keys):
-        keys = sorted(np.random.default_rng(seed).choice(keys, max_images, replace=False).tolist(), key=int)
+                captions[cocoid].setdefault(lang, []).append(text)
     queries = []
     for cocoid in keys:
         for lang in languages:
-            texts = captions.get((cocoid, lang))
+            texts = captions[cocoid].pop(lang, None)
             if not texts:
                 raise schema.SchemaError(f"{path}: image {cocoid} has no {lang!r} caption")
             queries += [(f"{lang}:{cocoid}:{i}", lang, cocoid, text, i) for i, text in enumerate(texts)]

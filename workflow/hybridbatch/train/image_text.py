@@ -15,16 +15,9 @@ from hybridbatch.models.caption_states import STATES, CaptionStates
 from hybridbatch.models.encoders import weights_sha256
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
 from hybridbatch.train.loop import Side, Step, parameter_groups
-from hybridbatch.train.masks import caption_false_negatives
+from hybridbatch.train.masks import Relevance, caption_false_negatives
 from hybridbatch.train.objectives import OBJECTIVES
 from hybridbatch.train.runner import Task, run_training
-
-
-def relevance_by_caption(pairs: set[tuple[str, str]]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for qid, pid in pairs:
-        out.setdefault(qid, set()).add(pid)
-    return out
 
 
 class LitParams(TypedDict):
@@ -52,9 +45,8 @@ def train_lit(
     layers' outputs read from the caption states in `states`, when given."""
     config = params["lit"]
 
-    def build_task(device: str, relevant: set[tuple[str, str]]) -> Task:
+    def build_task(device: str, relevance: Relevance) -> Task:
         row_of, image_features = read_features(Path(features) / "train.parquet")
-        relevant_to = relevance_by_caption(relevant)
         model = start_model(
             base,
             params["text_model"],
@@ -78,7 +70,7 @@ def train_lit(
         def step(batch_type: str, batch) -> Step:
             rows = batch.to_pydict()
             image_batch = batch_type != CAPTION_CAPTION
-            conflicts, duplicates = caption_false_negatives(rows, image_batch, relevant_to)
+            conflicts, duplicates = caption_false_negatives(rows, image_batch, relevance)
             mask = conflicts | duplicates
             if image_batch:
                 missing = [pid for pid in rows["pid"] if pid not in row_of]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.hashing import sha256_file
 from hybridbatch.batches.sampling import RELEVANCE, VALIDATION, iter_batches
 from hybridbatch.train.loop import Step, Trainer, TrainerSettings
+from hybridbatch.train.masks import Relevance
 
 
 @dataclass
@@ -39,19 +39,19 @@ def run_training(
     base: str | Path,
     batches: str | Path,
     out: str | Path,
-    build_task: Callable[[str, set[tuple[str, str]]], Task],
+    build_task: Callable[[str, Relevance], Task],
     fingerprint: dict | None = None,
 ) -> dict:
-    """Train the task `build_task(device, relevant pairs)` makes on the shards of `batches`,
+    """Train the task `build_task(device, relevance judgments)` makes on the shards of `batches`,
     in their order (validated on `batches/validation` when the batch stage held items out).
     The model is initialised under `seed`, or the trainer's `init_seed` when set."""
     settings = TrainerSettings.from_params(params.get("trainer"))
     batch_dir, out_dir = Path(batches), Path(out)
     shards, total = batch_shards(batch_dir)
-    relevant = read_relevance(batch_dir / RELEVANCE)
+    relevance = Relevance.read(batch_dir / RELEVANCE)
     device = settings.resolve_device()
     torch.manual_seed(seed if settings.init_seed is None else settings.init_seed)
-    task = build_task(device, relevant)
+    task = build_task(device, relevance)
     trainer = Trainer(settings, task.named, task.groups, warmup_fraction, total, task.modules, device)
     validation = [task.step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
     summary = trainer.fit(
@@ -66,12 +66,6 @@ def run_training(
     )
     warn_masked_conflicts(out_dir)
     return summary
-
-
-def read_relevance(path: Path) -> set[tuple[str, str]]:
-    qrels = schema.read_table(path, schema.QRELS).to_pandas()
-    qrels = qrels[qrels.relevance > 0]
-    return set(zip(qrels.qid, qrels.pid))
 
 
 def batch_shards(batch_dir: Path) -> tuple[list[Path], int]:

@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.loop import Side, Step, parameter_groups
-from hybridbatch.train.masks import text_false_negatives
+from hybridbatch.train.masks import Relevance, text_false_negatives
 from hybridbatch.train.objectives import info_nce
 from hybridbatch.train.runner import Task, run_training
 
@@ -28,7 +28,7 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
     """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order."""
     config, model_params = params["training"], params["model"]
 
-    def build_task(device: str, relevant: set[tuple[str, str]]) -> Task:
+    def build_task(device: str, relevance: Relevance) -> Task:
         encoder = Encoder(base_dir, model_params, device=device)
         if config["freeze_embeddings"]:
             encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
@@ -39,7 +39,7 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
             hard = [i for i, negative in enumerate(rows["negative_pid"]) if negative is not None]
             candidates = rows["positive"] + [rows["negative"][i] for i in hard]
             candidate_pids = rows["pid"] + [rows["negative_pid"][i] for i in hard]
-            conflicts, duplicates = text_false_negatives(rows["qid"], candidate_pids, candidates, relevant)
+            conflicts, duplicates = text_false_negatives(rows["qid"], candidate_pids, candidates, relevance)
             mask = conflicts | duplicates
             return Step(
                 sides=[
