@@ -98,7 +98,7 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
     from threadpoolctl import threadpool_limits
 
     from hybridbatch.evaluate.metrics import metric_names, summary_rows
-    from hybridbatch.report.tables import load_runs, write_tables
+    from hybridbatch.report.tables import HEADLINES, IMAGE_TEXT_HEADLINES, load_runs, write_tables
 
     for artifact in artifacts.values():
         stage, params = artifact.manifest.get("stage"), artifact.manifest.get("params", {})
@@ -118,7 +118,10 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
                     for kind in ("evaluate", "evaluate-image-text")
                 }
                 write_tables(
-                    params, load_runs(by_stage["evaluate"]), scratch, load_runs(by_stage["evaluate-image-text"])
+                    params,
+                    load_runs(by_stage["evaluate"], HEADLINES),
+                    scratch,
+                    load_runs(by_stage["evaluate-image-text"], IMAGE_TEXT_HEADLINES),
                 )
                 derived = sorted(p.name for p in scratch.iterdir())
             for name in derived:

@@ -23,10 +23,17 @@ IMAGE_TEXT_HEADLINES = {
 }
 
 
-class Run:
-    """One evaluated model state on one corpus: its descriptor and per-query metrics."""
+def reported(headlines: dict) -> tuple[list[str], list[str]]:
+    """The per-query settings and metric columns the tables of a track read."""
+    settings = sorted({setting for _, names, _, _ in headlines.values() for setting in names})
+    return settings, sorted({column for column, _, _, _ in headlines.values()})
 
-    def __init__(self, metrics_dir: str | Path):
+
+class Run:
+    """One evaluated model state on one corpus: its descriptor, and the per-query metrics of
+    the settings and columns its track's headlines report (`headlines`; all when None)."""
+
+    def __init__(self, metrics_dir: str | Path, headlines: dict | None = None):
         metrics_dir = Path(metrics_dir)
         self.summary = pd.read_csv(metrics_dir / "summary.csv", dtype={"seed": "Int64"})
         if list(self.summary.columns) != SUMMARY_COLUMNS:
@@ -34,7 +41,15 @@ class Run:
                 f"{metrics_dir / 'summary.csv'}: columns {list(self.summary.columns)}, expected {SUMMARY_COLUMNS}"
             )
         self.key = tuple(self.summary.iloc[0][RUN_KEYS])
-        self.per_query = pd.read_parquet(metrics_dir / "per_query.parquet")
+        if headlines is None:
+            self.per_query = pd.read_parquet(metrics_dir / "per_query.parquet")
+        else:
+            settings, columns = reported(headlines)
+            self.per_query = pd.read_parquet(
+                metrics_dir / "per_query.parquet",
+                columns=["setting", "qid", "item_id", "query_lang", "candidate_lang", *columns],
+                filters=[("setting", "in", settings)],
+            )
         self.by_language = pd.read_parquet(metrics_dir / "by_language.parquet")
 
     @property
@@ -377,10 +392,11 @@ def _pyplot():
     return plt
 
 
-def load_runs(metrics_dirs: list[str | Path]) -> list[Run]:
+def load_runs(metrics_dirs: list[str | Path], headlines: dict | None = None) -> list[Run]:
     """The evaluated runs in a fixed order (corpus, model, zero-shot first, strategy, seed),
-    so tables do not depend on the order the metrics directories are given in."""
-    runs = [Run(path) for path in metrics_dirs]
+    so tables do not depend on the order the metrics directories are given in; each with
+    the per-query rows its track's `headlines` report (all when None)."""
+    runs = [Run(path, headlines) for path in metrics_dirs]
     return sorted(
         runs, key=lambda r: (r.key[0], r.key[1], r.key[2] != ZERO_SHOT, r.key[2], -1 if pd.isna(r.key[4]) else r.key[4])
     )
@@ -678,7 +694,8 @@ def make_tables(
             if stale.is_file():
                 stale.unlink()
     plots_dir.mkdir(parents=True, exist_ok=True)
-    runs, image_text_runs = load_runs(metrics_dirs), load_runs(image_text_metrics or [])
+    runs = load_runs(metrics_dirs, HEADLINES)
+    image_text_runs = load_runs(image_text_metrics or [], IMAGE_TEXT_HEADLINES)
     summary = write_tables(params, runs, tables_dir, image_text_runs)
     text_summary = summary[summary.corpus.isin({run.key[0] for run in runs})]
     for corpus in text_summary.corpus.unique():
