@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint mutation clean-results
+.PHONY: run test lint mutation rehearsal clean-results
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The real image-text run (config/xm3600_hybrid.yaml) at its real size on generated data
+# (benchmarks/rehearsal.py; about 8 GB under rehearsal/): each stage's time and peak RSS.
+rehearsal: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/rehearsal.py --dir rehearsal --cores $(CORES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

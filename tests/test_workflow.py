@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -677,6 +678,58 @@ def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
     jobs = config_dry_run(tmp_path, "config/xm3600_hybrid.yaml")
     assert jobs["train_lit"] == jobs["image_text_batches"] == 24
     assert jobs["evaluate_image_text"] == 25 and jobs["image_features"] == 2 and "caption_states" not in jobs
+
+
+def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_data(tmp_path):
+    """config/xm3600_hybrid.yaml as shipped, over config.yaml, overriding only the model (a
+    random SigLIP read by path), the mirrors (COCO-35L and XM3600 in their published formats,
+    written by benchmarks/rehearsal.py at a tiny size), the batch size, the steps and the
+    seeds: every strategy's batches, LiT run (GradCache over the locked image side) and
+    evaluation finish, after check-config accepted its sizes (the validation split of the
+    shipped 0.08 holds a batch). The rehearsal runs the same at the real size."""
+    import importlib.util
+
+    from snakemake.utils import update_config
+
+    from hybridbatch.config import image_text_runs, local_paths_win
+    from hybridbatch.names import artifact
+
+    spec = importlib.util.spec_from_file_location("rehearsal", REPO / "benchmarks/rehearsal.py")
+    rehearsal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rehearsal)
+    coco_languages, xm3600_languages = rehearsal.config_languages()
+    rng = np.random.default_rng(0)
+    splits = {"train": 30, "restval": 10, "val": 2, "test": 2}
+    rehearsal.write_coco35l(tmp_path / "mirrors/coco35l", coco_languages, rng, splits, 5 * 44 + 3)
+    rehearsal.write_xm3600(tmp_path / "mirrors/xm3600", xm3600_languages, rng, images=6, captions=6 * 36 * 2 + 5)
+    rehearsal.write_model(tmp_path / "msiglip")
+    settings = rehearsal.overlay(tmp_path, steps=2, seeds=[0])
+    settings["image_text"]["batching"]["batch_size"] = 3  # 3 of the 40 images are held out: one batch
+    settings["resources"] = {"default": {"threads": 1}}  # this machine's, not a GPU node's 8: two jobs at once
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(settings))
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in (REPO / "config/xm3600_hybrid.yaml", tmp_path / "overlay.yaml"):
+        update_config(config, yaml.safe_load(overlay.read_text()))
+    local_paths_win(config)
+    runs = image_text_runs(config)
+    assert len(runs) == 1 + len(config["image_text"]["strategies"])  # the untrained model and every strategy
+    targets = [f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in runs]
+    configfiles = [str(REPO / "config/xm3600_hybrid.yaml"), str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles, "--", *targets],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for target in targets:
+        assert {"t2i/first", "i2t/all", "i2t-multi/all"} <= set(pd.read_csv(tmp_path / target).setting)
+        by_language = pd.read_parquet((tmp_path / target).parent / "by_language.parquet")
+        assert set(by_language[by_language.setting == "t2i/all"].query_lang) == set(xm3600_languages)
+    strategies = config["image_text"]["strategies"]
+    for run in runs[1:]:
+        log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run) / "training_log.csv")
+        assert len(log) == 2 * strategies[run.rsplit(".s", 1)[0]].get("step_factor", 1), run
 
 
 def test_caption_states_follow_the_trained_and_the_evaluated_corpus(tmp_path):
