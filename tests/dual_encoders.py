@@ -1,4 +1,4 @@
-"""Tiny random CLIP and SigLIP models built from configs and saved with `save_pretrained`
+"""Tiny random CLIP, SigLIP and SigLIP 2 models built from configs and saved with `save_pretrained`
 (model, tokenizer, PIL image processor), as a hub checkpoint would be laid out."""
 
 from pathlib import Path
@@ -86,4 +86,27 @@ def tiny_siglip(out: Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def tiny_siglip2(out: Path, seed: int = 0) -> Path:
+    """SigLIP 2 (NaFlex: images as up to 16 patches of 8 px at their own aspect ratio)."""
+    from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model
+
+    tokenizer = xlmr_tokenizer(16)
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 16,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    vision = {key: value for key, value in TINY_VISION.items() if key != "image_size"} | {"num_patches": 16}
+    torch.manual_seed(seed)
+    Siglip2Model(Siglip2Config(text_config=text, vision_config=vision)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16).save_pretrained(out)
     return out

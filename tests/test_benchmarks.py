@@ -42,13 +42,13 @@ def test_the_array_masks_equal_the_per_pair_reference_on_random_batches():
     import numpy as np
     import torch
 
-    from hybridbatch.train.masks import Relevance, caption_false_negatives
+    from hybridbatch.train.masks import Relevance, caption_false_negatives, text_false_negatives
 
     reference_masks = benchmark("masks_speed").reference_masks
     rng = np.random.default_rng(0)
-    pairs = {(f"c{rng.integers(60)}", f"i{rng.integers(25)}") for _ in range(120)}
-    pairs |= {(f"c{c}", f"c{c}-img") for c in range(60)}  # caption-caption targets judged as captions too
-    relevance, relevant_to = Relevance.from_pairs(sorted(pairs)), {}
+    pairs = [(f"c{rng.integers(60)}", f"i{rng.integers(25)}") for _ in range(120)]  # some pairs twice
+    pairs += [(f"c{c}", f"c{c}-img") for c in range(60)]  # caption-caption targets judged as captions too
+    relevance, relevant_to = Relevance.from_pairs(pairs), {}
     for qid, pid in pairs:
         relevant_to.setdefault(qid, set()).add(pid)
     assert max(len(images) for images in relevant_to.values()) >= 3
@@ -67,4 +67,15 @@ def test_the_array_masks_equal_the_per_pair_reference_on_random_batches():
             for a, b in zip(found, expected):
                 assert torch.equal(a, b), (rows, image_batch)
             masked[image_batch] = [seen + int(mask.sum()) for seen, mask in zip(masked[image_batch], found)]
+        # the text track: queries against their positives then hard negatives, (qid, pid) looked up in the qrels
+        pids = images["pid"] + [f"i{i}" for i in rng.integers(28, size=n)]
+        texts = [f"t{t}" for t in rng.integers(4, size=2 * n)]
+        relevant = (
+            torch.tensor([[(qid, pid) in set(pairs) for pid in pids] for qid in qids]) & ~torch.eye(n, 2 * n).bool()
+        )
+        duplicate = torch.tensor([[text == texts[i] for text in texts] for i in range(n)])
+        duplicate &= ~torch.eye(n, 2 * n).bool() & ~relevant
+        found = text_false_negatives(qids, pids, texts, relevance)
+        assert torch.equal(found[0], relevant) and torch.equal(found[1], duplicate)
+        masked["text"] = [seen + int(mask.sum()) for seen, mask in zip(masked.get("text", [0, 0]), found)]
     assert all(seen > 0 for kind in masked.values() for seen in kind), masked

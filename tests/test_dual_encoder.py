@@ -348,6 +348,32 @@ def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
         torch.testing.assert_close(weights[1][key], weights[0][key], atol=1e-5, rtol=0, msg=key)
 
 
+def test_coco35l_samples_its_images_in_one_pass_whatever_the_line_order(tmp_path):
+    """max_images keeps the images of smallest seeded hash among those the caption file
+    names (a two-pass reference here), each with all its captions, also when the file's
+    lines come in another order (the sample's captions are held, the others dropped)."""
+    from hybridbatch.corpora.coco35l import CAPTIONS, ImageSample, load
+
+    languages = ["de", "en", "ja"]
+    params = write_mini_coco35l(tmp_path / "mirror", languages, n_images=12)
+    raw = corpora.download(params, tmp_path / "raw")
+    with bz2.open(raw / CAPTIONS, "rt", encoding="utf-8") as handle:
+        lines = handle.readlines()
+    named = {json.loads(line)["image_id"].split("_")[0] for line in lines}
+    ranked = sorted(named, key=ImageSample(5, 3).rank)
+    expected = sorted(ranked[:5], key=int)
+    captions = lambda frame: sorted(zip(frame.item_id, frame.lang, frame.text))  # noqa: E731
+    queries, images_, _ = load(raw, languages, 5, 3)
+    assert images_.item_id.tolist() == expected
+    assert len(queries) == 5 * len(languages) * 2  # every caption of each sampled image in each language
+    np.random.default_rng(0).shuffle(lines)
+    with bz2.open(raw / CAPTIONS, "wt", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    shuffled, images_again, _ = load(raw, languages, 5, 3)
+    assert images_again.item_id.tolist() == expected and captions(shuffled) == captions(queries)
+    assert load(raw, languages, 5, 4)[1].item_id.tolist() != expected  # another seed, another sample
+
+
 def test_coco35l_reads_the_published_format(tmp_path):
     params = write_mini_coco35l(tmp_path / "mirror", ["de", "en", "ja"])
     raw = corpora.download(params, tmp_path / "raw")
@@ -358,7 +384,7 @@ def test_coco35l_reads_the_published_format(tmp_path):
     assert queries.loc["ja:102:0", "text"] == "[ja] a photo number 2 caption 0"
     images_ = schema.read_parquet(tmp_path / "corpus/train/images.parquet", schema.IMAGES).set_index("pid")
     assert images_.loc["image:101", "path"] == "images/val2014/COCO_val2014_000000000101.jpg"
-    assert "image:999" not in images_.index  # Karpathy's test split: no COCO-35L captions
+    assert "image:999" not in images_.index  # in Karpathy's split file, but no caption names it
     sample = prepare.prepare({**params, "max_images": 2}, raw, tmp_path / "sample")
     assert sample["train"]["images"] == 2
     with pytest.raises(schema.SchemaError, match="has no 'ko' caption"):

@@ -200,7 +200,7 @@ def test_symmetric_info_nce_and_its_gradient_equal_a_direct_implementation():
 def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
     from hybridbatch.train.masks import Relevance, caption_false_negatives
 
-    relevant_to = Relevance.from_pairs(
+    relevance = Relevance.from_pairs(
         [("a", "image:1"), ("b", "image:2"), ("c", "image:3"), ("x", "image:1"), ("y", "image:2"), ("z", "image:1")]
     )
     rows = {
@@ -209,7 +209,7 @@ def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
         "query": ["red", "blue", "red"],
         "positive": ["rot", "blau", "rot"],
     }
-    relevant, duplicate = caption_false_negatives(rows, False, relevant_to)
+    relevant, duplicate = caption_false_negatives(rows, False, relevance)
     assert relevant.tolist() == [
         [False, False, True],
         [False, False, False],
@@ -221,7 +221,7 @@ def test_caption_batches_mask_relevant_targets_and_duplicate_texts():
         [True, False, False],
     ]  # same target text
     images = {"qid": ["a", "b", "c"], "pid": ["image:1", "image:2", "image:1"], "query": ["red", "blue", "red"]}
-    relevant, duplicate = caption_false_negatives(images, True, relevant_to)
+    relevant, duplicate = caption_false_negatives(images, True, relevance)
     assert relevant.tolist() == [[False, False, True], [False, False, False], [False, False, False]]
     assert duplicate.tolist() == [[False, False, False], [False, False, False], [True, False, False]]  # a's text again
 

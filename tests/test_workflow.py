@@ -680,23 +680,87 @@ def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
     assert jobs["evaluate_image_text"] == 25 and jobs["image_features"] == 2 and "caption_states" not in jobs
 
 
-def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_data(tmp_path):
-    """config/xm3600_hybrid.yaml as shipped, over config.yaml, overriding only the model (a
-    random SigLIP read by path), the mirrors (COCO-35L and XM3600 in their published formats,
-    written by benchmarks/rehearsal.py at a tiny size), the batch size, the steps and the
-    seeds: every strategy's batches, LiT run (GradCache over the locked image side) and
-    evaluation finish, after check-config accepted its sizes (the validation split of the
-    shipped 0.08 holds a batch). The rehearsal runs the same at the real size."""
+def rehearsal_module():
+    """benchmarks/rehearsal.py: COCO-35L and XM3600 writers in their published formats, the random SigLIP."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("rehearsal", REPO / "benchmarks/rehearsal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict, languages: list[str]) -> dict:
+    """Snakemake on config.yaml, the shipped `configfile` and `settings` over them, up to
+    every image-text evaluation (on XM3600, in every language); the merged config."""
     from snakemake.utils import update_config
 
     from hybridbatch.config import image_text_runs, local_paths_win
     from hybridbatch.names import artifact
 
-    spec = importlib.util.spec_from_file_location("rehearsal", REPO / "benchmarks/rehearsal.py")
-    rehearsal = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rehearsal)
+    settings["resources"] = {"default": {"threads": 1}}  # this machine's, not a GPU node's 8: two jobs at once
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(settings))
+    (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in (REPO / configfile, workdir / "overlay.yaml"):
+        update_config(config, yaml.safe_load(overlay.read_text()))
+    local_paths_win(config)
+    targets = [
+        f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in image_text_runs(config)
+    ]
+    result = subprocess.run(
+        SNAKEMAKE
+        + ["--directory", str(workdir), "--configfile", str(REPO / configfile), str(workdir / "overlay.yaml")]
+        + ["--", *targets],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for target in targets:
+        assert {"t2i/first", "i2t/all", "i2t-multi/all"} <= set(pd.read_csv(workdir / target).setting)
+        by_language = pd.read_parquet((workdir / target).parent / "by_language.parquet")
+        assert set(by_language[by_language.setting == "t2i/all"].query_lang) == set(languages)
+    return config
+
+
+def test_the_shipped_zero_shot_config_evaluates_msiglip_and_siglip2_on_generated_data(tmp_path):
+    """config/xm3600.yaml as shipped, over config.yaml, overriding only the models (random
+    SigLIP and SigLIP 2 checkpoints read by path) and the mirror (XM3600 in its published
+    format, 36 languages): each model's own tower featurises the images and both are
+    evaluated untrained under both protocols."""
+    from dual_encoders import tiny_siglip, tiny_siglip2
+
+    rehearsal = rehearsal_module()
+    _, languages = rehearsal.config_languages()
+    rehearsal.write_xm3600(tmp_path / "mirrors/xm3600", languages, np.random.default_rng(0), images=5, captions=360)
+    settings = {
+        "corpora": {"xm3600": {"mirror": str(tmp_path / "mirrors/xm3600")}},
+        "models": {
+            "msiglip": {"source": {"path": str(tiny_siglip(tmp_path / "msiglip"))}},
+            "siglip2": {"source": {"path": str(tiny_siglip2(tmp_path / "siglip2"))}},
+        },
+    }
+    config = run_shipped_image_text_config(tmp_path, "config/xm3600.yaml", settings, languages)
+    assert config["image_text"]["zero_shot"] == ["msiglip", "siglip2"] and not config["image_text"]["seeds"]
+    from hybridbatch.artifacts.vectors import read_embeddings
+
+    features = [read_embeddings(tmp_path / f"results/features/{tower}/xm3600/test.parquet")
+                for tower in ("msiglip-vision", "siglip2-vision")]  # fmt: skip
+    assert features[0][0] == features[1][0] and len(features[0][0]) == 5  # the same 5 images, each tower's own
+    assert not np.allclose(np.asarray(features[0][2]), np.asarray(features[1][2]))
+
+
+def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_data(tmp_path):
+    """config/xm3600_hybrid.yaml as shipped, over config.yaml, overriding only the model (a
+    random SigLIP read by path), the mirrors (COCO-35L and XM3600 in their published formats,
+    written by benchmarks/rehearsal.py at a tiny size), the batch size, the steps, the seeds
+    and this machine's threads: every strategy's batches (the shipped validation fraction of
+    the 40 generated images holds a batch of 3), LiT run (GradCache over the locked image
+    side) and evaluation finish. The rehearsal runs the same at the real size."""
+    from hybridbatch.config import image_text_runs
+    from hybridbatch.names import artifact
+
+    rehearsal = rehearsal_module()
     coco_languages, xm3600_languages = rehearsal.config_languages()
     rng = np.random.default_rng(0)
     splits = {"train": 30, "restval": 10, "val": 2, "test": 2}
@@ -706,26 +770,9 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
     settings = rehearsal.overlay(tmp_path, steps=2, seeds=[0])
     settings["image_text"]["batching"]["batch_size"] = 3  # 3 of the 40 images are held out: one batch
     settings["resources"] = {"default": {"threads": 1}}  # this machine's, not a GPU node's 8: two jobs at once
-    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(settings))
-    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for overlay in (REPO / "config/xm3600_hybrid.yaml", tmp_path / "overlay.yaml"):
-        update_config(config, yaml.safe_load(overlay.read_text()))
-    local_paths_win(config)
+    config = run_shipped_image_text_config(tmp_path, "config/xm3600_hybrid.yaml", settings, xm3600_languages)
     runs = image_text_runs(config)
     assert len(runs) == 1 + len(config["image_text"]["strategies"])  # the untrained model and every strategy
-    targets = [f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in runs]
-    configfiles = [str(REPO / "config/xm3600_hybrid.yaml"), str(tmp_path / "overlay.yaml")]
-    result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles, "--", *targets],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for target in targets:
-        assert {"t2i/first", "i2t/all", "i2t-multi/all"} <= set(pd.read_csv(tmp_path / target).setting)
-        by_language = pd.read_parquet((tmp_path / target).parent / "by_language.parquet")
-        assert set(by_language[by_language.setting == "t2i/all"].query_lang) == set(xm3600_languages)
     strategies = config["image_text"]["strategies"]
     for run in runs[1:]:
         log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run) / "training_log.csv")
