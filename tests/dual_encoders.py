@@ -66,23 +66,26 @@ def tiny_clip(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def tiny_siglip(out: Path, seed: int = 0) -> Path:
-    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
-
-    tokenizer = xlmr_tokenizer(16)
-    text = {
+def siglip_text(tokenizer, layers: int) -> dict:
+    """A tiny SigLIP (or SigLIP 2) text tower over `tokenizer`, 16 positions."""
+    return {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
         "intermediate_size": 64,
-        "num_hidden_layers": 3,
+        "num_hidden_layers": layers,
         "num_attention_heads": 2,
         "max_position_embeddings": 16,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
 
+
+def tiny_siglip(out: Path, seed: int = 0) -> Path:
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
+
+    tokenizer = xlmr_tokenizer(16)
     torch.manual_seed(seed)
-    model = SiglipModel(SiglipConfig(text_config=text, vision_config=TINY_VISION))
+    model = SiglipModel(SiglipConfig(text_config=siglip_text(tokenizer, 3), vision_config=TINY_VISION))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(out)
@@ -94,19 +97,9 @@ def tiny_siglip2(out: Path, seed: int = 0) -> Path:
     from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model
 
     tokenizer = xlmr_tokenizer(16)
-    text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "max_position_embeddings": 16,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
     vision = {key: value for key, value in TINY_VISION.items() if key != "image_size"} | {"num_patches": 16}
     torch.manual_seed(seed)
-    Siglip2Model(Siglip2Config(text_config=text, vision_config=vision)).save_pretrained(out)
+    Siglip2Model(Siglip2Config(text_config=siglip_text(tokenizer, 2), vision_config=vision)).save_pretrained(out)
     tokenizer.save_pretrained(out)
     Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16).save_pretrained(out)
     return out
