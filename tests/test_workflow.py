@@ -779,6 +779,44 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
         assert len(log) == 2 * strategies[run.rsplit(".s", 1)[0]].get("step_factor", 1), run
 
 
+def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror(tmp_path):
+    """config/xquad_r_e5_zero_shot.yaml as shipped, over config.yaml, overriding only its
+    mirror (a generated corpus in XQuAD-R's file format, its 11 languages, pinned by the
+    generated files' hashes) and this machine's threads: e5 is evaluated zero-shot in the
+    mono, cross and multi settings of every language."""
+    from xquad_like import write_xquad_like
+
+    from hybridbatch.fetch.download import sha256_file
+
+    languages = yaml.safe_load((REPO / "config/xquad_r_e5_zero_shot.yaml").read_text())["corpora"]["xquad-r-all"][
+        "languages"
+    ]
+    mirror = write_xquad_like(tmp_path / "mirror", languages, articles=3, paragraphs=2)
+    overlay = {
+        "corpora": {
+            "xquad-r-all": {
+                "mirror": str(mirror),
+                "sha256": {lang: sha256_file(mirror / f"{lang}.json") for lang in languages},
+            }
+        },
+        "resources": {"default": {"threads": 1}},
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    target = "results/metrics/multilingual-e5-small/zero-shot/xquad-r-all/summary.csv"
+    configfiles = [str(REPO / "config/xquad_r_e5_zero_shot.yaml"), str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles, "--", target],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / target)
+    assert set(summary.setting) == {"mono", "cross", "multi"} and summary.value.notna().all()
+    by_language = pd.read_parquet(tmp_path / Path(target).parent / "by_language.parquet")
+    assert set(by_language[by_language.setting == "mono"].query_lang) == set(languages)
+
+
 def test_caption_states_follow_the_trained_and_the_evaluated_corpus(tmp_path):
     """LiT of e5's top layer on COCO-35L evaluated on XM3600: the train states are
     COCO-35L's, the test states XM3600's (the corpus evaluated, not the one trained on)."""

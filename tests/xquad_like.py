@@ -14,7 +14,9 @@ from hybridbatch.fetch.download import sha256_file, write_checksums
 
 LANGUAGES = ["ar", "de", "en", "ru", "zh"]
 SYLLABLES = {"ar": "ka la ma na sa ta", "de": "ein der sch ung ber ach", "en": "the ing and ion ter all",
-             "ru": "ра ко ни ст ов то", "zh": "的 是 在 有 人 中"}  # fmt: skip
+             "ru": "ра ко ни ст ов то", "zh": "的 是 在 有 人 中", "el": "κα λο μη να σε τα",
+             "es": "el la de que los con", "hi": "का ने में है की से", "th": "ที่ ใน การ มี ของ และ",
+             "tr": "bir ve bu da için ile", "vi": "của và có là được trong"}  # fmt: skip
 
 
 def write_xquad_like(
