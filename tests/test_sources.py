@@ -431,12 +431,13 @@ def test_trainable_text_layers_beyond_the_tower_fail_before_any_job(text_model, 
         check_before_any_job(config)
 
 
-def shipped_config(overlay: str | None) -> dict:
-    """config.yaml with a shipped overlay merged over it as Snakemake merges --configfile."""
+def shipped_config(*overlays) -> dict:
+    """config.yaml with overlays (paths; relative ones in the repository) merged over it in
+    order, as Snakemake merges --configfile."""
     from snakemake.utils import update_config
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    if overlay:
+    for overlay in filter(None, overlays):
         update_config(config, yaml.safe_load((REPO / overlay).read_text()))
     return config
 

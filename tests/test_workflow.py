@@ -693,7 +693,7 @@ def rehearsal_module():
 def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict, languages: list[str]) -> dict:
     """Snakemake on config.yaml, the shipped `configfile` and `settings` over them, up to
     every image-text evaluation (on XM3600, in every language); the merged config."""
-    from snakemake.utils import update_config
+    from test_sources import shipped_config
 
     from hybridbatch.config import image_text_runs, local_paths_win
     from hybridbatch.names import artifact
@@ -701,9 +701,7 @@ def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict
     settings["resources"] = {"default": {"threads": 1}}  # this machine's, not a GPU node's 8: two jobs at once
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(settings))
     (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for overlay in (REPO / configfile, workdir / "overlay.yaml"):
-        update_config(config, yaml.safe_load(overlay.read_text()))
+    config = shipped_config(configfile, workdir / "overlay.yaml")
     local_paths_win(config)
     targets = [
         f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in image_text_runs(config)
