@@ -10,6 +10,8 @@ Embeddings are synthetic (seeded; a caption is its image's vector plus noise). T
 blocks sliced from shared products, against the reference that scores every block on its
 own (`per_block=True`, the stage until 2026-12-04); both must give the same per-query
 frame. Goal: under 30 s on 2 cores. `--no-reference` skips the reference (about 2.5 min).
+`--caption-noise 0` makes every caption random (an untrained model's worst case: about half
+of all captions score above an image's lowest gold caption).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--languages", type=int, default=36)
     parser.add_argument("--dimension", type=int, default=512)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--caption-noise", type=float, default=4.0, help="noise around the image's vector; 0: random")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     languages = ["en"] + [f"l{i:02d}" for i in range(1, args.languages)]
@@ -45,7 +48,8 @@ def main() -> None:
     qrels = pd.DataFrame({"qid": captions.qid, "pid": "image:" + captions.item_id, "relevance": 1})
     image_vectors = rng.normal(size=(args.images, args.dimension)).astype(np.float32)
     owner = pd.Series(np.arange(args.images), index=items)[captions.item_id].to_numpy()
-    caption_vectors = image_vectors[owner] + 4.0 * rng.normal(size=(len(captions), args.dimension)).astype(np.float32)
+    noise = rng.normal(size=(len(captions), args.dimension)).astype(np.float32)
+    caption_vectors = image_vectors[owner] + args.caption_noise * noise if args.caption_noise else noise
     normalise = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
     vectors = {"caption": normalise(caption_vectors), "image": normalise(image_vectors)}
     params = {

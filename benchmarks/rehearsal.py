@@ -20,15 +20,14 @@ What is generated (under DIR/mirrors, once; a rerun reuses it):
   1 layer of width 768 over 32-px images), so features, caption embeddings, products and
   per-query tables have the real sizes while the towers' compute stays small.
 
-Then `snakemake --cores N --configfile config/xm3600_hybrid.yaml DIR/overlay.yaml --until
-train_lit` in DIR (config.yaml's offline text track runs beside it, as a user's run would),
-and a table of each rule's jobs, wall time and peak RSS from Snakemake's benchmark files
-(DIR/rehearsal.md). The evaluations and tables (`--all`) are left out by default: the
-generated photos are noise, so no model ranks a caption's image above the others, and
-the pooled i2t-multi ranking, which compares only captions scoring at least an image's
-lowest gold caption, then compares about half of all 261k captions for every image (a
-trained mSigLIP ranks its gold captions near the top). Their cost at XM3600's size with
-informative embeddings is benchmarks/image_text_evaluation.py's.
+Then `snakemake --cores N --configfile config/xm3600_hybrid.yaml DIR/overlay.yaml` in DIR
+(config.yaml's offline text track runs beside it, as a user's run would): download,
+prepare, image features, batches, every LiT run, the evaluations of every run and of the
+untrained model, the tables and the audit; `--until RULE` stops earlier. It ends with a
+table of each rule's jobs, wall time and peak RSS from Snakemake's benchmark files
+(DIR/rehearsal.md). The generated photos are noise, so no model ranks a caption's image
+first: the pooled i2t-multi ranking then counts about half of all 261k captions for every
+image, the evaluation's worst case.
 """
 
 from __future__ import annotations
@@ -254,12 +253,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--generate-only", action="store_true", help="write the data and the model, run nothing")
-    parser.add_argument(
-        "--all",
-        action="store_true",
-        help="go on past LiT to the 25 evaluations and the tables: generated images carry nothing a caption says, "
-        "so every caption ties with the gold ones in i2t-multi's pooled ranking (over 10 minutes a job here)",
-    )
+    parser.add_argument("--until", help="stop after this rule (e.g. train_lit); default: the whole workflow")
     args = parser.parse_args()
     root = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -270,7 +264,7 @@ def main() -> None:
     (root / "overlay.yaml").write_text(yaml.safe_dump(overlay(root, args.steps, args.seeds)))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(root),
                "--cores", str(args.cores), "--configfile", str(REPO / "config/xm3600_hybrid.yaml"),
-               str(root / "overlay.yaml")] + ([] if args.all else ["--until", "train_lit"])  # fmt: skip
+               str(root / "overlay.yaml")] + (["--until", args.until] if args.until else [])  # fmt: skip
     started = time.perf_counter()
     subprocess.run(command, check=True)
     table = stage_table(root)

@@ -348,6 +348,58 @@ def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
         torch.testing.assert_close(weights[1][key], weights[0][key], atol=1e-5, rtol=0, msg=key)
 
 
+def test_siglip_caption_caption_batches_train_a_scale_and_bias_of_their_own(base, tmp_path):
+    """Under SigLIP's loss a caption-caption step's logits are cosine x 10 - 10 (SigLIP's
+    start), not the checkpoint's image-text scale and bias: the first step's loss equals
+    the sigmoid loss computed from transformers' own text embeddings of that batch, the
+    checkpoint's scale and bias get no gradient from such batches, and the trained pair is
+    recorded in model.json. CLIP keeps InfoNCE with the shared temperature."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hybridbatch.batches.sampling import iter_batches
+    from hybridbatch.models.dual_encoder import features
+    from hybridbatch.train.image_text import train_lit
+
+    family, _, base_dir = base
+    params = dual_encoder_lit_inputs(base, tmp_path)
+    batches = tmp_path / "batches"
+    build_image_text_batches(plan({"weights": {CAPTION_CAPTION: 1.0}}, 3), tmp_path / "corpus/train", batches)
+    trainer = {"validation_every": None, "precision": "fp32", "mini_batch": None}
+    train_lit(params | {"trainer": trainer}, base_dir, tmp_path / "features", batches, None, tmp_path / "out")
+    log = pd.read_csv(tmp_path / "out/training_log.csv")
+    reference, trained = (AutoModel.from_pretrained(str(path)).eval() for path in (base_dir, tmp_path / "out"))
+    description = json.loads((tmp_path / "out/model.json").read_text())
+    if family != "siglip":
+        assert "caption_caption_logit_scale" not in description
+        return
+    torch.testing.assert_close(trained.logit_scale, reference.logit_scale, rtol=0, atol=0)
+    torch.testing.assert_close(trained.logit_bias, reference.logit_bias, rtol=0, atol=0)
+    assert description["caption_caption_logit_scale"] != pytest.approx(10.0, abs=1e-6)
+    assert description["caption_caption_logit_bias"] != pytest.approx(-10.0, abs=1e-6)
+    _, _, first = next(iter_batches(sorted(batches.glob("shard-*.parquet"))))
+    rows = first.to_pydict()
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    length = reference.config.text_config.max_position_embeddings
+    with torch.no_grad():
+        embedded = [
+            torch.nn.functional.normalize(
+                features(
+                    reference.get_text_features(
+                        input_ids=tokenizer(
+                            texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+                        )["input_ids"]
+                    )
+                ),
+                dim=-1,
+            )
+            for texts in (rows["query"], rows["positive"])
+        ]
+    logits = embedded[0] @ embedded[1].T * 10.0 - 10.0
+    signs = 2 * torch.eye(len(logits)) - 1
+    expected = -torch.nn.functional.logsigmoid(signs * logits).sum(dim=1).mean()
+    assert log.loss[0] == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_coco35l_samples_its_images_in_one_pass_whatever_the_line_order(tmp_path):
     """max_images keeps the images of smallest seeded hash among those the caption file
     names (a two-pass reference here), each with all its captions, also when the file's

@@ -1,7 +1,6 @@
 """Download sources (git commit archive, Hugging Face datasets streamed from a mirror, URL
 files) and the MIRACL, mMARCO and XM3600 converters, on small files in the real formats."""
 
-import gzip
 import json
 import shutil
 import tarfile
@@ -12,6 +11,7 @@ import pytest
 import yaml
 from conftest import REPO, TINY_MODEL
 from test_lareqa import write_fixture
+from text_mirrors import write_miracl_like, write_mmarco_like
 
 from hybridbatch import corpora
 from hybridbatch.artifacts import schema
@@ -90,30 +90,10 @@ def test_git_source_prefers_the_mirror(github, tmp_path, monkeypatch):
 # --- Hugging Face datasets: MIRACL ------------------------------------------------------
 
 
-def write_jsonl_gz(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
 @pytest.fixture
 def miracl_mirror(tmp_path):
     """The two MIRACL repositories' files for de and sw, at their real relative paths."""
-    root = tmp_path / "mirror"
-    for lang in ("de", "sw"):
-        topics = root / f"miracl-v1.0-{lang}/topics/topics.miracl-v1.0-{lang}-dev.tsv"
-        topics.parent.mkdir(parents=True)
-        topics.write_text(f'1\t{lang} frage eins\n2\t{lang} frage "zwei"\n', encoding="utf-8")
-        qrels = root / f"miracl-v1.0-{lang}/qrels/qrels.miracl-v1.0-{lang}-dev.tsv"
-        qrels.parent.mkdir(parents=True)
-        qrels.write_text("1\tQ0\t10#0\t1\n1\tQ0\t10#1\t0\n2\tQ0\t11#0\t1\n")
-        for shard in range(2):
-            docs = [
-                {"docid": f"{10 + shard}#{i}", "title": f"T{shard}", "text": f"{lang} text {shard} {i}"}
-                for i in range(3)
-            ]
-            write_jsonl_gz(root / f"miracl-corpus-v1.0-{lang}/docs-{shard}.jsonl.gz", docs)
-    return root
+    return write_miracl_like(tmp_path / "mirror", ["de", "sw"])
 
 
 def miracl_params(mirror, **extra):
@@ -173,18 +153,8 @@ def test_miracl_malformed_qrels_are_named(miracl_mirror, tmp_path):
 
 @pytest.fixture
 def mmarco_mirror(tmp_path):
-    root = tmp_path / "mirror" / "data"
-    (root / "google/collections").mkdir(parents=True)
-    (root / "google/queries/train").mkdir(parents=True)
-    for lang, name in (("en", "english"), ("de", "german")):
-        (root / f"google/collections/{name}_collection.tsv").write_text(
-            "".join(f"{pid}\t{lang} passage {pid} words\n" for pid in range(8))
-        )
-        (root / f"google/queries/train/{name}_queries.train.tsv").write_text(
-            "".join(f"{qid}\t{lang} query {qid}\n" for qid in (100, 101, 102))
-        )
-    (root / "triples.train.ids.small.tsv").write_text("100\t1\t5\n100\t1\t6\n101\t2\t7\n102\t3\t4\n")
-    return tmp_path / "mirror"
+    triples = [(100, 1, 5), (100, 1, 6), (101, 2, 7), (102, 3, 4)]
+    return write_mmarco_like(tmp_path / "mirror", ["en", "de"], triples=triples)
 
 
 def test_mmarco_gives_parallel_training_pairs(mmarco_mirror, tmp_path):

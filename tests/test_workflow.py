@@ -815,6 +815,75 @@ def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror
     assert set(by_language[by_language.setting == "mono"].query_lang) == set(languages)
 
 
+def labse_like(tiny_model_dir: Path, out: Path) -> Path:
+    """A LaBSE-packaged sentence-transformers directory (CLS pooling, Dense, Normalize) around a tiny encoder."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    torch.manual_seed(0)
+    modules = [Transformer(str(tiny_model_dir), max_seq_length=24), Pooling(32, pooling_mode="cls"),
+               Dense(32, 16, activation_function=torch.nn.Tanh()), Normalize()]  # fmt: skip
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    return out
+
+
+def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tiny_model_dir):
+    """config/paper.yaml as shipped, overriding only its models (a tiny encoder for XLM-R and
+    a LaBSE-packaged one, read by path), its mirrors (XQuAD-R and MLQA-R in LAReQA's files,
+    MIRACL's and mMARCO's repositories at their real paths, every language of the config,
+    pinned by the generated files' hashes), the sizes (queries, batch, shards) and this
+    machine's device and threads: both models trained with every strategy, every variant
+    evaluated on the three corpora, and the tables written."""
+    from text_mirrors import write_miracl_like, write_mmarco_like
+    from xquad_like import write_xquad_like
+
+    from hybridbatch.fetch.download import sha256_file
+
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    languages = {name: corpus["languages"] for name, corpus in paper["corpora"].items()}
+    mirrors = tmp_path / "mirrors"
+    xquad = write_xquad_like(mirrors / "xquad-r", languages["xquad-r-all"], articles=2, paragraphs=2)
+    mlqa = write_xquad_like(mirrors / "mlqa-r", languages["mlqa-r"], articles=2, paragraphs=2, seed=1)
+    overlay = {
+        "corpora": {
+            "xquad-r-all": {
+                "mirror": str(xquad),
+                "sha256": {lang: sha256_file(xquad / f"{lang}.json") for lang in languages["xquad-r-all"]},
+            },
+            "mlqa-r": {"mirror": str(mlqa)},
+            "miracl-dev": {"mirror": str(write_miracl_like(mirrors / "miracl", languages["miracl-dev"]))},
+            "mmarco": {
+                "mirror": str(write_mmarco_like(mirrors / "mmarco", languages["mmarco"], queries=48, passages=64)),
+                "max_queries": 40,
+            },
+        },
+        "models": {
+            "xlm-roberta-base": {"source": {"path": str(tiny_model_dir)}, "max_length": 24},
+            "labse": {"source": {"path": str(labse_like(tiny_model_dir, tmp_path / "labse"))}, "max_length": 24},
+        },
+        "batching": {"batch_size": 8, "validation_fraction": 0.2},
+        "embedding": {"batch_size": 64, "shards": {"miracl-dev": 2}},
+        "trainer": {"device": "cpu", "checkpoint_every": 0, "validation_every": 4},
+        "resources": {"default": {"threads": 1}},
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    configfiles = [str(REPO / "config/paper.yaml"), str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    experiment = paper["experiment"]
+    for model in experiment["models"]:
+        for corpus in experiment["eval_corpora"]:
+            rows = summary[(summary.model == model) & (summary.corpus == corpus)]
+            assert set(experiment["strategies"]) < set(rows.strategy), (model, corpus)  # and zero-shot
+            assert set(rows.seed.dropna()) == set(experiment["seeds"]) and rows.value.notna().all()
+            assert "mono" in set(rows.setting) and "map" in set(rows.metric)
+
+
 def test_caption_states_follow_the_trained_and_the_evaluated_corpus(tmp_path):
     """LiT of e5's top layer on COCO-35L evaluated on XM3600: the train states are
     COCO-35L's, the test states XM3600's (the corpus evaluated, not the one trained on)."""

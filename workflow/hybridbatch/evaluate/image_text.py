@@ -138,6 +138,15 @@ def relevant_pairs(captions: pd.DataFrame, images: pd.DataFrame, qrels: pd.DataF
     )
 
 
+def product(first: np.ndarray, second: np.ndarray, device: str | None) -> np.ndarray:
+    """first @ second.T: by numpy on the CPU (device None), or by torch on `device` (the
+    GPU the evaluation job holds), returned to host memory."""
+    if device is None:
+        return first @ second.T
+    with torch.inference_mode():
+        return (torch.from_numpy(first).to(device) @ torch.from_numpy(second).to(device).T).cpu().numpy()
+
+
 class BlockScores:
     """The score matrix of a block, part of one product per caption language against
     the images, or per two caption languages, over every caption of those languages:
@@ -147,8 +156,8 @@ class BlockScores:
     lines caption 0 first, so that a `first` block is a corner of it, not a copy. One
     product is held at a time."""
 
-    def __init__(self, captions: pd.DataFrame, vectors: dict[str, np.ndarray]):
-        self.vectors, self.language = vectors, captions.lang.to_numpy()
+    def __init__(self, captions: pd.DataFrame, vectors: dict[str, np.ndarray], device: str | None = None):
+        self.vectors, self.language, self.device = vectors, captions.lang.to_numpy(), device
         later = captions.caption.to_numpy() != 0
         self.rows = {
             lang: rows[np.argsort(later[rows], kind="stable")]
@@ -177,7 +186,7 @@ class BlockScores:
         if key != self.held:
             first = self.vectors["caption"][self.rows[key[1]]]
             second = self.vectors["image"] if key[0] == "image" else self.vectors["caption"][self.rows[key[2]]]
-            self.held, self.product = key, first @ second.T
+            self.held, self.product = key, product(first, second, self.device)
         return self.product
 
     def block(self, key: tuple, query: tuple[str, np.ndarray], candidate: tuple[str, np.ndarray]):
@@ -200,70 +209,94 @@ class BlockScores:
         return scores, lines[0], lines[1], not query_first
 
 
+def ordered_bits(scores: np.ndarray) -> np.ndarray:
+    """float32 scores as int64 keys in [0, 2**32) with the same order and ties (-0.0 == 0.0)."""
+    bits = (scores + np.float32(0)).view(np.int32).astype(np.int64)
+    return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31
+
+
 class PooledRanks:
     """Ranks of a pooled block (images against the captions of every language) counted
     from the products of each language's captions against the images (BlockScores), not
-    from a product of its own. Gold scores come first, from products of the gold pairs
-    alone, and are checked against each language product's own (the same floats, as
-    every part of a product); should any differ, `ranks` falls back to ranks_of_relevant.
-    Per image, only captions scoring at least its lowest gold score are compared."""
+    from a product of its own: first every gold score is read off those products
+    (`read_golds`, each language's), then each product's captions scoring at least an
+    image's lowest gold score are counted (`add`) into a histogram over the image's sorted
+    gold scores (keys: image and score as one integer), so that the cost is one search
+    per such caption, however many there are. Should a product's gold scores differ from
+    those read first, or a language be missing, or the scores not be float32, `ranks`
+    falls back to ranks_of_relevant."""
 
-    def __init__(self, vectors: dict[str, np.ndarray], language: np.ndarray, block: tuple, chunk: int = 64):
+    def __init__(self, vectors: dict[str, np.ndarray], language: np.ndarray, block: tuple, chunk: int = 2048):
         (_, images), (_, captions), (gold_queries, gold_candidates) = block
-        self.vectors, self.language, self.block = vectors, language, block
-        self.gold_images, self.gold_captions, self.gold_positions = (
-            images[gold_queries],
-            captions[gold_candidates],
-            gold_candidates,
-        )
-        self.gold_scores = np.empty(len(gold_queries), dtype=np.result_type(vectors["caption"], vectors["image"]))
-        for start in range(0, len(vectors["image"]), chunk):
-            mine = np.flatnonzero((self.gold_images >= start) & (self.gold_images < start + chunk))
-            scores = vectors["caption"][self.gold_captions[mine]] @ vectors["image"][start : start + chunk].T
-            self.gold_scores[mine] = scores[np.arange(len(mine)), self.gold_images[mine] - start]
-        self.lowest = np.full(len(vectors["image"]), np.inf, dtype=self.gold_scores.dtype)
-        np.minimum.at(self.lowest, self.gold_images, self.gold_scores)
-        # every score as an integer code with the same order and ties against the gold scores
-        self.levels = np.unique(self.gold_scores)
-        self.width = 2 * len(self.levels) + 2
-        self.gold_keys = self.keys(self.gold_images, self.gold_scores)
+        self.vectors, self.language, self.block, self.chunk = vectors, language, block, chunk
+        self.gold_images, self.gold_captions = images[gold_queries], captions[gold_candidates]
+        self.gold_positions = gold_candidates
+        self.gold_scores = np.full(len(gold_queries), np.nan, dtype=np.float32)
         self.pooled_position = np.full(len(language), -1)
         self.pooled_position[captions] = np.arange(len(captions))
-        self.ahead = np.zeros(len(gold_queries), dtype=np.int64)
-        self.languages_left = set(language[captions])
-        self.exact = True
+        self.unread, self.uncounted = set(language[captions]), set(language[captions])
+        self.exact = vectors["caption"].dtype == vectors["image"].dtype == np.float32
+        self.histogram: np.ndarray | None = None
+        self.tied_keys, self.tied_positions = [], []
 
-    def keys(self, images: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        code = np.searchsorted(self.levels, scores, side="left") + np.searchsorted(self.levels, scores, side="right")
-        return images * self.width + code
+    def _gold_rows(self, lang: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The golds of `lang` and their lines in its product (rows: the product's caption rows)."""
+        mine = np.flatnonzero(self.language[self.gold_captions] == lang)
+        line = np.empty(len(self.language), dtype=np.int64)
+        line[rows] = np.arange(len(rows))
+        return mine, line[self.gold_captions[mine]]
+
+    def read_golds(self, lang: str, rows: np.ndarray, product: np.ndarray) -> None:
+        mine, lines = self._gold_rows(lang, rows)
+        self.gold_scores[mine] = product[lines, self.gold_images[mine]]
+        self.unread.discard(lang)
+
+    def _start_counting(self) -> None:
+        self.lowest = np.full(len(self.vectors["image"]), np.inf, dtype=np.float32)
+        np.minimum.at(self.lowest, self.gold_images, self.gold_scores)
+        self.gold_keys = self.gold_images * 2**32 + ordered_bits(self.gold_scores)
+        self.sorted_keys = np.sort(self.gold_keys)
+        self.histogram = np.zeros(len(self.sorted_keys) + len(self.vectors["image"]) + 1, dtype=np.int64)
 
     def add(self, lang: str, rows: np.ndarray, product: np.ndarray) -> None:
         """Counts the captions of `lang` (rows: their caption rows, the rows of `product`
-        against every image) ahead of each gold."""
-        mine = self.language[self.gold_captions] == lang
-        position = np.empty(len(self.language), dtype=np.int64)
-        position[rows] = np.arange(len(rows))
-        own = product[position[self.gold_captions[mine]], self.gold_images[mine]]
-        self.exact &= np.array_equal(own, self.gold_scores[mine])
-        self.languages_left.discard(lang)
+        against every image) that score at least an image's lowest gold: each lands in the
+        histogram at (golds of its image strictly below it) + its image, so that images'
+        bins never meet; a caption at a gold's very score is kept for the tie rule."""
+        if not self.exact or self.unread or not len(self.gold_scores):
+            return
+        if self.histogram is None:
+            self._start_counting()
+        mine, lines = self._gold_rows(lang, rows)
+        self.exact &= np.array_equal(product[lines, self.gold_images[mine]], self.gold_scores[mine])
+        self.uncounted.discard(lang)
         inside = np.flatnonzero(self.pooled_position[rows] >= 0)
         scores = product[: len(inside)] if inside[-1] == len(inside) - 1 else product[inside]  # caption 0 first
-        row, image = np.nonzero(scores >= self.lowest)
-        keys = self.keys(image, scores[row, image])
-        order = np.lexsort((self.pooled_position[rows[inside[row]]], keys))  # by key, then pooled position
-        keys, contender_positions = keys[order], self.pooled_position[rows[inside[row[order]]]]
-        higher = np.searchsorted(keys, (self.gold_images + 1) * self.width, side="left")
-        tied_from = np.searchsorted(keys, self.gold_keys, side="left")
-        tied_to = np.searchsorted(keys, self.gold_keys, side="right")
-        self.ahead += higher - tied_to
-        for gold in np.flatnonzero(tied_to - tied_from > mine):  # ties besides the gold itself: earlier first
-            self.ahead[gold] += np.searchsorted(
-                contender_positions[tied_from[gold] : tied_to[gold]], self.gold_positions[gold]
-            )
+        for start in range(0, len(scores), self.chunk):
+            row, image = np.nonzero(scores[start : start + self.chunk] >= self.lowest)
+            keys = image * 2**32 + ordered_bits(scores[start + row, image])
+            below = np.searchsorted(self.sorted_keys, keys)
+            self.histogram += np.bincount(below + image, minlength=len(self.histogram))
+            tied = self.sorted_keys[np.minimum(below, len(self.sorted_keys) - 1)] == keys
+            self.tied_keys.append(keys[tied])
+            self.tied_positions.append(self.pooled_position[rows[inside[start + row[tied]]]])
+
+    def _tied_ahead(self) -> np.ndarray:
+        """Per gold, the captions at its very score (same image) earlier in the pool."""
+        keys, positions = np.concatenate(self.tied_keys), np.concatenate(self.tied_positions)
+        distinct = np.unique(keys)
+        span = len(self.language) + 1
+        pairs = np.sort(np.searchsorted(distinct, keys) * span + positions)
+        group = np.searchsorted(distinct, self.gold_keys) * span
+        return np.searchsorted(pairs, group + self.gold_positions) - np.searchsorted(pairs, group)
 
     def ranks(self) -> np.ndarray:
-        if self.exact and not self.languages_left:
-            return self.ahead + 1
+        if self.exact and not self.unread and not self.uncounted:
+            cumulative = np.concatenate([[0], np.cumsum(self.histogram)])
+            above = np.searchsorted(self.sorted_keys, self.gold_keys, side="right")  # golds up to its score
+            image_end = np.searchsorted(self.sorted_keys, (self.gold_images + 1) * 2**32)
+            higher = cumulative[image_end + self.gold_images + 1] - cumulative[above + self.gold_images]
+            return higher + self._tied_ahead() + 1
         (_, images), (_, captions), (gold_queries, gold_candidates) = self.block
         return ranks_of_relevant(
             self.vectors["image"][images], self.vectors["caption"][captions], gold_queries, gold_candidates
@@ -277,12 +310,14 @@ def score_settings(
     vectors: dict[str, np.ndarray],
     params: dict,
     per_block: bool = False,
+    device: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-query metrics and per-block means of every setting and protocol, from the
     caption and image vectors (rows as in `captions` and `images`) and the relevant
     (caption row, image row) pairs. Blocks are sliced from shared products (BlockScores)
     and pooled blocks counted from them (PooledRanks), or, `per_block`, each scored on its
-    own (the reference the tests and the benchmark hold the shared products to)."""
+    own (the reference the tests and the benchmark hold the shared products to). The
+    shared products run on `device` when given (torch; the evaluation job's GPU)."""
     ids = {"caption": captions.qid.to_numpy(), "image": images.pid.to_numpy()}
     items = {"caption": captions.item_id.to_numpy(), "image": images.item_id.to_numpy()}
     names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
@@ -291,13 +326,17 @@ def score_settings(
         for protocol in params["protocols"]
         for block in blocks(captions, images, relevant, protocol, params.get("t2t_languages"))
     ]
-    products = BlockScores(captions, vectors)
+    products = BlockScores(captions, vectors, device)
     keys = [None if per_block else products.key(*block[3:5]) for _, block in jobs]
     pooled = {
         number: PooledRanks(vectors, products.language, block[3:6])
         for number, (_, block) in enumerate(jobs)
         if not per_block and block[3][0] == "image" and keys[number] is None
     }
+    image_keys = sorted({key for key in keys if key and key[0] == "image"}) if pooled else []
+    for key in image_keys:  # the gold scores of every pooled block, read off the products that count them
+        for counts in pooled.values():
+            counts.read_golds(key[1], products.rows[key[1]], products.hold(key))
     ranks_of = {}
     for number in sorted(range(len(jobs)), key=lambda n: keys[n] or ("pooled",)):  # each product once
         _, (_, _, _, query, candidate, (g_q, g_c)) = jobs[number]
@@ -308,9 +347,10 @@ def score_settings(
                 vectors[query[0]][query[1]], vectors[candidate[0]][candidate[1]], g_q, g_c
             )
         else:
-            if keys[number][0] == "image" and keys[number] != products.held:
+            if keys[number][0] == "image":
                 for counts in pooled.values():
-                    counts.add(keys[number][1], products.rows[keys[number][1]], products.hold(keys[number]))
+                    if keys[number][1] in counts.uncounted:
+                        counts.add(keys[number][1], products.rows[keys[number][1]], products.hold(keys[number]))
             scores, query_lines, candidate_lines, by_column = products.block(keys[number], query, candidate)
             order = np.empty(len(candidate_lines), dtype=np.int64)
             order[candidate_lines] = np.arange(len(candidate_lines))  # the block's candidate order, for ties
@@ -399,7 +439,8 @@ def evaluate_image_text(
             "caption": image_text_model.encode_texts(captions.text.tolist(), params["batch_size"]),
             "image": image_text_model.embed_images(image_features[[row_of[pid] for pid in images.pid]]).cpu().numpy(),
         }
-    per_query, by_language = score_settings(captions, images, relevant, vectors, params)
+    gpu = str(image_text_model.device) if str(image_text_model.device).startswith("cuda") else None
+    per_query, by_language = score_settings(captions, images, relevant, vectors, params, device=gpu)
     out_dir.mkdir(parents=True, exist_ok=True)
     schema.write_table(pa.Table.from_pandas(per_query, preserve_index=False), out_dir / "per_query.parquet")
     schema.write_table(pa.Table.from_pandas(by_language, preserve_index=False), out_dir / "by_language.parquet")

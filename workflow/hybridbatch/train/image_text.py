@@ -2,13 +2,17 @@
 locked, so its features come from the cached features stage; the text tower (all or its
 top N layers), its projection (or the image projection of a text-only tower) and, if
 learnable, the temperature (and a SigLIP bias) train. The objective is the config's, or
-the model family's own (SigLIP: sigmoid); caption-caption batches use InfoNCE, or the
-sigmoid loss over text-text pairs when that is the objective."""
+the model family's own (SigLIP: sigmoid); caption-caption batches use InfoNCE with the
+shared temperature, or, when the objective is the sigmoid loss, the sigmoid loss with a
+logit scale and bias of their own (CaptionCaptionLogits)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TypedDict
+
+import torch
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
 from hybridbatch.models.caption_states import STATES, CaptionStates
@@ -18,6 +22,36 @@ from hybridbatch.train.loop import Side, Step, parameter_groups
 from hybridbatch.train.masks import Relevance, caption_false_negatives
 from hybridbatch.train.objectives import OBJECTIVES
 from hybridbatch.train.runner import Task, run_training
+
+
+class CaptionCaptionLogits(torch.nn.Module):
+    """The logit scale and bias of SigLIP's loss on caption-caption batches, started where
+    SigLIP starts a new model (scale 10, bias -10) and trained like the image-text pair:
+    text-text cosines run far above image-text ones, so under the checkpoint's image-text
+    scale and bias every text-text negative would carry a large positive logit
+    (docs/image_text.md, "SigLIP's loss on caption-caption batches")."""
+
+    def __init__(self, learnable: bool, device: str):
+        super().__init__()
+        self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0), device=device), requires_grad=learnable)
+        self.logit_bias = torch.nn.Parameter(torch.tensor(-10.0, device=device), requires_grad=learnable)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return 1 / self.logit_scale.exp()
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.logit_bias
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {f"caption_caption.{name}": p for name, p in self.named_parameters() if p.requires_grad}
+
+    def describe(self) -> dict:
+        return {
+            "caption_caption_logit_scale": float(self.logit_scale.detach().exp()),
+            "caption_caption_logit_bias": float(self.logit_bias.detach()),
+        }
 
 
 class LitParams(TypedDict):
@@ -65,7 +99,10 @@ def train_lit(
 
         objective_name = config["objective"] or model.default_objective
         objective = OBJECTIVES.lookup(objective_name, "image_text.training.objective")
-        text_to_text = objective if objective_name == "sigmoid" else OBJECTIVES.lookup("info-nce", "lit")
+        text_to_text, own_logits = OBJECTIVES.lookup("info-nce", "lit"), None
+        if objective_name == "sigmoid":
+            text_to_text, own_logits = objective, CaptionCaptionLogits(config["learnable_temperature"], device)
+            named |= own_logits.trainable()
 
         def step(batch_type: str, batch) -> Step:
             rows = batch.to_pydict()
@@ -83,10 +120,10 @@ def train_lit(
                 )
             else:
                 targets = Side(model.embed_texts, rows["positive"])
-            loss_of = objective if image_batch else text_to_text
+            loss_of, logits = (objective, model) if image_batch else (text_to_text, own_logits or model)
             return Step(
                 sides=[Side(model.embed_texts, rows["query"]), targets],
-                loss=lambda e: loss_of(e[0], e[1], mask, model.temperature, model.bias),
+                loss=lambda e: loss_of(e[0], e[1], mask, logits.temperature, logits.bias),
                 examples=len(rows["qid"]),
                 notes=(float(model.temperature.detach()), int(conflicts.sum()), int(duplicates.sum())),
             )
@@ -103,7 +140,7 @@ def train_lit(
             model.modules_to_train(),
             step,
             ["temperature", "masked_conflicts", "masked_duplicates"],
-            lambda: model.save(Path(out), description),
+            lambda: model.save(Path(out), description | (own_logits.describe() if own_logits else {})),
         )
 
     inputs = {"features": str(features), "states": weights_sha256(Path(states) / STATES) if states else None}
