@@ -21,7 +21,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 # The real image-text run (config/xm3600_hybrid.yaml) at its real size on generated data
-# (benchmarks/rehearsal.py; about 8 GB under rehearsal/): each stage's time and peak RSS.
+# (benchmarks/rehearsal.py; about 6 GB under rehearsal/, an hour on 2 cores): each stage's time and peak RSS.
 rehearsal: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/rehearsal.py --dir rehearsal --cores $(CORES)
 
