@@ -704,7 +704,8 @@ def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict
     config = shipped_config(configfile, workdir / "overlay.yaml")
     local_paths_win(config)
     targets = [
-        f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in image_text_runs(config)
+        f"{artifact('image_text_metrics', corpus='xm3600', run=run.name)}/summary.csv"
+        for run in image_text_runs(config)
     ]
     result = subprocess.run(
         SNAKEMAKE
@@ -773,8 +774,8 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
     assert len(runs) == 1 + len(config["image_text"]["strategies"])  # the untrained model and every strategy
     strategies = config["image_text"]["strategies"]
     for run in runs[1:]:
-        log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run) / "training_log.csv")
-        assert len(log) == 2 * strategies[run.rsplit(".s", 1)[0]].get("step_factor", 1), run
+        log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run.name) / "training_log.csv")
+        assert len(log) == 2 * strategies[run.strategy].get("step_factor", 1), run
 
 
 def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror(tmp_path):

@@ -67,8 +67,8 @@ rule evaluate_image_text:
             {
                 **config["evaluation"],
                 **IMAGE_TEXT["evaluation"],
-                "text_model": image_text_model_params(zero_shot_model(w.run)),
-                "descriptor": image_text_descriptor(config, w.run),
+                "text_model": image_text_model_params(ImageTextRun.parse(w.run).zero_shot),
+                "descriptor": image_text_descriptor(config, ImageTextRun.parse(w.run)),
             }
         ),
         corpus=lambda w, input: parent_dir(input.split[0]),
