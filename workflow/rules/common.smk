@@ -8,11 +8,11 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
-from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, normalised_weights,
-                               image_text_descriptor, image_text_runs, local_paths_win, tower_of, validate_config,
-                               variants)
+from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, image_text_runs, local_paths_win, tower_of,
+                               validate_config, variants)
+from hybridbatch import stage_params as params_of
 from hybridbatch.names import (DUAL_ENCODER, RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, ZERO_SHOT,
-                               ImageTextRun, Variant, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
+                               ImageTextRun, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
 from hybridbatch.report.outputs import (HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, VALIDATION_PLOT,
                                         image_text_table_stems, per_language_stem, text_plots)
 from hybridbatch.artifacts.fingerprints import stage_files
@@ -111,6 +111,12 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+def stage_params(stage):
+    """A rule's params entry for its stage: the stage's params for the job's wildcards, as
+    JSON (hybridbatch.stage_params builds them)."""
+    return lambda wildcards: as_json(params_of.build(stage, config, wildcards))
+
+
 def evaluated_runs():
     """(model, variant, corpus) of every evaluation in the grid."""
     return [
@@ -166,13 +172,6 @@ def validated_lit_models():
     return [artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=run.name) for run in runs]
 
 
-def image_text_model_params(model=None):
-    """A text model's config entry (default: the experiment's), with the experiment's caption
-    length for a sentence-transformers model (a dual encoder's is its checkpoint's)."""
-    entry = config["models"][model or IMAGE_TEXT["text_model"]]
-    return entry if is_dual_encoder(entry) else {**entry, "max_length": IMAGE_TEXT["max_length"]}
-
-
 def image_text_run_inputs(wildcards):
     """The model directory an image-text run evaluates and the image features it reads."""
     model = ImageTextRun.parse(wildcards.run).zero_shot
@@ -198,19 +197,6 @@ def caption_states_dirs(split, corpus):
     return [] if whole or dual else [artifact("caption_states", corpus=corpus, split=split)]
 
 
-def caption_states_params(split):
-    """The caption states stage's slice: the text model, its trained layers, and the
-    captions of the split (training: its languages and captions; test: the evaluated subset)."""
-    evaluation = IMAGE_TEXT["evaluation"]
-    captions = (
-        {key: evaluation[key] for key in ("languages", "images", "subset_seed", "protocols")}
-        if split == "test"
-        else {"languages": IMAGE_TEXT["train_languages"], "captions": IMAGE_TEXT["batching"]["captions"]}
-    )
-    layers = IMAGE_TEXT["training"]["trainable_text_layers"]
-    return {"text_model": image_text_model_params(), "trainable_text_layers": layers, "split": split, **captions}
-
-
 def optional_path(option, paths):
     """`--option path` for a one-path input, nothing for an empty one."""
     return f"--{option} {paths[0]}" if paths else ""
@@ -225,12 +211,6 @@ def tower_model_dir(wildcards):
     """A dual encoder's image tower reads its base model."""
     source = config["image_towers"][wildcards.tower]["source"]
     return [artifact("model", model=source["model"], variant=ZERO_SHOT)] if source["kind"] == DUAL_ENCODER else []
-
-
-def tables_params():
-    """The tables stage's slice: `significance`, and the languages LiT trains on."""
-    trained = {"image_text_train_languages": sorted(IMAGE_TEXT["train_languages"])} if IMAGE_TEXT else {}
-    return {**config["significance"], **trained}
 
 
 def image_text_tables():
@@ -266,17 +246,6 @@ def parent_dir(path, levels=1):
     for _ in range(levels):
         path = os.path.dirname(path)
     return path
-
-
-def embedding_params(model, shard=None):
-    """The embed stage's config slice: the embedding keys but the shard counts, the model and
-    the index factory; a shard's says which shard it is and has no index factory, so that
-    changing the index re-encodes no shard."""
-    embedding = {key: value for key, value in config["embedding"].items() if key != "shards"}
-    params = {**embedding, "model": config["models"][model]}
-    if shard is None:
-        return {**params, "index_factory": config["index"]["factory"]}
-    return {**params, "shard": int(shard[0]), "shards": int(shard[1])}
 
 
 def passage_shards(wildcards):

@@ -35,7 +35,7 @@ rule tables:
         image_text_metrics=metrics_files(image_text_metrics_dirs()),
         lit_models=validated_lit_models(),
     params:
-        tables=as_json(tables_params()),
+        tables=stage_params("tables"),
         metrics=lambda w, input: " ".join(unique_parents(input.metrics)),
         image_text_metrics=lambda w, input: " ".join(unique_parents(input.image_text_metrics)),
         tables_dir=lambda w, output: parent_dir(output.summary),
