@@ -36,7 +36,8 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """A sub-command per stage (its paths as the declaration gives them) and per tool."""
     parser = argparse.ArgumentParser(prog="hybridbatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, declared in STAGES.items():
@@ -70,9 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     command.add_argument("model", help="a trained model directory (text track) or a LiT model's text/")
     command.add_argument("out", help="a new directory")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command not in STAGES:
+        return run_tool(args)
+    if args.threads:  # the workflow sets these from config `compute.threads` for every stage
+        from hybridbatch.names import THREAD_VARIABLES
+
+        os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
+    started = time.perf_counter()
+    paths = {path.name: getattr(args, path.name) for path in STAGES[args.command].paths}
+    result = run_stage(args.command, json.loads(args.params), paths)
+    logging.info("%s: %s", args.command, result if isinstance(result, dict) else type(result).__name__)
+    logging.info("%s done in %.1f s", args.command, time.perf_counter() - started)
+    return 0
+
+
+def run_tool(args: argparse.Namespace) -> int:
+    """check-config, export-model, and the commands over a results tree (audit, lineage, runs)."""
     if args.command == "check-config":
         import importlib.util
 
@@ -113,17 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.csv:
             table.to_csv(args.csv, index=False)
         return 0
-
-    if args.threads:  # the workflow sets these from config `compute.threads` for every stage
-        from hybridbatch.names import THREAD_VARIABLES
-
-        os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
-    started = time.perf_counter()
-    paths = {path.name: getattr(args, path.name) for path in STAGES[args.command].paths}
-    result = run_stage(args.command, json.loads(args.params), paths)
-    logging.info("%s: %s", args.command, result if isinstance(result, dict) else type(result).__name__)
-    logging.info("%s done in %.1f s", args.command, time.perf_counter() - started)
-    return 0
 
 
 if __name__ == "__main__":

@@ -179,6 +179,11 @@ def check_image_text(config: dict) -> None:
         if outside:
             raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {corpus}")
     check_image_text_model(config, section)
+    check_image_text_evaluation(config, section)
+    check_image_text_strategies(section)
+
+
+def check_image_text_evaluation(config: dict, section: dict) -> None:
     evaluated = section["evaluation"]
     outside = sorted(set(evaluated.get("t2t_languages", [])) - set(evaluated["languages"]))
     if outside:
@@ -187,6 +192,9 @@ def check_image_text(config: dict) -> None:
         )
     if 1 not in config["evaluation"]["recall_at"]:
         raise ConfigError("config key evaluation.recall_at: the image-text tables report R@1; include 1")
+
+
+def check_image_text_strategies(section: dict) -> None:
     for name, strategy in section["strategies"].items():
         key = f"config key image_text.strategies.{name}"
         if name == ZERO_SHOT:

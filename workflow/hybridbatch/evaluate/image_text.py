@@ -21,6 +21,7 @@ scan: scores of every candidate), ties going to the earlier candidate.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
@@ -46,6 +47,18 @@ def setting_name(setting: str, protocol: str) -> str:
     return f"{setting}/{protocol}"
 
 
+def gold_positions(sizes: dict[str, int], pairs: pd.DataFrame, query_rows, candidate_rows, query_col, candidate_col):
+    """(query position, candidate position) of the relevant pairs within a block, in pairs'
+    order (`sizes`: the length of the frame each column's rows index)."""
+    positions = []
+    for rows, column in ((query_rows, query_col), (candidate_rows, candidate_col)):
+        position = np.full(sizes[column], -1)
+        position[rows] = np.arange(len(rows))
+        positions.append(position[pairs[column].to_numpy()])
+    inside = (positions[0] >= 0) & (positions[1] >= 0)
+    return positions[0][inside], positions[1][inside]
+
+
 def blocks(
     captions: pd.DataFrame,
     images: pd.DataFrame,
@@ -60,17 +73,7 @@ def blocks(
     languages = sorted(chosen.lang.unique())
     image_rows = np.arange(len(images))
     sizes = {"caption": len(captions), "image": len(images), "caption_target": len(captions)}
-
-    def gold(pairs: pd.DataFrame, query_rows, candidate_rows, query_col, candidate_col):
-        """(query position, candidate position) of the pairs within the block, in pairs' order."""
-        positions = []
-        for rows, column in ((query_rows, query_col), (candidate_rows, candidate_col)):
-            position = np.full(sizes[column], -1)
-            position[rows] = np.arange(len(rows))
-            positions.append(position[pairs[column].to_numpy()])
-        inside = (positions[0] >= 0) & (positions[1] >= 0)
-        return positions[0][inside], positions[1][inside]
-
+    gold = partial(gold_positions, sizes)
     pairs = relevant[relevant.caption.isin(chosen.index)]
     by_lang = {lang: chosen.index[chosen.lang == lang].to_numpy() for lang in languages}
     for lang in languages:

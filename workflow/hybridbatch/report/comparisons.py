@@ -37,6 +37,25 @@ def seed_averaged_pairs(pairs: list[tuple[object, Run, Run]], setting: str, colu
     return means[means.seeds == len(pairs)]
 
 
+COMPARISON_COLUMNS = [
+    "corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b", "difference",
+    "ci_low", "ci_high", "queries", "items", "unit", "p_value",
+]  # fmt: skip
+
+
+def paired_test(paired: pd.DataFrame, params: dict) -> tuple:
+    """(value a, value b, difference, ci low, ci high, queries, items, unit, p) of one
+    pair of strategies in one setting: block-weighted means, the bootstrap interval of the
+    difference and the randomization test's p, the item the unit."""
+    differences = (paired.value_x - paired.value_y).to_numpy()
+    blocks, items = paired.block.to_numpy(), paired.item_id.to_numpy()
+    weights = block_weights(blocks)
+    value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
+    low, high = bootstrap_interval(differences, blocks, items, params["bootstrap_samples"], params["seed"])
+    p = randomization_test(differences, blocks, items, params["permutations"], params["seed"])
+    return value_a, value_b, value_a - value_b, low, high, len(paired), len(set(items)), UNIT, p
+
+
 def comparisons(runs: list[Run], params: dict, headlines: dict[str, Headline] = HEADLINES) -> pd.DataFrame:
     """Every pair of strategies of the same corpus and model, per headline metric and
     setting: one test over the seeds both have (the zero-shot model joins every seed), on
@@ -53,55 +72,10 @@ def comparisons(runs: list[Run], params: dict, headlines: dict[str, Headline] = 
             for metric, headline in headlines.items():
                 for setting in headline.settings:
                     paired = seed_averaged_pairs(pairs, setting, headline.column) if pairs else pd.DataFrame()
-                    if paired.empty:
-                        continue
-                    differences = (paired.value_x - paired.value_y).to_numpy()
-                    blocks, items = paired.block.to_numpy(), paired.item_id.to_numpy()
-                    weights = block_weights(blocks)
-                    value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
-                    low, high = bootstrap_interval(
-                        differences, blocks, items, params["bootstrap_samples"], params["seed"]
-                    )
-                    p = randomization_test(differences, blocks, items, params["permutations"], params["seed"])
-                    rows.append(
-                        (
-                            corpus,
-                            model,
-                            seeds,
-                            setting,
-                            metric,
-                            label_a,
-                            label_b,
-                            value_a,
-                            value_b,
-                            value_a - value_b,
-                            low,
-                            high,
-                            len(paired),
-                            len(set(items)),
-                            UNIT,
-                            p,
-                        )
-                    )
-    columns = [
-        "corpus",
-        "model",
-        "seed",
-        "setting",
-        "metric",
-        "run_a",
-        "run_b",
-        "value_a",
-        "value_b",
-        "difference",
-        "ci_low",
-        "ci_high",
-        "queries",
-        "items",
-        "unit",
-        "p_value",
-    ]
-    frame = pd.DataFrame(rows, columns=columns)
+                    if not paired.empty:
+                        test = paired_test(paired, params)
+                        rows.append((corpus, model, seeds, setting, metric, label_a, label_b, *test))
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
     frame["significant"] = frame.p_holm < params["alpha"]
     if len(frame) / (params["permutations"] + 1) >= params["alpha"]:  # Holm's smallest: tests x the smallest p

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from hybridbatch.train.checkpoints import Checkpoints, checkpoint_dir
+from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
 from hybridbatch.train.logs import TrainingLog, plot_curves
 
 
@@ -88,7 +88,7 @@ class Step:
     sides: list[Side]
     loss: Callable[[list[torch.Tensor]], torch.Tensor]
     examples: int
-    notes: tuple = ()  # extra log columns (e.g. masked conflicts)
+    notes: dict = field(default_factory=dict)  # extra log columns by name (e.g. masked_conflicts)
 
 
 def parameter_groups(
@@ -236,42 +236,18 @@ class Trainer:
         checkpoints = Checkpoints(checkpoint_dir(out_dir), fingerprint | resolved, settings.keep_checkpoints)
         state = checkpoints.resume(self)
         out_dir.mkdir(parents=True, exist_ok=True)
-        columns = [
-            "step",
-            "batch_id",
-            "batch_type",
-            "loss",
-            "learning_rate",
-            "gradient_norm",
-            *log_columns,
-            "examples_per_second",
-        ]
-        log = TrainingLog(out_dir, columns, state.log, state.validation, settings.tensorboard)
+        columns = ["step", "batch_id", "batch_type", "loss", "learning_rate", "gradient_norm", *log_columns]
+        log = TrainingLog(out_dir, columns + ["examples_per_second"], state.log, state.validation, settings.tensorboard)
         for module in self.modules:
             module.train()
-        iterator = batches()
-        for _ in range(state.step):  # the data position: batches already trained on
-            next(iterator)
-        progress = tqdm(iterator, total=self.total, initial=state.step, desc="train", mininterval=5)
-        if state.should_stop(settings.patience):  # resumed from the checkpoint of the step it stopped at
-            progress = []
-        for step, (batch_id, batch_type, rows) in enumerate(progress, start=state.step):
+        for step, (batch_id, batch_type, rows) in self.remaining(batches, state):
             started = time.perf_counter()
             batch = make_step(batch_type, rows)
             loss, norm = self.optimise(batch, f"{where}: batch {batch_id} (step {step})")
             speed = batch.examples / (time.perf_counter() - started)
-            log.append([step, batch_id, batch_type, loss, self.scheduler.get_last_lr()[0], norm, *batch.notes, speed])
-            done = step + 1
-            if validation and (done % (settings.validation_every or self.total) == 0 or done == self.total):
-                state.validated(done, self.validation_loss(validation), self.named)
-                log.validated(*state.validation[-1])
-            if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < self.total:
-                state.step, state.log = done, log.rows
-                checkpoints.save(self, state)
-            if state.should_stop(settings.patience):
-                logging.info(
-                    "early stopping at step %d: no better validation loss in %d checks", done, settings.patience
-                )
+            notes = [batch.notes[column] for column in log_columns]
+            log.append([step, batch_id, batch_type, loss, self.scheduler.get_last_lr()[0], norm, *notes, speed])
+            if self.after_step(step + 1, validation, state, log, checkpoints):
                 break
         log.close()
         summary = state.finish(self.named, len(log.rows), where)
@@ -281,6 +257,33 @@ class Trainer:
         save()
         checkpoints.clear()
         return summary
+
+    def remaining(self, batches: Callable[[], Iterator], state: RunState) -> Iterator[tuple[int, tuple]]:
+        """(step, batch) from the run's position on: the batches already trained on skipped,
+        none when the resumed run had stopped early."""
+        iterator = batches()
+        for _ in range(state.step):
+            next(iterator)
+        if state.should_stop(self.settings.patience):  # resumed from the checkpoint of the step it stopped at
+            return iter(())
+        progress = tqdm(iterator, total=self.total, initial=state.step, desc="train", mininterval=5)
+        return enumerate(progress, start=state.step)
+
+    def after_step(
+        self, done: int, validation: list[Step], state: RunState, log: TrainingLog, checkpoints: Checkpoints
+    ) -> bool:
+        """Validate, checkpoint and decide on early stopping after `done` steps; True to stop."""
+        settings = self.settings
+        if validation and (done % (settings.validation_every or self.total) == 0 or done == self.total):
+            state.validated(done, self.validation_loss(validation), self.named)
+            log.validated(*state.validation[-1])
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < self.total:
+            state.step, state.log = done, log.rows
+            checkpoints.save(self, state)
+        if state.should_stop(settings.patience):
+            logging.info("early stopping at step %d: no better validation loss in %d checks", done, settings.patience)
+            return True
+        return False
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:
