@@ -34,10 +34,10 @@ from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED
 from hybridbatch.evaluate.metrics import is_multi, metric_names, rank_metrics, summary_rows
 from hybridbatch.evaluate.products import Block, BlockScores, Side, rank_blocks
-from hybridbatch.evaluate.subset import evaluated_captions
 from hybridbatch.models.caption_states import CaptionStates
 from hybridbatch.models.image_text import load_model, read_features
 from hybridbatch.names import IMAGE_LANG
+from hybridbatch.subset import evaluated_captions
 
 PROTOCOLS = ("first", "all")
 SETTINGS = ("t2i", "i2t", "i2t-multi", "t2t-cross")

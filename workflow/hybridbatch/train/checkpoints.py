@@ -17,7 +17,7 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,8 +25,16 @@ from safetensors.torch import load_file, save_file
 
 from hybridbatch.artifacts.hashing import sha256_file
 
-if TYPE_CHECKING:
-    from hybridbatch.train.loop import Trainer
+
+class Trainer(Protocol):
+    """What a checkpoint saves of the loop's trainer (loop.Trainer) and restores into it."""
+
+    named: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: str
+
 
 CHECKPOINTS = ".checkpoints"
 STATE, STATE_JSON, CHECKSUMS = "state.safetensors", "state.json", "checksums.json"
