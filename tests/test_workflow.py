@@ -864,7 +864,7 @@ def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tin
             "labse": {"source": {"path": str(labse_like(tiny_model_dir, tmp_path / "labse"))}, "max_length": 24},
         },
         "batching": {"batch_size": 8, "validation_fraction": 0.2},
-        "embedding": {"batch_size": 64, "shards": {"miracl-dev": 2}},
+        "embedding": {"batch_size": 64, "shards": {"miracl-dev": 1}},
         "trainer": {"device": "cpu", "checkpoint_every": 0, "validation_every": 4},
         "resources": {"default": {"threads": 1}},
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NotRequired, TypedDict
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from hybridbatch.names import SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
 from hybridbatch.report.comparisons import comparisons, confidence
@@ -178,14 +179,14 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
         SUMMARY_COLUMNS[:7], ignore_index=True
     )
     summary.to_csv(tables_dir / "summary.csv", index=False)
-    tests = comparisons(runs, params)
-    image_tests = comparisons(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)
+    with threadpool_limits(1, user_api="blas"):  # the same floats whatever threads the stage or the audit has
+        tests = comparisons(runs, params)
+        image_tests = comparisons(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)
+        intervals = [confidence(runs, params), confidence(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)]
     pd.concat([tests.assign(family="text"), image_tests.assign(family="image-text")], ignore_index=True).to_csv(
         tables_dir / "significance.csv", index=False
     )
-    pd.concat(
-        [confidence(runs, params), confidence(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)], ignore_index=True
-    ).to_csv(tables_dir / "confidence.csv", index=False)
+    pd.concat(intervals, ignore_index=True).to_csv(tables_dir / "confidence.csv", index=False)
     note = (
         f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
         f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
