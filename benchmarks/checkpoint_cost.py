@@ -20,7 +20,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
-from hybridbatch.train.loop import Checkpoints, RunState, Trainer, TrainerSettings, parameter_groups  # noqa: E402
+from hybridbatch.train.checkpoints import Checkpoints, RunState  # noqa: E402
+from hybridbatch.train.loop import Trainer, TrainerSettings, parameter_groups  # noqa: E402
 
 
 def main() -> None:

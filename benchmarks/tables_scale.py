@@ -32,7 +32,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 from hybridbatch.artifacts import schema  # noqa: E402
-from hybridbatch.config import image_text_descriptor  # noqa: E402
+from hybridbatch.config import image_text_descriptor, image_text_runs  # noqa: E402
 from hybridbatch.evaluate.image_text import relevant_pairs, score_settings  # noqa: E402
 from hybridbatch.evaluate.metrics import metric_names, summary_rows  # noqa: E402
 
@@ -71,8 +71,7 @@ def write_runs(out: Path, images: int, languages: int) -> list[Path]:
     per_query, by_language = scored(images, languages, params)
     print(f"{len(per_query):,} per-query rows a run, scored in {time.perf_counter() - started:.0f} s", flush=True)
     names = metric_names(params["recall_at"], params["ndcg_at"], params["mrr_at"])
-    runs = [f"zero-shot.{model}" for model in section["zero_shot"]]
-    runs += [f"{strategy}.s{seed}" for strategy in section["strategies"] for seed in section["seeds"]]
+    runs = image_text_runs(config)
     dirs = []
     for number, run in enumerate(runs):
         rng = np.random.default_rng(number)
@@ -81,7 +80,7 @@ def write_runs(out: Path, images: int, languages: int) -> list[Path]:
             flip = rng.random(len(mine)) < 0.05
             mine.loc[flip, column] = 1.0 - mine.loc[flip, column]
         mine["map"] = (mine["map"] + rng.normal(0, 0.05, len(mine))).clip(0, 1)
-        directory = out / "metrics" / run
+        directory = out / "metrics" / run.name
         directory.mkdir(parents=True, exist_ok=True)
         schema.write_table(pa.Table.from_pandas(mine, preserve_index=False), directory / "per_query.parquet")
         schema.write_table(pa.Table.from_pandas(by_language, preserve_index=False), directory / "by_language.parquet")
@@ -94,7 +93,9 @@ def write_runs(out: Path, images: int, languages: int) -> list[Path]:
 def tables(out: Path, text_metrics: Path) -> None:
     """The child: every table of the text track's runs under `text_metrics` and of the
     image-text runs under out/metrics, as the tables stage writes them."""
-    from hybridbatch.report.tables import HEADLINES, IMAGE_TEXT_HEADLINES, load_runs, write_tables
+    from hybridbatch.report.outputs import HEADLINES, IMAGE_TEXT_HEADLINES
+    from hybridbatch.report.runs import load_runs
+    from hybridbatch.report.tables import write_tables
 
     config = shipped_config()
     params = config["significance"] | {"image_text_train_languages": config["image_text"]["train_languages"]}

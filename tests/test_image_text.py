@@ -554,7 +554,7 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     """Image 3 has no zh caption and item 5 no image: neither is evaluated; `images` draws a
     sorted subset (all of them when None or more than there are); a language without
     captions is an error naming it."""
-    from hybridbatch.evaluate.subset import test_subset
+    from hybridbatch.subset import test_subset
 
     captions = pd.DataFrame(
         [

@@ -58,7 +58,8 @@ def test_a_stage_declares_its_own_modules_and_not_those_of_other_commands():
     from hybridbatch.artifacts.fingerprints import PACKAGE_DIR, module_path, stage_files
     from hybridbatch.stages import STAGES
 
-    for stage, (module, _, _) in STAGES.items():
+    for stage, declared in STAGES.items():
+        module = declared.module
         files = {Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files(module)}
         assert {
             "__main__.py",
@@ -83,7 +84,8 @@ def test_editing_the_download_code_reruns_no_training_and_no_evaluation():
     def folders(module):
         return {Path(path).relative_to(PACKAGE_DIR).parts[0] for path in stage_files(module)}
 
-    for stage, (module, _, _) in STAGES.items():
+    for stage, declared in STAGES.items():
+        module = declared.module
         assert ("fetch" in folders(module)) == (stage in ("download", "prepare", "base-model")), stage
         assert ("corpora" in folders(module)) == (stage in ("download", "prepare")), stage
     for module in ("batches.text", "batches.image_text", "train.text", "train.image_text"):

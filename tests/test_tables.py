@@ -15,25 +15,24 @@ import pytest
 from hybridbatch.artifacts import schema
 from hybridbatch.evaluate.metrics import summary_rows
 from hybridbatch.names import SUMMARY_COLUMNS, ZERO_SHOT
-from hybridbatch.report.tables import (
-    HEADLINES,
-    IMAGE_TEXT_HEADLINES,
-    Run,
-    comparisons,
-    confidence,
-    headline_table,
+from hybridbatch.report.comparisons import comparisons, confidence
+from hybridbatch.report.outputs import HEADLINES, IMAGE_TEXT_HEADLINES, Headline
+from hybridbatch.report.plots import (
     image_text_alpha_points,
     image_text_by_language,
-    image_text_per_language,
-    image_text_table,
-    load_runs,
-    make_tables,
-    per_language_table,
     plot_image_text_alpha,
     plot_validation_curves,
+    validation_curves,
+)
+from hybridbatch.report.runs import Run, load_runs
+from hybridbatch.report.tables import (
+    headline_table,
+    image_text_per_language,
+    image_text_table,
+    make_tables,
+    per_language_table,
     render,
     skipped_notes,
-    validation_curves,
     write_report_table,
     write_tables,
 )
@@ -171,7 +170,9 @@ def test_a_p_value_equal_to_alpha_is_not_significant(tmp_path):
     """With 19 sign flips and 30 items that all favour one run, p = (0 + 1) / 20 = alpha."""
     base = np.linspace(0.2, 0.5, 30)
     runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, base), write_run(tmp_path, "hybrid", base + 0.1, base)])
-    ((_, test),) = comparisons(runs, {**PARAMS, "permutations": 19}, {"map": ("map", ("mono",), True, 3)}).iterrows()
+    ((_, test),) = comparisons(
+        runs, {**PARAMS, "permutations": 19}, {"map": Headline("map", ("mono",), True, 3)}
+    ).iterrows()
     assert test.p_value == test.p_holm == 0.05 and not test.significant
 
 
@@ -231,7 +232,7 @@ def test_seeds_combine_into_one_test_on_each_items_difference_averaged_over_seed
     for seed in range(3):
         paths.append(write_run(tmp_path, "hybrid", base + shifts[seed], np.zeros(8), seed=seed))
         paths.append(write_run(tmp_path, "X-X-mono", base + 0.01 * seed, np.zeros(8), alpha=1.0, seed=seed))
-    tests = comparisons(load_runs(paths), PARAMS, {"map": ("map", ("mono",), True, 3)})
+    tests = comparisons(load_runs(paths), PARAMS, {"map": Headline("map", ("mono",), True, 3)})
     assert len(tests) == 3 and set(tests.seed) == {"0+1+2"} and set(tests.queries) == {8 * len(LANGS)}
     tests = tests.set_index(["run_a", "run_b"])
     signs = np.array(list(product([-1, 1], repeat=8)))
@@ -242,7 +243,7 @@ def test_seeds_combine_into_one_test_on_each_items_difference_averaged_over_seed
         exact = (np.abs(signs @ per_item) >= abs(per_item.sum()) - 1e-12).mean()
         assert tests.loc[pair].p_value == pytest.approx(exact, abs=0.01), pair
         assert tests.loc[pair].difference == pytest.approx(per_item.mean()), pair
-    one_seed = comparisons(load_runs(paths[:3]), PARAMS, {"map": ("map", ("mono",), True, 3)})
+    one_seed = comparisons(load_runs(paths[:3]), PARAMS, {"map": Headline("map", ("mono",), True, 3)})
     assert set(one_seed.seed) == {"0"}  # one seed: the test of that seed's runs
 
 
@@ -534,3 +535,36 @@ def test_the_per_language_plot_shows_each_strategys_mean_over_seeds(tmp_path):
         run.summary.query("metric == 'language_bias' and setting == 'i2t-multi/all'").value.item() for run in runs
     ]
     assert bias.iloc[0] == pytest.approx(np.mean(values)) and len(set(values)) > 1
+
+
+def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
+    """The tables rule declares its outputs from report/outputs.py: the stage writes those
+    names and nothing else (text tables per headline and corpus, image-text tables and
+    plots, the summary, the tests and the heatmaps)."""
+    from hybridbatch.names import heatmap_name
+    from hybridbatch.report.outputs import (
+        IMAGE_TEXT_ALPHA_PLOT,
+        IMAGE_TEXT_PLOTS,
+        VALIDATION_PLOT,
+        image_text_table_stems,
+        per_language_stem,
+        text_plots,
+    )
+
+    text = [write_run(tmp_path, strategy, np.linspace(0.2, 0.5, 8), np.zeros(8)) for strategy in (ZERO_SHOT, "X-Y")]
+    images = [write_image_text_run(tmp_path / "zero", ZERO_SHOT, 0), write_image_text_run(tmp_path, "mixed", 0)]
+    log = tmp_path / "mixed.s0" / "validation_log.csv"
+    log.parent.mkdir()
+    pd.DataFrame({"steps_trained": [1, 2], "validation_loss": [2.0, 1.5]}).to_csv(log, index=False)
+    make_tables(PARAMS, text, images, [log.parent], tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
+    runs = load_runs(text)
+    stems = list(HEADLINES) + [per_language_stem("planted")] + image_text_table_stems("images")
+    tables = {f"{stem}.{ext}" for stem in stems for ext in ("csv", "md", "tex")}
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == tables | {
+        "summary.csv",
+        "significance.csv",
+        "confidence.csv",
+    }
+    plots = text_plots(["planted"]) + [IMAGE_TEXT_PLOTS, IMAGE_TEXT_ALPHA_PLOT, VALIDATION_PLOT]
+    heatmaps = {heatmap_name(run.key) for run in runs}
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {f"{name}.png" for name in plots} | heatmaps

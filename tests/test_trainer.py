@@ -18,16 +18,8 @@ from conftest import REPO, TINY_MODEL
 
 from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import Encoder
-from hybridbatch.train.loop import (
-    Checkpoints,
-    RunState,
-    Side,
-    Step,
-    Trainer,
-    TrainerSettings,
-    checkpoint_dir,
-    parameter_groups,
-)
+from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
+from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, parameter_groups
 from hybridbatch.train.objectives import info_nce, sigmoid, symmetric_info_nce
 
 TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,

@@ -704,7 +704,8 @@ def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict
     config = shipped_config(configfile, workdir / "overlay.yaml")
     local_paths_win(config)
     targets = [
-        f"{artifact('image_text_metrics', corpus='xm3600', run=run)}/summary.csv" for run in image_text_runs(config)
+        f"{artifact('image_text_metrics', corpus='xm3600', run=run.name)}/summary.csv"
+        for run in image_text_runs(config)
     ]
     result = subprocess.run(
         SNAKEMAKE
@@ -773,8 +774,8 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
     assert len(runs) == 1 + len(config["image_text"]["strategies"])  # the untrained model and every strategy
     strategies = config["image_text"]["strategies"]
     for run in runs[1:]:
-        log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run) / "training_log.csv")
-        assert len(log) == 2 * strategies[run.rsplit(".s", 1)[0]].get("step_factor", 1), run
+        log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run.name) / "training_log.csv")
+        assert len(log) == 2 * strategies[run.strategy].get("step_factor", 1), run
 
 
 def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror(tmp_path):
@@ -863,7 +864,7 @@ def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tin
             "labse": {"source": {"path": str(labse_like(tiny_model_dir, tmp_path / "labse"))}, "max_length": 24},
         },
         "batching": {"batch_size": 8, "validation_fraction": 0.2},
-        "embedding": {"batch_size": 64, "shards": {"miracl-dev": 2}},
+        "embedding": {"batch_size": 64, "shards": {"miracl-dev": 1}},
         "trainer": {"device": "cpu", "checkpoint_every": 0, "validation_every": 4},
         "resources": {"default": {"threads": 1}},
     }
@@ -938,34 +939,3 @@ def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_work
     ).strategy.unique() == ["zero-shot"]
     model = AutoModel.from_pretrained(str(workdir / "results/image_text/models/emoji/hybrid.s0"))
     assert type(model).__name__ == "CLIPModel"
-
-
-@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", "config/xm3600.yaml", "config/xquad_r_offline.yaml"])
-def test_every_rule_fills_the_params_its_stage_declares(tmp_path, configfile):
-    """Each stage's params shape is the TypedDict beside its function; a dry run's stage
-    commands hand every stage exactly that shape, and a wrong key fails naming itself."""
-    import importlib
-    import shlex
-
-    from hybridbatch.stages import STAGES, check_params
-
-    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    extra = ["--configfile", str(REPO / configfile)] if configfile else []
-    result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "-n", "-p"] + extra, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    checked = set()
-    for line in result.stdout.splitlines():
-        if "python -m hybridbatch " in line and "--params" in line:
-            words = shlex.split(line[line.index("python -m hybridbatch ") :].split(" > ")[0])
-            stage, params = words[3], json.loads(words[words.index("--params") + 1])
-            module, function, _ = STAGES[stage]
-            check_params(stage, getattr(importlib.import_module(f"hybridbatch.{module}"), function), params)
-            checked.add(stage)
-    assert {"download", "prepare", "base-model", "embed", "search", "evaluate", "tables"} <= checked, checked
-    search = importlib.import_module("hybridbatch.evaluate.text").search
-    with pytest.raises(
-        ValueError, match=r"stage search: .*SearchParams; not declared: \['blockmb'\]; missing: \['block_mb'\]"
-    ):
-        check_params("search", search, {"top_k": 100, "blockmb": 64})

@@ -40,7 +40,7 @@ def write_mmarco_like(
 ) -> Path:
     """The collections and training queries of `languages` (shared ids, as mMARCO's
     translations) and the small training triples (qid, positive, negative; by default one
-    per query)."""
+    per query: its own positive, and a negative no query has as its positive)."""
     data = root / "data"
     (data / "google/collections").mkdir(parents=True, exist_ok=True)
     (data / "google/queries/train").mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,8 @@ def write_mmarco_like(
         (data / f"google/queries/train/{NAMES[lang]}_queries.train.tsv").write_text(
             "".join(f"{qid}\t{lang} query {qid}\n" for qid in qids), encoding="utf-8"
         )
-    triples = triples or [(qid, 1 + n % (passages - 1), (n + 4) % passages) for n, qid in enumerate(qids)]
+    assert passages > queries + 1, "each query needs its own positive and a negative that is nobody's positive"
+    negatives = passages - queries - 1
+    triples = triples or [(qid, 1 + n, queries + 1 + n % negatives) for n, qid in enumerate(qids)]
     (data / "triples.train.ids.small.tsv").write_text("".join(f"{q}\t{p}\t{n}\n" for q, p, n in triples))
     return root

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from hybridbatch.stages import OUTPUTS, STAGES, check_params
+from hybridbatch.stages import STAGES, check_params
 
 
 def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
@@ -23,40 +23,33 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     artifact's manifest."""
     from hybridbatch.artifacts.manifest import verify_inputs, write_manifest
 
-    module, name, names = STAGES[stage]
-    function = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+    declared = STAGES[stage]
+    function = getattr(importlib.import_module(f"{__package__}.{declared.module}"), declared.function)
     check_params(stage, function, params)
     flat = lambda value: value if isinstance(value, list) else [value]  # noqa: E731
-    inputs = [p for name in names if name not in OUTPUTS and paths[name] for p in flat(paths[name])]
-    outputs = [p for name in names if name in OUTPUTS for p in flat(paths[name])]
+    inputs = [p for path in declared.paths if not path.output and paths[path.name] for p in flat(paths[path.name])]
+    outputs = [p for path in declared.paths if path.output for p in flat(paths[path.name])]
     verify_inputs(inputs)
     started = time.perf_counter()
-    result = function(params, *(paths[n] for n in names))
-    write_manifest(stage, module, params, inputs, outputs, time.perf_counter() - started)
+    result = function(params, *(paths[path.name] for path in declared.paths))
+    write_manifest(stage, declared.module, params, inputs, outputs, time.perf_counter() - started)
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """A sub-command per stage (its paths as the declaration gives them) and per tool."""
     parser = argparse.ArgumentParser(prog="hybridbatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, _, paths) in STAGES.items():
+    for name, declared in STAGES.items():
         command = commands.add_parser(name)
         command.add_argument("--params", required=True, help="the stage's config slice, as JSON")
         command.add_argument("--threads", type=int, default=None)
-        for path in paths:
-            optional = (name, path) in (
-                ("base-model", "corpus"),
-                ("image-features", "model"),
-                ("tables", "image_text_metrics"),
-                ("tables", "lit_models"),
-                ("train-lit", "states"),
-                ("evaluate-image-text", "states"),
-            )
-            nargs = {"metrics": "+", "image_text_metrics": "*", "lit_models": "*", "shards": "*"}.get(path)
+        for path in declared.paths:
+            nargs = ("*" if path.optional else "+") if path.several else None
             command.add_argument(
-                f"--{path.replace('_', '-')}",
-                dest=path,
-                required=not optional,
+                f"--{path.name.replace('_', '-')}",
+                dest=path.name,
+                required=not path.optional,
                 nargs=nargs,
                 default=[] if nargs == "*" else None,
             )
@@ -78,9 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     command.add_argument("model", help="a trained model directory (text track) or a LiT model's text/")
     command.add_argument("out", help="a new directory")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command not in STAGES:
+        return run_tool(args)
+    if args.threads:  # the workflow sets these from config `compute.threads` for every stage
+        from hybridbatch.names import THREAD_VARIABLES
+
+        os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
+    started = time.perf_counter()
+    paths = {path.name: getattr(args, path.name) for path in STAGES[args.command].paths}
+    result = run_stage(args.command, json.loads(args.params), paths)
+    logging.info("%s: %s", args.command, result if isinstance(result, dict) else type(result).__name__)
+    logging.info("%s done in %.1f s", args.command, time.perf_counter() - started)
+    return 0
+
+
+def run_tool(args: argparse.Namespace) -> int:
+    """check-config, export-model, and the commands over a results tree (audit, lineage, runs)."""
     if args.command == "check-config":
         import importlib.util
 
@@ -121,17 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.csv:
             table.to_csv(args.csv, index=False)
         return 0
-
-    if args.threads:  # the workflow sets these from config `compute.threads` for every stage
-        from hybridbatch.names import THREAD_VARIABLES
-
-        os.environ.update({name: str(args.threads) for name in THREAD_VARIABLES})
-    started = time.perf_counter()
-    paths = {name: getattr(args, name) for name in STAGES[args.command][2]}
-    result = run_stage(args.command, json.loads(args.params), paths)
-    logging.info("%s: %s", args.command, result if isinstance(result, dict) else type(result).__name__)
-    logging.info("%s done in %.1f s", args.command, time.perf_counter() - started)
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from hybridbatch.names import ZERO_SHOT
+from hybridbatch.names import DUAL_ENCODER, ZERO_SHOT, ImageTextRun, Variant, is_dual_encoder
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 # corpus formats whose candidates are images (images.parquet): what the driver plans with;
 # check_config_deeply holds it against the formats' registrations
 IMAGE_SOURCES = {"coco35l", "emoji", "xm3600"}
-DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
 
 
 def normalised_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -85,7 +83,7 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
                 f"images); the text models of experiment.models cannot embed images"
             )
     for name in config["experiment"]["models"]:
-        if config["models"][name]["source"]["kind"] == DUAL_ENCODER:
+        if is_dual_encoder(config["models"][name]):
             raise ConfigError(
                 f"config key experiment.models: {name} is a dual encoder (image-text track); the text "
                 f"track trains sentence-transformers models"
@@ -101,16 +99,12 @@ def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
             )
 
 
-def is_dual_encoder(config: dict, model: str) -> bool:
-    return config["models"][model]["source"]["kind"] == DUAL_ENCODER
-
-
 def check_image_towers(config: dict) -> None:
     """A dual encoder's image tower names a dual-encoder model."""
     for name, tower in config.get("image_towers", {}).items():
         model = tower["source"].get("model")
         if tower["source"]["kind"] == DUAL_ENCODER and (
-            model not in config["models"] or not is_dual_encoder(config, model)
+            model not in config["models"] or not is_dual_encoder(config["models"][model])
         ):
             raise ConfigError(
                 f"config key image_towers.{name}.source.model: {model!r} is not a dual-encoder model under models"
@@ -132,12 +126,11 @@ def eval_corpus(section: dict) -> str:
     return section["evaluation"].get("corpus", section["corpus"])
 
 
-def image_text_runs(config: dict) -> list[str]:
-    """The evaluated image-text runs: `zero-shot.<model>` per untrained dual encoder, then
-    `<strategy>.s<seed>` per trained cell."""
+def image_text_runs(config: dict) -> list[ImageTextRun]:
+    """The evaluated image-text runs: each untrained dual encoder, then each trained cell."""
     section = config["image_text"]
-    return [f"{ZERO_SHOT}.{model}" for model in section.get("zero_shot", [])] + [
-        f"{strategy}.s{seed}" for strategy in section["strategies"] for seed in section["seeds"]
+    return [ImageTextRun(zero_shot=model) for model in section.get("zero_shot", [])] + [
+        ImageTextRun(strategy, seed) for strategy in section["strategies"] for seed in section["seeds"]
     ]
 
 
@@ -186,6 +179,11 @@ def check_image_text(config: dict) -> None:
         if outside:
             raise ConfigError(f"config key image_text.{key}: {outside} not in corpus {corpus}")
     check_image_text_model(config, section)
+    check_image_text_evaluation(config, section)
+    check_image_text_strategies(section)
+
+
+def check_image_text_evaluation(config: dict, section: dict) -> None:
     evaluated = section["evaluation"]
     outside = sorted(set(evaluated.get("t2t_languages", [])) - set(evaluated["languages"]))
     if outside:
@@ -194,6 +192,9 @@ def check_image_text(config: dict) -> None:
         )
     if 1 not in config["evaluation"]["recall_at"]:
         raise ConfigError("config key evaluation.recall_at: the image-text tables report R@1; include 1")
+
+
+def check_image_text_strategies(section: dict) -> None:
     for name, strategy in section["strategies"].items():
         key = f"config key image_text.strategies.{name}"
         if name == ZERO_SHOT:
@@ -210,13 +211,13 @@ def check_image_text_model(config: dict, section: dict) -> None:
     text_model = section["text_model"]
     training = section["training"]
     for model in section.get("zero_shot", []):
-        if model not in config["models"] or not is_dual_encoder(config, model):
+        if model not in config["models"] or not is_dual_encoder(config["models"][model]):
             raise ConfigError(
                 f"config key image_text.zero_shot: {model!r} is not a dual-encoder model under models "
                 f"(an untrained text tower with a new image projection retrieves nothing)"
             )
         tower_of(config, model, "image_text.zero_shot")
-    if is_dual_encoder(config, text_model):
+    if is_dual_encoder(config["models"][text_model]):
         if section.get("max_length") is not None:
             raise ConfigError(
                 f"config key image_text.max_length: {text_model} is a dual encoder: its checkpoint sets "
@@ -240,23 +241,22 @@ def check_image_text_model(config: dict, section: dict) -> None:
         )
 
 
-def image_text_descriptor(config: dict, run: str) -> dict:
-    """The summary contract's identifying columns for an image-text run (image_text_runs):
-    the model is text model + image tower, alpha the share of image-caption-mono batches."""
+def image_text_descriptor(config: dict, run: ImageTextRun) -> dict:
+    """The summary contract's identifying columns for an image-text run: the model is text
+    model + image tower, alpha the share of image-caption-mono batches."""
     section = config["image_text"]
     corpus = eval_corpus(section)
-    if run.startswith(f"{ZERO_SHOT}."):
-        model = run.removeprefix(f"{ZERO_SHOT}.")
-        tower = tower_of(config, model, "image_text.zero_shot")
-        return {"corpus": corpus, "model": f"{model}+{tower}", "strategy": ZERO_SHOT, "alpha": None, "seed": None}
-    strategy, seed = run.rsplit(".s", 1)
-    weights = section["strategies"][strategy]["weights"]
+    if run.zero_shot:
+        tower = tower_of(config, run.zero_shot, "image_text.zero_shot")
+        model = f"{run.zero_shot}+{tower}"
+        return {"corpus": corpus, "model": model, "strategy": ZERO_SHOT, "alpha": None, "seed": None}
+    weights = section["strategies"][run.strategy]["weights"]
     return {
         "corpus": corpus,
         "model": f"{section['text_model']}+{section['image_tower']}",
-        "strategy": strategy,
+        "strategy": run.strategy,
         "alpha": normalised_weights(weights).get("image-caption-mono", 0.0),
-        "seed": int(seed),
+        "seed": run.seed,
     }
 
 
@@ -327,26 +327,6 @@ def check_config_deeply(config: dict) -> None:
         raise ConfigError(
             f"config key index.factory: FAISS cannot build {factory!r} ({str(error).strip().split('Error: ')[-1]})"
         ) from error
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A model state to evaluate: the untrained base, or one trained cell of the grid."""
-
-    trainset: str | None = None
-    strategy: str | None = None
-    seed: int | None = None
-
-    @property
-    def name(self) -> str:
-        return ZERO_SHOT if self.strategy is None else f"{self.trainset}.{self.strategy}.s{self.seed}"
-
-    @classmethod
-    def parse(cls, name: str) -> Variant:
-        if name == ZERO_SHOT:
-            return cls()
-        trainset, strategy, seed = name.split(".")
-        return cls(trainset, strategy, int(seed.removeprefix("s")))
 
 
 def variants(config: dict) -> list[Variant]:

@@ -5,8 +5,10 @@ parsing the workflow needs snakemake and PyYAML alone, not torch, FAISS or panda
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 ZERO_SHOT = "zero-shot"  # the strategy name of an untrained model
+DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
 SPLITS = ("train", "test")
 IMAGE_LANG = "image"  # the `lang` of image vectors in stored embeddings
 SETTINGS = ("mono", "cross", "multi")  # the text track's LAReQA settings
@@ -15,10 +17,57 @@ RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def is_dual_encoder(model: dict) -> bool:
+    """Whether a `models` entry is a pretrained dual encoder (CLIP, SigLIP, SigLIP 2)."""
+    return model["source"]["kind"] == DUAL_ENCODER
+
+
 def heatmap_name(run_key: tuple) -> str:
     corpus, model, strategy, _, seed = run_key
     suffix = "" if strategy == ZERO_SHOT else f"-s{seed}"
     return f"heatmap_{corpus}_{model}_{strategy}{suffix}.png"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A text-track model state to evaluate: the untrained base, or one trained cell of the
+    grid. `name` is its directory name; `parse` reads one back."""
+
+    trainset: str | None = None
+    strategy: str | None = None
+    seed: int | None = None
+
+    @property
+    def name(self) -> str:
+        return ZERO_SHOT if self.strategy is None else f"{self.trainset}.{self.strategy}.s{self.seed}"
+
+    @classmethod
+    def parse(cls, name: str) -> Variant:
+        if name == ZERO_SHOT:
+            return cls()
+        trainset, strategy, seed = name.split(".")
+        return cls(trainset, strategy, int(seed.removeprefix("s")))
+
+
+@dataclass(frozen=True)
+class ImageTextRun:
+    """An evaluated image-text run: a strategy trained with a seed, or an untrained dual
+    encoder (`zero_shot`, its model). `name` is its directory name; `parse` reads one back."""
+
+    strategy: str | None = None
+    seed: int | None = None
+    zero_shot: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{ZERO_SHOT}.{self.zero_shot}" if self.zero_shot else f"{self.strategy}.s{self.seed}"
+
+    @classmethod
+    def parse(cls, name: str) -> ImageTextRun:
+        if name.startswith(f"{ZERO_SHOT}."):
+            return cls(zero_shot=name.removeprefix(f"{ZERO_SHOT}."))
+        strategy, seed = name.rsplit(".s", 1)
+        return cls(strategy, int(seed))
 
 
 # beside a download's output directory, where a failed job's cleanup does not reach:

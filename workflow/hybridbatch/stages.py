@@ -1,42 +1,79 @@
-"""The stages `python -m hybridbatch <stage>` runs: each is one function of one module, with
-the names of its path arguments. Standard library only: the Snakemake rules read it to
-declare each stage's code (artifacts/fingerprints.py).
+"""The stages `python -m hybridbatch <stage>` runs, one declaration each: the module and
+function, the function's path arguments (which are outputs, which optional, which take
+several paths), and, by the stage's name, the builder of its params from the config and
+the job's wildcards (`stage_params.<stage with underscores>`). The command line, the
+rules' params and the tests of the contract all read these declarations. Standard
+library only: the Snakemake rules read it to declare each stage's code
+(artifacts/fingerprints.py), and a stage's code is its module's, not the builders'.
 
 A stage function declares its params beside it, as the TypedDict its `params` argument is
-annotated with; the rule fills it, and `check_params` holds the JSON to it before the stage
-runs."""
+annotated with; the builder fills it, and `check_params` holds the JSON to it before the
+stage runs."""
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NotRequired, get_origin, get_type_hints, is_typeddict
 
 OUTPUTS = ("out", "tables", "plots", "record")
-# stage name -> (module, function, names of its path arguments after params; outputs are
-# those in OUTPUTS). Modules are imported only for the stage that runs.
+
+
+@dataclass(frozen=True)
+class PathArgument:
+    """A path argument of a stage function: an output when its name is in OUTPUTS;
+    `optional` (absent: None, or [] with `several`); `several` paths (a list)."""
+
+    name: str
+    optional: bool = False
+    several: bool = False
+
+    @property
+    def output(self) -> bool:
+        return self.name in OUTPUTS
+
+
+@dataclass(frozen=True)
+class Stage:
+    module: str
+    function: str
+    paths: tuple[PathArgument, ...]
+
+
+def stage(module: str, function: str, *paths: str | PathArgument) -> Stage:
+    return Stage(module, function, tuple(p if isinstance(p, PathArgument) else PathArgument(p) for p in paths))
+
+
+def optional(name: str) -> PathArgument:
+    return PathArgument(name, optional=True)
+
+
 STAGES = {
-    "download": ("corpora", "download", ["out"]),
-    "prepare": ("corpora.prepare", "prepare", ["raw", "out"]),
-    "pairs": ("pairs.build", "build_pairs", ["corpus", "out"]),
-    "batches": ("batches.text", "build_batches", ["pairs", "out"]),
-    "base-model": ("models.base_model", "build_base_model", ["corpus", "out"]),
-    "train": ("train.text", "train", ["base", "batches", "out"]),
-    "image-features": ("models.image_towers", "image_features", ["corpus", "raw", "model", "out"]),
-    "image-text-batches": ("batches.image_text", "build_image_text_batches", ["corpus", "out"]),
-    "caption-states": ("models.frozen_layers", "caption_states", ["base", "corpus", "out"]),
-    "train-lit": ("train.image_text", "train_lit", ["base", "features", "batches", "states", "out"]),
-    "evaluate-image-text": (
-        "evaluate.image_text",
-        "evaluate_image_text",
-        ["model", "features", "corpus", "states", "out"],
+    "download": stage("corpora", "download", "out"),
+    "prepare": stage("corpora.prepare", "prepare", "raw", "out"),
+    "pairs": stage("pairs.build", "build_pairs", "corpus", "out"),
+    "batches": stage("batches.text", "build_batches", "pairs", "out"),
+    "base-model": stage("models.base_model", "build_base_model", optional("corpus"), "out"),
+    "train": stage("train.text", "train", "base", "batches", "out"),
+    "image-features": stage("models.image_towers", "image_features", "corpus", "raw", optional("model"), "out"),
+    "image-text-batches": stage("batches.image_text", "build_image_text_batches", "corpus", "out"),
+    "caption-states": stage("models.frozen_layers", "caption_states", "base", "corpus", "out"),
+    "train-lit": stage("train.image_text", "train_lit", "base", "features", "batches", optional("states"), "out"),
+    "evaluate-image-text": stage(
+        "evaluate.image_text", "evaluate_image_text", "model", "features", "corpus", optional("states"), "out"
     ),
-    "embed-shard": ("evaluate.embed", "embed_shard", ["model", "corpus", "out"]),
-    "embed": ("evaluate.embed", "embed_and_index", ["model", "corpus", "shards", "out"]),
-    "search": ("evaluate.text", "search", ["embeddings", "corpus", "out"]),
-    "evaluate": ("evaluate.text", "evaluate", ["run", "corpus", "out"]),
-    "tables": (
+    "embed-shard": stage("evaluate.embed", "embed_shard", "model", "corpus", "out"),
+    "embed": stage("evaluate.embed", "embed_and_index", "model", "corpus", PathArgument("shards", True, True), "out"),
+    "search": stage("evaluate.text", "search", "embeddings", "corpus", "out"),
+    "evaluate": stage("evaluate.text", "evaluate", "run", "corpus", "out"),
+    "tables": stage(
         "report.tables",
         "make_tables",
-        ["metrics", "image_text_metrics", "lit_models", "tables", "plots", "record"],
+        PathArgument("metrics", several=True),
+        PathArgument("image_text_metrics", True, True),
+        PathArgument("lit_models", True, True),
+        "tables",
+        "plots",
+        "record",
     ),
 }
 TOOLS = {"audit": "report.audit"}  # commands over a results tree that a rule runs (audit, runs)
@@ -44,7 +81,7 @@ TOOLS = {"audit": "report.audit"}  # commands over a results tree that a rule ru
 
 def module_of(command: str) -> str:
     """The module that runs a stage or tool."""
-    return STAGES[command][0] if command in STAGES else TOOLS[command]
+    return STAGES[command].module if command in STAGES else TOOLS[command]
 
 
 def check_params(stage: str, function: Callable, params: dict) -> None:

@@ -14,9 +14,7 @@ rule batches:
         qrels=artifact("pairs", "qrels.parquet"),
         manifest=artifact_manifest(artifact("pairs")),
     params:
-        plan=lambda w: as_json(
-            {**config["batching"], "alpha": config["strategies"][w.strategy]["alpha"], "seed": int(w.seed)}
-        ),
+        plan=stage_params("batches"),
         pairs_dir=lambda w, input: parent_dir(input.pairs),
     threads: job_threads("batches")
     resources:
@@ -45,15 +43,7 @@ rule image_text_batches:
         package("image-text-batches"),
         split=corpus_split("train"),
     params:
-        plan=lambda w: as_json(
-            {
-                **IMAGE_TEXT["batching"],
-                "steps": IMAGE_TEXT["batching"]["steps"] * IMAGE_TEXT["strategies"][w.strategy].get("step_factor", 1),
-                "languages": sorted(IMAGE_TEXT["train_languages"]),
-                "strategy": {"weights": normalised_weights(IMAGE_TEXT["strategies"][w.strategy]["weights"])},
-                "seed": int(w.seed),
-            }
-        ),
+        plan=stage_params("image-text-batches"),
         corpus=lambda w, input: parent_dir(input.split[0]),
     threads: job_threads("image_text_batches")
     resources:

@@ -6,7 +6,7 @@ rule caption_states:
         base=lambda w: artifact("model", model=IMAGE_TEXT["text_model"], variant=ZERO_SHOT),
         corpus=lambda w: corpus_split(w.split)(w),
     params:
-        states=lambda w: as_json(caption_states_params(w.split)),
+        states=stage_params("caption-states"),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: job_threads("caption_states")
     resources:

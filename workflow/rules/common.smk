@@ -8,11 +8,13 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
 
 # the driver imports only these two light modules (standard library, PyYAML, jsonschema):
 # parsing the workflow needs no torch, FAISS or pandas (a login node runs it as it is)
-from hybridbatch.config import (DUAL_ENCODER, IMAGE_SOURCES, ZERO_SHOT, Variant, descriptor, eval_corpus, normalised_weights,
-                               image_text_descriptor, image_text_runs, local_paths_win, tower_of, validate_config,
-                               variants)
-from hybridbatch.names import (RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, artifact, benchmark_file,
-                               heatmap_name, log_file)
+from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, image_text_runs, local_paths_win, tower_of,
+                               validate_config, variants)
+from hybridbatch import stage_params as params_of
+from hybridbatch.names import (DUAL_ENCODER, RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, ZERO_SHOT,
+                               ImageTextRun, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
+from hybridbatch.report.outputs import (HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, VALIDATION_PLOT,
+                                        image_text_table_stems, per_language_stem, text_plots)
 from hybridbatch.artifacts.fingerprints import stage_files
 from hybridbatch.stages import module_of
 
@@ -109,6 +111,12 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+def stage_params(stage):
+    """A rule's params entry for its stage: the stage's params for the job's wildcards, as
+    JSON (hybridbatch.stage_params builds them)."""
+    return lambda wildcards: as_json(params_of.build(stage, config, wildcards))
+
+
 def evaluated_runs():
     """(model, variant, corpus) of every evaluation in the grid."""
     return [
@@ -150,7 +158,9 @@ def image_text_metrics_dirs():
     """The evaluated image-text runs (none without an image_text section)."""
     if not IMAGE_TEXT:
         return []
-    return [artifact("image_text_metrics", corpus=eval_corpus(IMAGE_TEXT), run=run) for run in image_text_runs(config)]
+    return [
+        artifact("image_text_metrics", corpus=eval_corpus(IMAGE_TEXT), run=run.name) for run in image_text_runs(config)
+    ]
 
 
 def validated_lit_models():
@@ -158,26 +168,13 @@ def validated_lit_models():
     without validation batches)."""
     if not IMAGE_TEXT or not IMAGE_TEXT["batching"]["validation_fraction"]:
         return []
-    runs = [run for run in image_text_runs(config) if zero_shot_model(run) is None]
-    return [artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=run) for run in runs]
-
-
-def zero_shot_model(run):
-    """The dual-encoder model of a `zero-shot.<model>` image-text run (None for a trained run)."""
-    prefix = f"{ZERO_SHOT}."
-    return run.removeprefix(prefix) if run.startswith(prefix) else None
-
-
-def image_text_model_params(model=None):
-    """A text model's config entry (default: the experiment's), with the experiment's caption
-    length for a sentence-transformers model (a dual encoder's is its checkpoint's)."""
-    entry = config["models"][model or IMAGE_TEXT["text_model"]]
-    return entry if entry["source"]["kind"] == DUAL_ENCODER else {**entry, "max_length": IMAGE_TEXT["max_length"]}
+    runs = [run for run in image_text_runs(config) if not run.zero_shot]
+    return [artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=run.name) for run in runs]
 
 
 def image_text_run_inputs(wildcards):
     """The model directory an image-text run evaluates and the image features it reads."""
-    model = zero_shot_model(wildcards.run)
+    model = ImageTextRun.parse(wildcards.run).zero_shot
     if model is None:
         model_dir = artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=wildcards.run)
         tower = IMAGE_TEXT["image_tower"]
@@ -196,21 +193,8 @@ def caption_states_dirs(split, corpus):
     none where they are off, the whole text tower trains or the text model is a dual encoder."""
     training = IMAGE_TEXT["training"]
     whole = training["trainable_text_layers"] == "all" or not training.get("caption_states", True)
-    dual = config["models"][IMAGE_TEXT["text_model"]]["source"]["kind"] == DUAL_ENCODER
+    dual = is_dual_encoder(config["models"][IMAGE_TEXT["text_model"]])
     return [] if whole or dual else [artifact("caption_states", corpus=corpus, split=split)]
-
-
-def caption_states_params(split):
-    """The caption states stage's slice: the text model, its trained layers, and the
-    captions of the split (training: its languages and captions; test: the evaluated subset)."""
-    evaluation = IMAGE_TEXT["evaluation"]
-    captions = (
-        {key: evaluation[key] for key in ("languages", "images", "subset_seed", "protocols")}
-        if split == "test"
-        else {"languages": IMAGE_TEXT["train_languages"], "captions": IMAGE_TEXT["batching"]["captions"]}
-    )
-    layers = IMAGE_TEXT["training"]["trainable_text_layers"]
-    return {"text_model": image_text_model_params(), "trainable_text_layers": layers, "split": split, **captions}
 
 
 def optional_path(option, paths):
@@ -229,22 +213,15 @@ def tower_model_dir(wildcards):
     return [artifact("model", model=source["model"], variant=ZERO_SHOT)] if source["kind"] == DUAL_ENCODER else []
 
 
-def tables_params():
-    """The tables stage's slice: `significance`, and the languages LiT trains on."""
-    trained = {"image_text_train_languages": sorted(IMAGE_TEXT["train_languages"])} if IMAGE_TEXT else {}
-    return {**config["significance"], **trained}
-
-
 def image_text_tables():
-    """The image-text tables and plot the tables stage writes (none without the experiment)."""
+    """The image-text tables and plots the tables stage writes (none without the experiment)."""
     if not IMAGE_TEXT:
         return []
-    stems = ["image_text", "image_text_recall_at_1", "image_text_map", "image_text_language_bias",
-             f"per_language_image_text_{eval_corpus(IMAGE_TEXT)}"]
-    return expand(artifact("tables", "{stem}.{ext}"), stem=stems, ext=["md", "csv", "tex"]) + [
-        artifact("plots", "image_text_by_language.png")
-    ] + ([artifact("plots", "image_text_alpha.png")] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else []) + (
-        [artifact("plots", "image_text_validation.png")] if validated_lit_models() else [])
+    plots = [IMAGE_TEXT_PLOTS] + ([IMAGE_TEXT_ALPHA_PLOT] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else [])
+    plots += [VALIDATION_PLOT] if validated_lit_models() else []
+    tables = expand(artifact("tables", "{stem}.{ext}"), stem=image_text_table_stems(eval_corpus(IMAGE_TEXT)),
+                    ext=["md", "csv", "tex"])
+    return tables + [artifact("plots", f"{name}.png") for name in plots]
 
 
 def trainset_corpus(wildcards):
@@ -269,17 +246,6 @@ def parent_dir(path, levels=1):
     for _ in range(levels):
         path = os.path.dirname(path)
     return path
-
-
-def embedding_params(model, shard=None):
-    """The embed stage's config slice: the embedding keys but the shard counts, the model and
-    the index factory; a shard's says which shard it is and has no index factory, so that
-    changing the index re-encodes no shard."""
-    embedding = {key: value for key, value in config["embedding"].items() if key != "shards"}
-    params = {**embedding, "model": config["models"][model]}
-    if shard is None:
-        return {**params, "index_factory": config["index"]["factory"]}
-    return {**params, "shard": int(shard[0]), "shards": int(shard[1])}
 
 
 def passage_shards(wildcards):

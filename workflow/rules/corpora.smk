@@ -4,7 +4,7 @@ rule download:
     input:
         package("download"),
     params:
-        corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
+        corpus=stage_params("download"),
     threads: job_threads("download")
     resources:
         **job_resources("download"),
@@ -28,7 +28,7 @@ rule prepare:
     wildcard_constraints:
         corpus=one_of(TEXT_CORPORA),
     params:
-        corpus=lambda w: as_json({**config["corpora"][w.corpus], "name": w.corpus}),
+        corpus=stage_params("prepare"),
         out=lambda w, output: parent_dir(output[0], 2),
     threads: job_threads("prepare")
     resources:

@@ -7,7 +7,7 @@ rule search:
         embeddings=artifact("embeddings"),
         corpus=corpus_split("test"),
     params:
-        search=as_json(config["search"]),
+        search=stage_params("search"),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
     threads: job_threads("search")
@@ -34,9 +34,7 @@ rule evaluate:
         runs_manifest=artifact_manifest(artifact("runs")),
         corpus=corpus_split("test"),
     params:
-        evaluation=lambda w: as_json(
-            {**config["evaluation"], "descriptor": descriptor(config, w.corpus, w.model, Variant.parse(w.variant))}
-        ),
+        evaluation=stage_params("evaluate"),
         run=lambda w, input: parent_dir(input.runs[0]),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output[0]),
@@ -63,14 +61,7 @@ rule evaluate_image_text:
         unpack(image_text_run_inputs),
         split=corpus_split("test"),
     params:
-        evaluation=lambda w: as_json(
-            {
-                **config["evaluation"],
-                **IMAGE_TEXT["evaluation"],
-                "text_model": image_text_model_params(zero_shot_model(w.run)),
-                "descriptor": image_text_descriptor(config, w.run),
-            }
-        ),
+        evaluation=stage_params("evaluate-image-text"),
         corpus=lambda w, input: parent_dir(input.split[0]),
         states=lambda w, input: optional_path("states", input.states),
         out=lambda w, output: parent_dir(output[0]),

@@ -7,7 +7,7 @@ rule image_features:
         raw=artifact("raw"),
         model=tower_model_dir,
     params:
-        tower=lambda w: as_json({**config["image_towers"][w.tower], "name": w.tower}),
+        tower=stage_params("image-features"),
         corpus=lambda w, input: parent_dir(input.corpus[0], 2),
         model=lambda w, input: optional_path("model", input.model),
     threads: job_threads("image_features")

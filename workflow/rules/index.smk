@@ -10,7 +10,7 @@ rule embed_shard:
         shard="[0-9]+",
         shards="[0-9]+",
     params:
-        embedding=lambda w: as_json(embedding_params(w.model, (w.shard, w.shards))),
+        embedding=stage_params("embed-shard"),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: job_threads("embed_shard")
     resources:
@@ -36,7 +36,7 @@ rule embed:
         corpus=corpus_split("test"),
         shards=passage_shards,
     params:
-        embedding=lambda w: as_json(embedding_params(w.model)),
+        embedding=stage_params("embed"),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
     threads: job_threads("embed")
     resources:

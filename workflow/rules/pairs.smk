@@ -7,7 +7,7 @@ rule pairs:
         package("pairs"),
         corpus=trainset_corpus,
     params:
-        trainset=lambda w: as_json(config["trainsets"][w.trainset]),
+        trainset=stage_params("pairs"),
         corpus=lambda w, input: parent_dir(input.corpus[0]),
         out=lambda w, output: parent_dir(output.pairs),
     threads: job_threads("pairs")

@@ -2,14 +2,14 @@ rule tables:
     output:
         summary=report(artifact("tables", "summary.csv"), caption="../report/summary.rst", category="Tables"),
         headline=report(
-            expand(artifact("tables", "{name}.csv"), name=["map", "language_bias"]),
+            expand(artifact("tables", "{name}.csv"), name=list(HEADLINES)),
             caption="../report/headline.rst",
             category="Tables",
         ),
-        tables=expand(artifact("tables", "{name}.{ext}"), name=["map", "language_bias"], ext=["md", "tex"]),
+        tables=expand(artifact("tables", "{name}.{ext}"), name=list(HEADLINES), ext=["md", "tex"]),
         per_language=expand(
-            artifact("tables", "per_language_{corpus}.{ext}"),
-            corpus=config["experiment"]["eval_corpora"],
+            artifact("tables", "{name}.{ext}"),
+            name=[per_language_stem(corpus) for corpus in config["experiment"]["eval_corpora"]],
             ext=["md", "csv", "tex"],
         ),
         tests=report(
@@ -20,7 +20,7 @@ rule tables:
         plots=report(
             expand(
                 artifact("plots", "{name}.png"),
-                name=["map_by_setting"] + [f"alpha_{c}" for c in config["experiment"]["eval_corpora"]],
+                name=text_plots(config["experiment"]["eval_corpora"]),
             ),
             caption="../report/plots.rst",
             category="Plots",
@@ -35,7 +35,7 @@ rule tables:
         image_text_metrics=metrics_files(image_text_metrics_dirs()),
         lit_models=validated_lit_models(),
     params:
-        tables=as_json(tables_params()),
+        tables=stage_params("tables"),
         metrics=lambda w, input: " ".join(unique_parents(input.metrics)),
         image_text_metrics=lambda w, input: " ".join(unique_parents(input.image_text_metrics)),
         tables_dir=lambda w, output: parent_dir(output.summary),

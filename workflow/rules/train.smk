@@ -6,7 +6,7 @@ rule base_model:
         corpus=base_model_corpus,
         local=local_model_dir,
     params:
-        model=lambda w: as_json({**config["models"][w.model], "name": w.model}),
+        model=stage_params("base-model"),
         corpus=lambda w, input: f"--corpus {parent_dir(input.corpus[0])}" if input.corpus else "",
     threads: job_threads("base_model")
     resources:
@@ -36,13 +36,7 @@ rule train:
         base=artifact("model", variant=ZERO_SHOT),
         batches=artifact("batches"),
     params:
-        training=lambda w: as_json(
-            {
-                "training": {**config["training"], "seed": int(w.seed)},
-                "trainer": config["trainer"],
-                "model": config["models"][w.model],
-            }
-        ),
+        training=stage_params("train"),
     threads: job_threads("train")
     resources:
         **job_resources("train"),
@@ -74,16 +68,7 @@ rule train_lit:
         batches=artifact("image_text_batches"),
         states=lambda w: caption_states_dirs("train", w.corpus),
     params:
-        training=lambda w: as_json(
-            {
-                "lit": IMAGE_TEXT["training"],
-                "trainer": config["trainer"],
-                "seed": int(w.seed),
-                "text_model": image_text_model_params(),
-                "text_model_name": IMAGE_TEXT["text_model"],
-                "image_tower": IMAGE_TEXT["image_tower"],
-            }
-        ),
+        training=stage_params("train-lit"),
         states=lambda w, input: optional_path("states", input.states),
     threads: job_threads("train_lit")
     resources:

@@ -171,45 +171,12 @@ def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, o
     out_dir.mkdir(parents=True, exist_ok=True)
     held_out = validation_items(len(index.images), params["validation_fraction"], params["validation_seed"])
     per_epoch = max(1, int((~held_out).sum()) // params["batch_size"])
-    types = {kind: 0 for kind in BATCH_TYPES}
-    langs = {
-        "caption": {lang: 0 for lang in index.languages},
-        "target": {lang: 0 for lang in [IMAGE_LANG] + index.languages},
-    }
-    shard: list[pa.Table] = []
     stratified = params["type_draws"] == "stratified"
     plan = plan_batches(
         index, weights, params["batch_size"], params["steps"], params["seed"], stratified, np.flatnonzero(~held_out)
     )
-    for batch_id, (kind, items, captions, target) in enumerate(plan):
-        table = batch_table(index, batch_id, batch_id // per_epoch, kind, items, captions, target)
-        types[kind] += 1
-        for lang, n in pd.Series(table.column("query_lang").to_pylist()).value_counts().items():
-            langs["caption"][lang] += int(n)
-        for lang, n in pd.Series(table.column("passage_lang").to_pylist()).value_counts().items():
-            langs["target"][lang] += int(n)
-        shard.append(table)
-        if len(shard) == SHARD_BATCHES or batch_id == params["steps"] - 1:
-            schema.write_table(pa.concat_tables(shard), out_dir / f"shard-{batch_id // SHARD_BATCHES:04d}.parquet")
-            shard = []
-    validation_batches = int(held_out.sum()) // params["batch_size"]
-    if held_out.any():
-        if not validation_batches:
-            raise ValueError(
-                f"config key image_text.batching.validation_fraction: {params['validation_fraction']} "
-                f"holds out {int(held_out.sum())} images, fewer than one batch of {params['batch_size']}"
-            )
-        plan = plan_batches(
-            index,
-            VALIDATION_WEIGHTS,
-            params["batch_size"],
-            validation_batches,
-            [params["validation_seed"], VALIDATION_EPOCH],
-            True,
-            np.flatnonzero(held_out),
-        )
-        tables = [batch_table(index, batch_id, 0, *batch) for batch_id, batch in enumerate(plan)]
-        schema.write_table(pa.concat_tables(tables), out_dir / VALIDATION / "shard-0000.parquet")
+    types, langs = write_training_shards(index, plan, per_epoch, params["steps"], out_dir)
+    validation_batches = write_validation_batches(index, held_out, params, out_dir)
     stats = {
         "strategy": params["strategy"],
         "type_draws": params["type_draws"],
@@ -240,6 +207,55 @@ def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, o
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
     plot_batch_types(stats, out_dir / "batch_types.png")
     return types
+
+
+def write_training_shards(
+    index: CaptionIndex, plan, per_epoch: int, steps: int, out_dir: Path
+) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The planned batches in shards of SHARD_BATCHES; the count of each batch type, and of
+    each caption and target language."""
+    types = {kind: 0 for kind in BATCH_TYPES}
+    langs = {
+        "caption": {lang: 0 for lang in index.languages},
+        "target": {lang: 0 for lang in [IMAGE_LANG] + index.languages},
+    }
+    shard: list[pa.Table] = []
+    for batch_id, (kind, items, captions, target) in enumerate(plan):
+        table = batch_table(index, batch_id, batch_id // per_epoch, kind, items, captions, target)
+        types[kind] += 1
+        for lang, n in pd.Series(table.column("query_lang").to_pylist()).value_counts().items():
+            langs["caption"][lang] += int(n)
+        for lang, n in pd.Series(table.column("passage_lang").to_pylist()).value_counts().items():
+            langs["target"][lang] += int(n)
+        shard.append(table)
+        if len(shard) == SHARD_BATCHES or batch_id == steps - 1:
+            schema.write_table(pa.concat_tables(shard), out_dir / f"shard-{batch_id // SHARD_BATCHES:04d}.parquet")
+            shard = []
+    return types, langs
+
+
+def write_validation_batches(index: CaptionIndex, held_out: np.ndarray, params: dict, out_dir: Path) -> int:
+    """The held-out images' validation batches (image-caption, every strategy the same),
+    in one shard under VALIDATION; their number."""
+    validation_batches = int(held_out.sum()) // params["batch_size"]
+    if held_out.any():
+        if not validation_batches:
+            raise ValueError(
+                f"config key image_text.batching.validation_fraction: {params['validation_fraction']} "
+                f"holds out {int(held_out.sum())} images, fewer than one batch of {params['batch_size']}"
+            )
+        plan = plan_batches(
+            index,
+            VALIDATION_WEIGHTS,
+            params["batch_size"],
+            validation_batches,
+            [params["validation_seed"], VALIDATION_EPOCH],
+            True,
+            np.flatnonzero(held_out),
+        )
+        tables = [batch_table(index, batch_id, 0, *batch) for batch_id, batch in enumerate(plan)]
+        schema.write_table(pa.concat_tables(tables), out_dir / VALIDATION / "shard-0000.parquet")
+    return validation_batches
 
 
 def plot_batch_types(stats: dict, path: Path) -> None:

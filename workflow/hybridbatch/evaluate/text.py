@@ -89,6 +89,31 @@ class EvaluationParams(TypedDict):
     descriptor: dict
 
 
+def setting_run(
+    blocks: list[tuple[str, str]], searched: dict, qlangs: np.ndarray, qid_array: pa.Array, pid_array: pa.Array
+) -> pa.Table:
+    """One setting's run (schema.RUN): each block's queries' rows of its candidate set's search."""
+    tables = [schema.RUN.empty_table()]
+    for lq, lc in blocks:
+        q, c, rank, score = searched[lc]
+        mine = qlangs[q] == lq
+        n = int(mine.sum())
+        tables.append(
+            pa.table(
+                {
+                    "qid": qid_array.take(pa.array(q[mine])),
+                    "query_lang": pa.array([lq] * n, pa.string()),
+                    "candidate_lang": pa.array([lc] * n, pa.string()),
+                    "pid": pid_array.take(pa.array(c[mine])),
+                    "rank": pa.array(rank[mine], pa.int64()),
+                    "score": pa.array(score[mine].astype(np.float32)),
+                },
+                schema=schema.RUN,
+            )
+        )
+    return pa.concat_tables(tables)
+
+
 def search(params: SearchParams, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
     """Write runs <out_dir>/<setting>.parquet (schema.RUN) for the three settings. Each
     candidate set (a language, or all pooled) is searched once by every query that needs
@@ -134,25 +159,7 @@ def search(params: SearchParams, embed_dir: str | Path, corpus_dir: str | Path, 
         searched[lc] = (rows[q], columns[c], rank, score)
     counts = {}
     for setting, blocks in plan.items():
-        tables = [schema.RUN.empty_table()]
-        for lq, lc in blocks:
-            q, c, rank, score = searched[lc]
-            mine = qlangs[q] == lq
-            n = int(mine.sum())
-            tables.append(
-                pa.table(
-                    {
-                        "qid": qid_array.take(pa.array(q[mine])),
-                        "query_lang": pa.array([lq] * n, pa.string()),
-                        "candidate_lang": pa.array([lc] * n, pa.string()),
-                        "pid": pid_array.take(pa.array(c[mine])),
-                        "rank": pa.array(rank[mine], pa.int64()),
-                        "score": pa.array(score[mine].astype(np.float32)),
-                    },
-                    schema=schema.RUN,
-                )
-            )
-        run = pa.concat_tables(tables)
+        run = setting_run(blocks, searched, qlangs, qid_array, pid_array)
         schema.write_table(run, out_dir / f"{setting}.parquet")
         counts[setting] = run.num_rows
     return counts

@@ -14,10 +14,10 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from hybridbatch.artifacts import schema
-from hybridbatch.evaluate.subset import evaluated_captions
 from hybridbatch.models.caption_states import CAPTION, LAYERS, LAYERS_KEY, STATES, STATES_KEY, TEXT_SCHEMA, TEXTS
 from hybridbatch.models.dual_encoder import check_layers
 from hybridbatch.models.encoders import Encoder
+from hybridbatch.subset import evaluated_captions
 
 BATCH_SIZE = 256  # captions run at a time (a fixed number: an evaluation's batch size retrains nothing)
 

@@ -27,9 +27,9 @@ from hybridbatch.artifacts.vectors import read_embeddings
 from hybridbatch.models.caption_states import CAPTION, LAYERS_KEY, CaptionStates
 from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
 from hybridbatch.models.encoders import Encoder, encode_by_length
+from hybridbatch.names import is_dual_encoder
 
 MIN_TEMPERATURE = 0.01  # CLIP's cap on the logit scale (100)
-DUAL_ENCODER = "dual-encoder"  # the model source kind of pretrained CLIP-family models
 PROJECTION_FILE = "image_projection.safetensors"
 
 
@@ -143,10 +143,6 @@ def layer_of(name: str) -> float:
     """The transformer layer a tensor belongs to (-1 for the embeddings, inf above the layers)."""
     found = re.match(r"encoder\.layer\.(\d+)\.", name)
     return int(found.group(1)) if found else (-1 if name.startswith("embeddings.") else math.inf)
-
-
-def is_dual_encoder(text_params: dict) -> bool:
-    return text_params["source"]["kind"] == DUAL_ENCODER
 
 
 def start_model(

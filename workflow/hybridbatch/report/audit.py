@@ -98,7 +98,9 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
     from threadpoolctl import threadpool_limits
 
     from hybridbatch.evaluate.metrics import metric_names, summary_rows
-    from hybridbatch.report.tables import HEADLINES, IMAGE_TEXT_HEADLINES, load_runs, write_tables
+    from hybridbatch.report.outputs import HEADLINES, IMAGE_TEXT_HEADLINES
+    from hybridbatch.report.runs import load_runs
+    from hybridbatch.report.tables import write_tables
 
     for artifact in artifacts.values():
         stage, params = artifact.manifest.get("stage"), artifact.manifest.get("params", {})

@@ -66,6 +66,64 @@ class LitParams(TypedDict):
     image_tower: str
 
 
+class LitSteps:
+    """How a batch of the image-text track becomes a Step: captions against the batch's
+    images (their cached features) under the objective, or, in a caption-caption batch,
+    against the other captions (InfoNCE, or the sigmoid loss with logits of their own);
+    pairs the qrels make relevant (and repeated texts) masked."""
+
+    log_columns = ["temperature", "masked_conflicts", "masked_duplicates"]
+
+    def __init__(self, model, features: tuple[Path, dict, torch.Tensor], relevance: Relevance, objective_name: str,
+                 learnable: bool):  # fmt: skip
+        """`features`: the training images' features file, each image's row in it, and the vectors."""
+        self.model, self.relevance = model, relevance
+        self.features, self.row_of, self.image_features = features
+        self.objective = OBJECTIVES.lookup(objective_name, "image_text.training.objective")
+        self.text_to_text, self.caption_logits = OBJECTIVES.lookup("info-nce", "lit"), None
+        if objective_name == "sigmoid":  # learnable: the caption-caption scale and bias train with the model's
+            self.text_to_text, self.caption_logits = self.objective, CaptionCaptionLogits(learnable, model.device)
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        """The model's trainable parameters and the caption-caption logits' (if any)."""
+        return self.model.trainable() | (self.caption_logits.trainable() if self.caption_logits else {})
+
+    def describe(self) -> dict:
+        """What the saved model records of the steps: the caption-caption scale and bias, as trained."""
+        return self.caption_logits.describe() if self.caption_logits else {}
+
+    def targets(self, rows: dict, image_batch: bool) -> Side:
+        if not image_batch:
+            return Side(self.model.embed_texts, rows["positive"])
+        missing = [pid for pid in rows["pid"] if pid not in self.row_of]
+        if missing:
+            raise KeyError(f"{self.features}: no features for images {missing[:3]}")
+        return Side(
+            lambda rows_: self.model.embed_images(self.image_features[rows_]),
+            [self.row_of[pid] for pid in rows["pid"]],
+            locked=self.model.images_locked,
+        )
+
+    def __call__(self, batch_type: str, batch) -> Step:
+        rows = batch.to_pydict()
+        image_batch = batch_type != CAPTION_CAPTION
+        conflicts, duplicates = caption_false_negatives(rows, image_batch, self.relevance)
+        mask = conflicts | duplicates
+        loss_of, logits = (
+            (self.objective, self.model) if image_batch else (self.text_to_text, self.caption_logits or self.model)
+        )
+        return Step(
+            sides=[Side(self.model.embed_texts, rows["query"]), self.targets(rows, image_batch)],
+            loss=lambda e: loss_of(e[0], e[1], mask, logits.temperature, logits.bias),
+            examples=len(rows["qid"]),
+            notes={
+                "temperature": float(self.model.temperature.detach()),
+                "masked_conflicts": int(conflicts.sum()),
+                "masked_duplicates": int(duplicates.sum()),
+            },
+        )
+
+
 def train_lit(
     params: LitParams,
     base: str | Path,
@@ -81,10 +139,11 @@ def train_lit(
 
     def build_task(device: str, relevance: Relevance) -> Task:
         row_of, image_features = read_features(Path(features) / "train.parquet")
+        image_dim = image_features.shape[1]
         model = start_model(
             base,
             params["text_model"],
-            image_features.shape[1],
+            image_dim,
             config["temperature"],
             config["learnable_temperature"],
             device,
@@ -92,55 +151,27 @@ def train_lit(
         model.unfreeze(config["trainable_text_layers"], LAYERS_KEY)
         if states:
             model.use_states(CaptionStates(states))
-        named = model.trainable()
+        objective_name = config["objective"] or model.default_objective
+        training_features = (Path(features) / "train.parquet", row_of, image_features)
+        steps = LitSteps(model, training_features, relevance, objective_name, config["learnable_temperature"])
+        named = steps.trainable()
 
         def rates(name: str) -> float:
             return config["projection_learning_rate"] if model.is_projection(name) else config["learning_rate"]
 
-        objective_name = config["objective"] or model.default_objective
-        objective = OBJECTIVES.lookup(objective_name, "image_text.training.objective")
-        text_to_text, own_logits = OBJECTIVES.lookup("info-nce", "lit"), None
-        if objective_name == "sigmoid":
-            text_to_text, own_logits = objective, CaptionCaptionLogits(config["learnable_temperature"], device)
-            named |= own_logits.trainable()
-
-        def step(batch_type: str, batch) -> Step:
-            rows = batch.to_pydict()
-            image_batch = batch_type != CAPTION_CAPTION
-            conflicts, duplicates = caption_false_negatives(rows, image_batch, relevance)
-            mask = conflicts | duplicates
-            if image_batch:
-                missing = [pid for pid in rows["pid"] if pid not in row_of]
-                if missing:
-                    raise KeyError(f"{features}/train.parquet: no features for images {missing[:3]}")
-                targets = Side(
-                    lambda rows_: model.embed_images(image_features[rows_]),
-                    [row_of[pid] for pid in rows["pid"]],
-                    locked=model.images_locked,
-                )
-            else:
-                targets = Side(model.embed_texts, rows["positive"])
-            loss_of, logits = (objective, model) if image_batch else (text_to_text, own_logits or model)
-            return Step(
-                sides=[Side(model.embed_texts, rows["query"]), targets],
-                loss=lambda e: loss_of(e[0], e[1], mask, logits.temperature, logits.bias),
-                examples=len(rows["qid"]),
-                notes=(float(model.temperature.detach()), int(conflicts.sum()), int(duplicates.sum())),
-            )
-
         description = {
             "image_tower": params["image_tower"],
             "text_model": params["text_model_name"],
-            "image_dim": image_features.shape[1],
+            "image_dim": image_dim,
             "objective": objective_name,
         }
         return Task(
             named,
             parameter_groups(named, rates, config["weight_decay"]),
             model.modules_to_train(),
-            step,
-            ["temperature", "masked_conflicts", "masked_duplicates"],
-            lambda: model.save(Path(out), description | (own_logits.describe() if own_logits else {})),
+            steps,
+            steps.log_columns,
+            lambda: model.save(Path(out), description | steps.describe()),
         )
 
     inputs = {"features": str(features), "states": weights_sha256(Path(states) / STATES) if states else None}

@@ -24,6 +24,34 @@ class TrainParams(TypedDict):
     model: dict
 
 
+class TextSteps:
+    """How a batch of the text track becomes a Step: queries against the batch's positives
+    and hard negatives under InfoNCE, the candidates the qrels make relevant to a query
+    (and repeated texts) masked."""
+
+    log_columns = ["masked_conflicts", "masked_duplicates"]
+
+    def __init__(self, encoder: Encoder, relevance: Relevance, temperature: float, symmetric: bool):
+        self.encoder, self.relevance, self.temperature, self.symmetric = encoder, relevance, temperature, symmetric
+
+    def __call__(self, batch_type: str, batch) -> Step:
+        rows = batch.to_pydict()
+        hard = [i for i, negative in enumerate(rows["negative_pid"]) if negative is not None]
+        candidates = rows["positive"] + [rows["negative"][i] for i in hard]
+        candidate_pids = rows["pid"] + [rows["negative_pid"][i] for i in hard]
+        conflicts, duplicates = text_false_negatives(rows["qid"], candidate_pids, candidates, self.relevance)
+        mask = conflicts | duplicates
+        return Step(
+            sides=[
+                Side(partial(self.encoder.embed, kind="query"), rows["query"]),
+                Side(partial(self.encoder.embed, kind="passage"), candidates),
+            ],
+            loss=lambda e: info_nce(e[0], e[1], mask, self.temperature, symmetric=self.symmetric),
+            examples=len(rows["qid"]),
+            notes={"masked_conflicts": int(conflicts.sum()), "masked_duplicates": int(duplicates.sum())},
+        )
+
+
 def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> dict:
     """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order."""
     config, model_params = params["training"], params["model"]
@@ -33,30 +61,13 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
         if config["freeze_embeddings"]:
             encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
         named = {name: p for name, p in encoder.model.named_parameters() if p.requires_grad}
-
-        def step(batch_type: str, batch) -> Step:
-            rows = batch.to_pydict()
-            hard = [i for i, negative in enumerate(rows["negative_pid"]) if negative is not None]
-            candidates = rows["positive"] + [rows["negative"][i] for i in hard]
-            candidate_pids = rows["pid"] + [rows["negative_pid"][i] for i in hard]
-            conflicts, duplicates = text_false_negatives(rows["qid"], candidate_pids, candidates, relevance)
-            mask = conflicts | duplicates
-            return Step(
-                sides=[
-                    Side(partial(encoder.embed, kind="query"), rows["query"]),
-                    Side(partial(encoder.embed, kind="passage"), candidates),
-                ],
-                loss=lambda e: info_nce(e[0], e[1], mask, config["temperature"], symmetric=config["symmetric"]),
-                examples=len(rows["qid"]),
-                notes=(int(conflicts.sum()), int(duplicates.sum())),
-            )
-
+        steps = TextSteps(encoder, relevance, config["temperature"], config["symmetric"])
         return Task(
             named,
             parameter_groups(named, lambda _: config["learning_rate"], config["weight_decay"]),
             [encoder.model],
-            step,
-            ["masked_conflicts", "masked_duplicates"],
+            steps,
+            steps.log_columns,
             lambda: encoder.save(Path(out_dir)),
         )
 

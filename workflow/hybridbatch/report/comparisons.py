@@ -1,0 +1,108 @@
+"""The paired comparisons of the tables: every two strategies of a corpus and model, per
+headline and setting (a randomization test over the seeds, Holm-corrected), and each
+run's bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+import logging
+from itertools import combinations
+
+import pandas as pd
+
+from hybridbatch.names import RUN_KEYS, ZERO_SHOT
+from hybridbatch.report.outputs import HEADLINES, Headline
+from hybridbatch.report.runs import QUERY_KEYS, Run
+from hybridbatch.report.significance import UNIT, block_weights, bootstrap_interval, holm, randomization_test
+
+
+def paired_by_seed(a: dict, b: dict) -> list[tuple[object, Run, Run]]:
+    """(seed, run of a, run of b) for the seeds both strategies were run with; the
+    zero-shot model (one run, no seed) pairs with every run of the other."""
+    only = lambda runs: next(iter(runs.values()))  # noqa: E731
+    if only(a).key.strategy == ZERO_SHOT:
+        return [(seed, only(a), run) for seed, run in b.items()]
+    if only(b).key.strategy == ZERO_SHOT:
+        return [(seed, run, only(b)) for seed, run in a.items()]
+    return [(seed, a[seed], b[seed]) for seed in a if seed in b]
+
+
+def seed_averaged_pairs(pairs: list[tuple[object, Run, Run]], setting: str, column: str) -> pd.DataFrame:
+    """Each query's values in the two runs of every seed (paired within the seed), averaged
+    over the seeds; a query missing from a seed is left out."""
+    frames = [a.values(setting, column).merge(b.values(setting, column), on=QUERY_KEYS) for _, a, b in pairs]
+    if any(frame.empty for frame in frames):
+        return pd.DataFrame()
+    paired = pd.concat(frames).groupby(QUERY_KEYS, sort=False)
+    means = paired[["value_x", "value_y"]].mean().assign(seeds=paired.size()).reset_index()
+    return means[means.seeds == len(pairs)]
+
+
+COMPARISON_COLUMNS = [
+    "corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b", "difference",
+    "ci_low", "ci_high", "queries", "items", "unit", "p_value",
+]  # fmt: skip
+
+
+def paired_test(paired: pd.DataFrame, params: dict) -> tuple:
+    """(value a, value b, difference, ci low, ci high, queries, items, unit, p) of one
+    pair of strategies in one setting: block-weighted means, the bootstrap interval of the
+    difference and the randomization test's p, the item the unit."""
+    differences = (paired.value_x - paired.value_y).to_numpy()
+    blocks, items = paired.block.to_numpy(), paired.item_id.to_numpy()
+    weights = block_weights(blocks)
+    value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
+    low, high = bootstrap_interval(differences, blocks, items, params["bootstrap_samples"], params["seed"])
+    p = randomization_test(differences, blocks, items, params["permutations"], params["seed"])
+    return value_a, value_b, value_a - value_b, low, high, len(paired), len(set(items)), UNIT, p
+
+
+def comparisons(runs: list[Run], params: dict, headlines: dict[str, Headline] = HEADLINES) -> pd.DataFrame:
+    """Every pair of strategies of the same corpus and model, per headline metric and
+    setting: one test over the seeds both have (the zero-shot model joins every seed), on
+    each query's difference within its seed averaged over the seeds, the item the unit;
+    Holm-corrected over all."""
+    rows = []
+    strategies: dict[tuple, dict[str, dict]] = {}  # (corpus, model) -> label -> seed -> run
+    for run in runs:
+        strategies.setdefault((run.key.corpus, run.key.model), {}).setdefault(run.label, {})[run.key.seed] = run
+    for (corpus, model), labels in sorted(strategies.items(), key=lambda group: str(group[0])):
+        for (label_a, seeds_a), (label_b, seeds_b) in combinations(labels.items(), 2):
+            pairs = paired_by_seed(seeds_a, seeds_b)
+            seeds = "+".join(str(seed) for seed, _, _ in pairs)
+            for metric, headline in headlines.items():
+                for setting in headline.settings:
+                    paired = seed_averaged_pairs(pairs, setting, headline.column) if pairs else pd.DataFrame()
+                    if not paired.empty:
+                        test = paired_test(paired, params)
+                        rows.append((corpus, model, seeds, setting, metric, label_a, label_b, *test))
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
+    frame["significant"] = frame.p_holm < params["alpha"]
+    if len(frame) / (params["permutations"] + 1) >= params["alpha"]:  # Holm's smallest: tests x the smallest p
+        logging.warning(
+            "config key significance.permutations: %d sign flips give p >= 1/%d, so Holm over %d tests cannot "
+            "reach %s: nothing can be significant; raise it above %d",
+            params["permutations"],
+            params["permutations"] + 1,
+            len(frame),
+            params["alpha"],
+            int(len(frame) / params["alpha"]),
+        )
+    return frame
+
+
+def confidence(runs: list[Run], params: dict, headlines: dict[str, Headline] = HEADLINES) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        for metric, headline in headlines.items():
+            for setting in headline.settings:
+                values = run.values(setting, headline.column)
+                if values.empty:
+                    continue
+                blocks, items = values.block.to_numpy(), values.item_id.to_numpy()
+                value = block_weights(blocks) @ values.value.to_numpy()
+                low, high = bootstrap_interval(
+                    values.value.to_numpy(), blocks, items, params["bootstrap_samples"], params["seed"]
+                )
+                rows.append(run.key + (setting, metric, value, low, high, UNIT))
+    return pd.DataFrame(rows, columns=RUN_KEYS + ["setting", "metric", "value", "ci_low", "ci_high", "unit"])
