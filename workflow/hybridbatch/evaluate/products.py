@@ -126,28 +126,28 @@ class PooledRanks:
     those read first, or a language be missing, or the scores not be float32, `ranks`
     falls back to ranks_of_relevant."""
 
-    def __init__(self, vectors: dict[str, np.ndarray], language: np.ndarray, block: Block, chunk: int = 2048):
+    def __init__(self, vectors: dict[str, np.ndarray], products: BlockScores, block: Block, chunk: int = 2048):
+        """`products`: the shared products; each caption's language and line in its product come from it."""
         images, captions, (gold_queries, gold_candidates) = block.query.rows, block.candidate.rows, block.gold
-        self.vectors, self.language, self.block, self.chunk = vectors, language, block, chunk
+        self.vectors, self.block, self.chunk = vectors, block, chunk
+        self.language, self.line = products.language, products.position
         self.gold_images, self.gold_captions = images[gold_queries], captions[gold_candidates]
         self.gold_positions = gold_candidates
         self.gold_scores = np.full(len(gold_queries), np.nan, dtype=np.float32)
-        self.pooled_position = np.full(len(language), -1)
+        self.pooled_position = np.full(len(self.language), -1)
         self.pooled_position[captions] = np.arange(len(captions))
-        self.unread, self.uncounted = set(language[captions]), set(language[captions])
+        self.unread, self.uncounted = set(self.language[captions]), set(self.language[captions])
         self.exact = vectors["caption"].dtype == vectors["image"].dtype == np.float32
         self.histogram: np.ndarray | None = None
         self.tied_keys, self.tied_positions = [], []
 
-    def _gold_rows(self, lang: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The golds of `lang` and their lines in its product (rows: the product's caption rows)."""
+    def _gold_rows(self, lang: str) -> tuple[np.ndarray, np.ndarray]:
+        """The golds of `lang` and their lines in its product."""
         mine = np.flatnonzero(self.language[self.gold_captions] == lang)
-        line = np.empty(len(self.language), dtype=np.int64)
-        line[rows] = np.arange(len(rows))
-        return mine, line[self.gold_captions[mine]]
+        return mine, self.line[self.gold_captions[mine]]
 
-    def read_golds(self, lang: str, rows: np.ndarray, product: np.ndarray) -> None:
-        mine, lines = self._gold_rows(lang, rows)
+    def read_golds(self, lang: str, product: np.ndarray) -> None:
+        mine, lines = self._gold_rows(lang)
         self.gold_scores[mine] = product[lines, self.gold_images[mine]]
         self.unread.discard(lang)
 
@@ -167,7 +167,7 @@ class PooledRanks:
             return
         if self.histogram is None:
             self._start_counting()
-        mine, lines = self._gold_rows(lang, rows)
+        mine, lines = self._gold_rows(lang)
         self.exact &= np.array_equal(product[lines, self.gold_images[mine]], self.gold_scores[mine])
         self.uncounted.discard(lang)
         inside = np.flatnonzero(self.pooled_position[rows] >= 0)
@@ -210,13 +210,13 @@ def rank_blocks(blocks: list[Block], products: BlockScores, per_block: bool) -> 
     vectors = products.vectors
     keys = [None if per_block else products.key(block) for block in blocks]
     pooled = {
-        number: PooledRanks(vectors, products.language, block)
+        number: PooledRanks(vectors, products, block)
         for number, block in enumerate(blocks)
         if not per_block and block.query.kind == "image" and keys[number] is None
     }
     for key in sorted({key for key in keys if key and key[0] == "image"}) if pooled else []:
         for counts in pooled.values():
-            counts.read_golds(key[1], products.rows[key[1]], products.hold(key))
+            counts.read_golds(key[1], products.hold(key))
     ranks: list[np.ndarray | None] = [None] * len(blocks)
     for number in sorted(range(len(blocks)), key=lambda n: keys[n] or ("pooled",)):  # each product once
         block, key = blocks[number], keys[number]
