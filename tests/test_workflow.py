@@ -816,6 +816,41 @@ def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror
     assert set(by_language[by_language.setting == "mono"].query_lang) == set(languages)
 
 
+def test_the_shipped_xquad_r_offline_config_trains_and_evaluates_every_strategy(tmp_path):
+    """config/xquad_r_offline.yaml as shipped, over config.yaml, overriding only its mirror
+    (a generated corpus in XQuAD-R's file format, its 11 languages, pinned by the generated
+    files' hashes), the batch size and this machine's threads: e5 is fine-tuned with every
+    strategy and every run, with the untrained model, is evaluated and tabled."""
+    from xquad_like import write_xquad_like
+
+    from hybridbatch.fetch.download import sha256_file
+
+    shipped = yaml.safe_load((REPO / "config/xquad_r_offline.yaml").read_text())
+    languages = shipped["corpora"]["xquad-r"]["languages"]
+    mirror = write_xquad_like(tmp_path / "mirror", languages, articles=40, paragraphs=1)
+    overlay = {
+        "corpora": {
+            "xquad-r": {
+                "mirror": str(mirror),
+                "sha256": {lang: sha256_file(mirror / f"{lang}.json") for lang in languages},
+            }
+        },
+        "batching": {"batch_size": 4},
+        "resources": {"default": {"threads": 1}},
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    configfiles = [str(REPO / "config/xquad_r_offline.yaml"), str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    rows = summary[summary.corpus == "xquad-r"]
+    assert set(rows.strategy) == {"zero-shot", *shipped["experiment"]["strategies"]}
+    assert {"mono", "cross", "multi"} <= set(rows.setting) and rows.value.notna().all()
+
+
 def labse_like(tiny_model_dir: Path, out: Path) -> Path:
     """A LaBSE-packaged sentence-transformers directory (CLS pooling, Dense, Normalize) around a tiny encoder."""
     import torch
