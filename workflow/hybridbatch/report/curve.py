@@ -103,8 +103,29 @@ def markdown(table: pd.DataFrame, note: list[str] = ()) -> str:
     headers = list(table.index.names) + list(table.columns)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for key, values in table.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
         lines.append("| " + " | ".join(map(str, [*key, *values.fillna("")])) + " |")
     return "\n".join(lines + [""] + [f"- {line}" for line in note]) + "\n"
+
+
+def by_budget(text: pd.DataFrame) -> str:
+    """Markdown: per headline (all caption languages), a table of strategy x budget, each
+    cell mean ± sd over seeds as in the curve table; the plateau column with its batches."""
+    parts = []
+    for _, _, title, _, _ in CURVE_HEADLINES:
+        if title not in text.columns:
+            continue
+        cells = text[title].copy()
+        plateau = [key for key in cells.index if key[1] == PLATEAU]
+        for key in plateau:
+            cells[key] = f"{cells[key]} ({text.batches[key]} batches)"
+        wide = cells.unstack("budget")
+        wide = wide.loc[
+            list(dict.fromkeys(text.index.get_level_values("strategy"))), sorted(wide.columns, key=budget_order)
+        ]
+        wide.columns = [f"{budget} batches" if budget != PLATEAU else PLATEAU for budget in wide.columns]
+        parts.append(f"### {title}\n\n" + markdown(wide.rename_axis(index="strategy")))
+    return "\n".join(parts)
 
 
 def compared(image_shares: dict[str, float]):

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
 from hybridbatch.report.comparisons import comparisons, confidence
 from hybridbatch.report.curve import (
+    by_budget,
     compared,
     curve_table,
     curve_tests,
@@ -327,7 +328,7 @@ def write_curve(
     ]
     table.to_csv(tables_dir / f"{CURVE}.csv")
     table.attrs["std"].to_csv(tables_dir / f"{CURVE}_sd.csv")
-    (tables_dir / f"{CURVE}.md").write_text(markdown(text, note))
+    (tables_dir / f"{CURVE}.md").write_text(f"{by_budget(text)}\n### Every budget\n\n{markdown(text, note)}")
     paired = curve_tests(tests, main_protocol(runs))
     paired.to_csv(tables_dir / f"{CURVE_TESTS}.csv")
     (tables_dir / f"{CURVE_TESTS}.md").write_text(
