@@ -176,11 +176,12 @@ DERIVED = {
 
 
 def emoji_mirror(
-    mirror, annotations: dict | None = None, emoji_json: bytes | None = None, raw_annotations=None, images=None
-):
+    mirror, annotations: dict | None = None, emoji_json: bytes | None = None, raw_annotations=None, images=None,
+    derived: dict | None = None,
+):  # fmt: skip
     """The three npm tarballs, in their real layout (a `package/` folder); `annotations`,
-    `emoji_json`, `raw_annotations` ({lang: bytes}) and `images` ({file name: colour})
-    replace the generated ones."""
+    `emoji_json`, `raw_annotations` ({lang: bytes}), `images` ({file name: colour}) and
+    `derived` replace the generated ones."""
     mirror.mkdir()
     names = ["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]
     with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
@@ -190,7 +191,7 @@ def emoji_mirror(
             add(handle, f"package/img/google/64/{name}", image_bytes(colour))
     for archive, folder, data in (
         ("annotations.tgz", "annotations", annotations or ANNOTATIONS),
-        ("derived.tgz", "annotationsDerived", DERIVED),
+        ("derived.tgz", "annotationsDerived", derived or DERIVED),
     ):
         with tarfile.open(mirror / archive, "w:gz") as handle:
             for lang, entries in data.items():
@@ -206,7 +207,7 @@ def emoji_mirror(
 
 def many_emoji_mirror(mirror, count: int, languages: list[str]) -> dict:
     """A mirror of `count` emoji (U+1F600 on), each its own colour, named and given a keyword
-    in every language of `languages`."""
+    in every language of `languages`: a `corpora` entry."""
     codes = [0x1F600 + i for i in range(count)]
     emoji = [{"unified": f"{code:X}", "image": f"{code:x}.png", "has_img_google": True} for code in codes]
     images = {entry["image"]: ((37 * i) % 256, (91 * i) % 256, (53 * i) % 256) for i, entry in enumerate(emoji)}
@@ -217,8 +218,9 @@ def many_emoji_mirror(mirror, count: int, languages: list[str]) -> dict:
         }
         for lang in languages
     }
-    params = emoji_mirror(mirror, annotations, json.dumps(emoji).encode(), images=images)
-    return {**params, "languages": languages}
+    derived = {lang: {} for lang in languages}
+    params = emoji_mirror(mirror, annotations, json.dumps(emoji).encode(), images=images, derived=derived)
+    return {**{key: value for key, value in params.items() if key != "name"}, "languages": languages}
 
 
 def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):

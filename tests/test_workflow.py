@@ -796,6 +796,7 @@ def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its
         "test_fraction": 0.25,
     }
     config["image_text"]["evaluation"]["languages"] = ["en", "ru", "de"]  # de held out
+    config["image_text"]["strategies"] = yaml.safe_load((REPO / "config.yaml").read_text())["image_text"]["strategies"]
     write_config(tmp_path, config)
     overlay = {
         "image_text": {
