@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint mutation rehearsal clean-results
+.PHONY: run curve test lint mutation rehearsal clean-results
 
 $(STAMP): envs/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): envs/requirements.txt pyproject.toml
 
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES)
+
+# The image-text answer as a budget curve (config/emoji_curve.yaml): every strategy from 64
+# batches to its plateau, three seeds, evaluated at full strength (docs/results.md: its time).
+curve: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --configfile config/emoji_curve.yaml
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

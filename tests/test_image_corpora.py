@@ -175,20 +175,23 @@ DERIVED = {
 }  # fmt: skip
 
 
-def emoji_mirror(mirror, annotations: dict | None = None, emoji_json: bytes | None = None, raw_annotations=None):
+def emoji_mirror(
+    mirror, annotations: dict | None = None, emoji_json: bytes | None = None, raw_annotations=None, images=None,
+    derived: dict | None = None,
+):  # fmt: skip
     """The three npm tarballs, in their real layout (a `package/` folder); `annotations`,
-    `emoji_json` and `raw_annotations` ({lang: bytes}) replace the generated ones."""
+    `emoji_json`, `raw_annotations` ({lang: bytes}), `images` ({file name: colour}) and
+    `derived` replace the generated ones."""
     mirror.mkdir()
+    names = ["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]
     with tarfile.open(mirror / "images.tgz", "w:gz") as handle:
         add(handle, "package/emoji.json", json.dumps(EMOJI).encode() if emoji_json is None else emoji_json)
         add(handle, "package/README.md", b"not extracted")
-        for i, name in enumerate(
-            ["1f600.png", "1f44b.png", "1f44b-1f3fd.png", "1f1e9-1f1ea.png", "2764-fe0f.png", "1f47d.png"]
-        ):
-            add(handle, f"package/img/google/64/{name}", image_bytes((40 * i, 0, 0)))
+        for name, colour in (images or {name: (40 * i, 0, 0) for i, name in enumerate(names)}).items():
+            add(handle, f"package/img/google/64/{name}", image_bytes(colour))
     for archive, folder, data in (
         ("annotations.tgz", "annotations", annotations or ANNOTATIONS),
-        ("derived.tgz", "annotationsDerived", DERIVED),
+        ("derived.tgz", "annotationsDerived", derived or DERIVED),
     ):
         with tarfile.open(mirror / archive, "w:gz") as handle:
             for lang, entries in data.items():
@@ -200,6 +203,24 @@ def emoji_mirror(mirror, annotations: dict | None = None, emoji_json: bytes | No
     return {"name": "emoji", "source": "emoji", "urls": {n: f"https://registry.invalid/{n}" for n in names},
             "sha256": {n: sha256_file(mirror / n) for n in names}, "mirror": str(mirror),
             "languages": ["en", "ru"], "test_fraction": 0.0, "split_seed": 0}  # fmt: skip
+
+
+def many_emoji_mirror(mirror, count: int, languages: list[str]) -> dict:
+    """A mirror of `count` emoji (U+1F600 on), each its own colour, named and given a keyword
+    in every language of `languages`: a `corpora` entry."""
+    codes = [0x1F600 + i for i in range(count)]
+    emoji = [{"unified": f"{code:X}", "image": f"{code:x}.png", "has_img_google": True} for code in codes]
+    images = {entry["image"]: ((37 * i) % 256, (91 * i) % 256, (53 * i) % 256) for i, entry in enumerate(emoji)}
+    annotations = {
+        lang: {
+            chr(code): {"default": [f"{lang} word {i % 7}"], "tts": [f"{lang} name {i}"]}
+            for i, code in enumerate(codes)
+        }
+        for lang in languages
+    }
+    derived = {lang: {} for lang in languages}
+    params = emoji_mirror(mirror, annotations, json.dumps(emoji).encode(), images=images, derived=derived)
+    return {**{key: value for key, value in params.items() if key != "name"}, "languages": languages}
 
 
 def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from conftest import REPO
 from slurm_cluster import local_cluster, why_not_here
-from test_image_corpora import emoji_mirror
+from test_image_corpora import emoji_mirror, many_emoji_mirror
 
 from hybridbatch.artifacts import schema
 from hybridbatch.models.encoders import BASE, TRAINED
@@ -776,6 +777,60 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
     for run in runs[1:]:
         log = pd.read_csv(tmp_path / artifact("image_text_model", corpus="coco35l", run=run.name) / "training_log.csv")
         assert len(log) == 2 * strategies[run.strategy].get("step_factor", 1), run
+
+
+def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its_plateau(tmp_path):
+    """config/emoji_curve.yaml as shipped, over the tests' config, overriding only the
+    mirror (48 generated emoji named in three languages, one never trained on), the sizes
+    and the steps (budgets of 2 and 4 batches, a plateau run of at most 40): every strategy
+    of the curve is trained at each budget (each run exactly its budget's batches) and
+    until its validation loss stops improving (it stops `patience` checks after its best,
+    which it saves), evaluated on every test image under both protocols, and the tables
+    stage writes the curve's tables, tests and plot."""
+    from hybridbatch.names import artifact
+    from hybridbatch.report.outputs import curve_tables
+
+    config = tiny_config()
+    config["corpora"]["emoji"] = {
+        **many_emoji_mirror(tmp_path / "mirror", 48, ["en", "ru", "de"]),
+        "test_fraction": 0.25,
+    }
+    config["image_text"]["evaluation"]["languages"] = ["en", "ru", "de"]  # de held out
+    config["image_text"]["strategies"] = yaml.safe_load((REPO / "config.yaml").read_text())["image_text"]["strategies"]
+    write_config(tmp_path, config)
+    overlay = {
+        "image_text": {
+            "curve": {"budgets": [2, 4], "plateau": {"steps": 40, "validation_every": 2, "patience": 2}},
+        },
+        "resources": {"default": {"threads": 1}},
+    }
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                     str(REPO / "config/emoji_curve.yaml"), str(tmp_path / "overlay.yaml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shipped = yaml.safe_load((REPO / "config/emoji_curve.yaml").read_text())["image_text"]
+    strategies = shipped["curve"]["strategies"]
+    for strategy, point in product(strategies, ["2", "4", "plateau"]):
+        model = tmp_path / artifact("image_text_model", corpus="emoji", run=f"{strategy}@{point}.s0")
+        log, trained = pd.read_csv(model / "training_log.csv"), json.loads((model / "training.json").read_text())
+        if point == "plateau":
+            validations = pd.read_csv(model / "validation_log.csv")
+            best = validations.validation_loss.idxmin()
+            assert trained["saved_step"] == validations.steps_trained[best]
+            assert (
+                len(log) == 40 or len(validations) - 1 - best == 2
+            )  # ran out of steps, or stopped 2 checks after its best
+        else:
+            assert len(log) == int(point)
+        metrics = tmp_path / artifact("image_text_metrics", corpus="emoji", run=f"{strategy}@{point}.s0")
+        assert {"t2i/first", "t2i/all"} <= set(pd.read_csv(metrics / "summary.csv").setting)
+    tables = {path.name for path in (tmp_path / "results/tables").iterdir()}
+    assert set(curve_tables()) <= tables
+    curve = pd.read_csv(tmp_path / "results/tables/image_text_curve.csv", dtype={"budget": str})
+    assert len(curve) == len(strategies) * 3 and (tmp_path / "results/plots/image_text_curve.png").is_file()
 
 
 def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror(tmp_path):

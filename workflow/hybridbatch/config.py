@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from hybridbatch.names import DUAL_ENCODER, ZERO_SHOT, ImageTextRun, Variant, is_dual_encoder
+from hybridbatch.names import DUAL_ENCODER, PLATEAU, ZERO_SHOT, CurvePoint, ImageTextRun, Variant, is_dual_encoder
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 # corpus formats whose candidates are images (images.parquet): what the driver plans with;
@@ -126,11 +126,21 @@ def eval_corpus(section: dict) -> str:
     return section["evaluation"].get("corpus", section["corpus"])
 
 
+def trained_strategies(section: dict) -> list[str]:
+    """The strategy labels trained: every strategy of the grid, or with a `curve`, each of
+    its strategies at each budget and to its plateau (`mixed@64`, ..., `mixed@plateau`)."""
+    curve = section.get("curve")
+    if not curve:
+        return list(section["strategies"])
+    budgets = [*curve["budgets"], *([PLATEAU] if curve.get("plateau") else [])]
+    return [CurvePoint(strategy, budget).name for strategy in curve["strategies"] for budget in budgets]
+
+
 def image_text_runs(config: dict) -> list[ImageTextRun]:
     """The evaluated image-text runs: each untrained dual encoder, then each trained cell."""
     section = config["image_text"]
     return [ImageTextRun(zero_shot=model) for model in section.get("zero_shot", [])] + [
-        ImageTextRun(strategy, seed) for strategy in section["strategies"] for seed in section["seeds"]
+        ImageTextRun(strategy, seed) for strategy in trained_strategies(section) for seed in section["seeds"]
     ]
 
 
@@ -203,6 +213,24 @@ def check_image_text_strategies(section: dict) -> None:
             raise ConfigError(f"{key}.weights: they sum to 0")
         if strategy["weights"].get("caption-caption", 0) > 0 and len(section["train_languages"]) < 2:
             raise ConfigError(f"{key}.weights: caption-caption batches need two image_text.train_languages")
+    check_curve(section)
+
+
+def check_curve(section: dict) -> None:
+    """A curve names strategies of the grid, and a plateau run has validation batches to stop on."""
+    curve = section.get("curve")
+    if not curve:
+        return
+    unknown = [name for name in curve["strategies"] if name not in section["strategies"]]
+    if unknown:
+        raise ConfigError(f"config key image_text.curve.strategies: {unknown} not defined under image_text.strategies")
+    if curve["budgets"] != sorted(set(curve["budgets"])):
+        raise ConfigError(f"config key image_text.curve.budgets: {curve['budgets']} is not increasing")
+    if curve.get("plateau") and not section["batching"]["validation_fraction"]:
+        raise ConfigError(
+            "config key image_text.curve.plateau: early stopping needs validation batches, but "
+            "image_text.batching.validation_fraction is 0"
+        )
 
 
 def check_image_text_model(config: dict, section: dict) -> None:
@@ -250,7 +278,7 @@ def image_text_descriptor(config: dict, run: ImageTextRun) -> dict:
         tower = tower_of(config, run.zero_shot, "image_text.zero_shot")
         model = f"{run.zero_shot}+{tower}"
         return {"corpus": corpus, "model": model, "strategy": ZERO_SHOT, "alpha": None, "seed": None}
-    weights = section["strategies"][run.strategy]["weights"]
+    weights = section["strategies"][CurvePoint.parse(run.strategy).strategy]["weights"]
     return {
         "corpus": corpus,
         "model": f"{section['text_model']}+{section['image_tower']}",

@@ -49,6 +49,31 @@ class Variant:
         return cls(trainset, strategy, int(seed.removeprefix("s")))
 
 
+PLATEAU = "plateau"  # a curve point trained until its validation loss stops improving
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """An image-text strategy at a training budget: `budget` batches with a schedule of
+    their own, PLATEAU (until the validation loss stops improving), or None (the grid's
+    `steps` x the strategy's step factor). `name` is the label runs carry as their
+    strategy (`mixed@256`, `mixed@plateau`, `mixed`); `parse` reads one back."""
+
+    strategy: str
+    budget: int | str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.strategy if self.budget is None else f"{self.strategy}@{self.budget}"
+
+    @classmethod
+    def parse(cls, name: str) -> CurvePoint:
+        strategy, _, budget = name.partition("@")
+        if not budget:
+            return cls(strategy)
+        return cls(strategy, budget if budget == PLATEAU else int(budget))
+
+
 @dataclass(frozen=True)
 class ImageTextRun:
     """An evaluated image-text run: a strategy trained with a seed, or an untrained dual

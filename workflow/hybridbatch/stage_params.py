@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hybridbatch.config import descriptor, image_text_descriptor, normalised_weights
-from hybridbatch.names import ImageTextRun, Variant, is_dual_encoder
+from hybridbatch.names import PLATEAU, CurvePoint, ImageTextRun, Variant, is_dual_encoder
 from hybridbatch.stages import STAGES
 
 
@@ -51,16 +51,26 @@ def image_features(config: dict, w) -> dict:
     return {**config["image_towers"][w.tower], "name": w.tower}
 
 
+def image_text_steps(section: dict, point: CurvePoint) -> int:
+    """Batches a strategy label trains: its curve budget, the plateau run's most, or the
+    grid's `steps` times the strategy's `step_factor`."""
+    if point.budget == PLATEAU:
+        return section["curve"]["plateau"]["steps"]
+    if point.budget is not None:
+        return point.budget
+    return section["batching"]["steps"] * section["strategies"][point.strategy].get("step_factor", 1)
+
+
 def image_text_batches(config: dict, w) -> dict:
-    """The shared batching section, with the strategy's steps (`step_factor` times the
-    shared steps), its normalised weights, the languages trained and the seed."""
+    """The shared batching section, with the strategy label's steps, its normalised
+    weights, the languages trained and the seed."""
     section = config["image_text"]
-    strategy = section["strategies"][w.strategy]
+    point = CurvePoint.parse(w.strategy)
     return {
         **section["batching"],
-        "steps": section["batching"]["steps"] * strategy.get("step_factor", 1),
+        "steps": image_text_steps(section, point),
         "languages": sorted(section["train_languages"]),
-        "strategy": {"weights": normalised_weights(strategy["weights"])},
+        "strategy": {"weights": normalised_weights(section["strategies"][point.strategy]["weights"])},
         "seed": int(w.seed),
     }
 
@@ -89,10 +99,16 @@ def caption_states(config: dict, w) -> dict:
 
 
 def train_lit(config: dict, w) -> dict:
+    """The LiT training section and the trainer; a plateau run validates and stops as its
+    curve says."""
     section = config["image_text"]
+    trainer = config["trainer"]
+    if CurvePoint.parse(w.strategy).budget == PLATEAU:
+        plateau = section["curve"]["plateau"]
+        trainer = {**trainer, "validation_every": plateau["validation_every"], "patience": plateau["patience"]}
     return {
         "lit": section["training"],
-        "trainer": config["trainer"],
+        "trainer": trainer,
         "seed": int(w.seed),
         "text_model": image_text_model(config),
         "text_model_name": section["text_model"],
@@ -135,9 +151,17 @@ def evaluate(config: dict, w) -> dict:
 
 
 def tables(config: dict, w) -> dict:
-    """`significance`, and the languages LiT trains on."""
+    """`significance`, the languages LiT trains on, and with a budget curve its strategies,
+    batch size and each strategy's share of image-caption batches."""
     section = config.get("image_text")
     trained = {"image_text_train_languages": sorted(section["train_languages"])} if section else {}
+    if section and section.get("curve"):
+        shares = {
+            name: 1 - normalised_weights(section["strategies"][name]["weights"]).get("caption-caption", 0.0)
+            for name in section["curve"]["strategies"]
+        }
+        curve = {"strategies": section["curve"]["strategies"], "batch_size": section["batching"]["batch_size"]}
+        trained["curve"] = {**curve, "image_shares": shares}
     return {**config["significance"], **trained}
 
 

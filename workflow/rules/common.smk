@@ -13,8 +13,8 @@ from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, image_te
 from hybridbatch import stage_params as params_of
 from hybridbatch.names import (DUAL_ENCODER, RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, ZERO_SHOT,
                                ImageTextRun, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
-from hybridbatch.report.outputs import (HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, VALIDATION_PLOT,
-                                        image_text_table_stems, per_language_stem, text_plots)
+from hybridbatch.report.outputs import (CURVE, HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, VALIDATION_PLOT,
+                                        curve_tables, image_text_table_stems, per_language_stem, text_plots)
 from hybridbatch.artifacts.fingerprints import stage_files
 from hybridbatch.stages import module_of
 
@@ -50,11 +50,11 @@ onstart:
 wildcard_constraints:
     corpus="[A-Za-z0-9][A-Za-z0-9_-]*",
     trainset="[A-Za-z0-9][A-Za-z0-9_-]*",
-    strategy="[A-Za-z0-9][A-Za-z0-9_-]*",
+    strategy="[A-Za-z0-9][A-Za-z0-9_@-]*",
     model="[A-Za-z0-9][A-Za-z0-9_-]*",
     variant="[^/]+",
     seed="[0-9]+",
-    run="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    run="[A-Za-z0-9][A-Za-z0-9_.@-]*",
     split="train|test",
 
 
@@ -221,6 +221,9 @@ def image_text_tables():
     plots += [VALIDATION_PLOT] if validated_lit_models() else []
     tables = expand(artifact("tables", "{stem}.{ext}"), stem=image_text_table_stems(eval_corpus(IMAGE_TEXT)),
                     ext=["md", "csv", "tex"])
+    if IMAGE_TEXT.get("curve"):
+        tables += [artifact("tables", name) for name in curve_tables()]
+        plots.append(CURVE)
     return tables + [artifact("plots", f"{name}.png") for name in plots]
 
 

@@ -5,6 +5,7 @@ run's bootstrap confidence intervals."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from itertools import combinations
 
 import pandas as pd
@@ -56,17 +57,25 @@ def paired_test(paired: pd.DataFrame, params: dict) -> tuple:
     return value_a, value_b, value_a - value_b, low, high, len(paired), len(set(items)), UNIT, p
 
 
-def comparisons(runs: list[Run], params: dict, headlines: dict[str, Headline] = HEADLINES) -> pd.DataFrame:
-    """Every pair of strategies of the same corpus and model, per headline metric and
-    setting: one test over the seeds both have (the zero-shot model joins every seed), on
-    each query's difference within its seed averaged over the seeds, the item the unit;
-    Holm-corrected over all."""
+def comparisons(
+    runs: list[Run],
+    params: dict,
+    headlines: dict[str, Headline] = HEADLINES,
+    compared: Callable[[str, str], bool] | None = None,
+) -> pd.DataFrame:
+    """Every pair of strategies of the same corpus and model (those `compared` accepts, by
+    strategy name, where given), per headline metric and setting: one test over the seeds
+    both have (the zero-shot model joins every seed), on each query's difference within
+    its seed averaged over the seeds, the item the unit; Holm-corrected over all."""
     rows = []
     strategies: dict[tuple, dict[str, dict]] = {}  # (corpus, model) -> label -> seed -> run
     for run in runs:
         strategies.setdefault((run.key.corpus, run.key.model), {}).setdefault(run.label, {})[run.key.seed] = run
     for (corpus, model), labels in sorted(strategies.items(), key=lambda group: str(group[0])):
         for (label_a, seeds_a), (label_b, seeds_b) in combinations(labels.items(), 2):
+            strategies = (next(iter(seeds.values())).key.strategy for seeds in (seeds_a, seeds_b))
+            if compared and not compared(*strategies):
+                continue
             pairs = paired_by_seed(seeds_a, seeds_b)
             seeds = "+".join(str(seed) for seed, _, _ in pairs)
             for metric, headline in headlines.items():

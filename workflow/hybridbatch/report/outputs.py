@@ -66,3 +66,14 @@ def text_plots(corpora: list[str]) -> list[str]:
 IMAGE_TEXT_PLOTS = "image_text_by_language"
 IMAGE_TEXT_ALPHA_PLOT = "image_text_alpha"  # with trained runs
 VALIDATION_PLOT = "image_text_validation"  # with validation batches
+CURVE = "image_text_curve"  # with image_text.curve: a table (and its _sd, _runs) and a plot
+CURVE_TESTS = "image_text_curve_tests"
+
+
+def curve_tables() -> list[str]:
+    """The files (under tables/) the budget curve adds."""
+    return (
+        [f"{CURVE}.{ext}" for ext in ("md", "csv")]
+        + [f"{CURVE}_sd.csv", f"{CURVE}_runs.csv"]
+        + [f"{CURVE_TESTS}.{ext}" for ext in ("md", "csv")]
+    )

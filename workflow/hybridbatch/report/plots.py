@@ -13,7 +13,7 @@ from hybridbatch.names import SETTINGS, ZERO_SHOT, ImageTextRun
 from hybridbatch.report.runs import Run, main_protocol, run_names
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def _pyplot():
 
 
 def plot_heatmap(run: Run, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     frame = run.by_language[run.by_language.setting.isin(["mono", "cross"])]
     matrix = frame.pivot_table(index="query_lang", columns="candidate_lang", values="map")
     figure, axis = plt.subplots(figsize=(1.5 + 0.55 * len(matrix.columns), 1 + 0.5 * len(matrix)))
@@ -48,7 +48,7 @@ def plot_heatmap(run: Run, path: Path) -> None:
 
 def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
     """mAP per setting and language bias against alpha (X-Y is alpha=0, X-X-mono alpha=1)."""
-    plt = _pyplot()
+    plt = pyplot()
     trained = summary[(summary.corpus == corpus) & (summary.strategy != ZERO_SHOT)]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for model, rows in trained.groupby("model"):
@@ -79,7 +79,7 @@ def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
 
 
 def plot_settings(summary: pd.DataFrame, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     chosen = summary[summary.metric == "map"].copy()
     chosen["run"] = chosen.model + "\n" + chosen.strategy
     corpora = chosen.corpus.unique()
@@ -120,7 +120,7 @@ def image_text_by_language(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame,
 def plot_image_text(runs: list[Run], path: Path) -> None:
     """Per-language T->I and I->T R@1 bars per strategy, and the language bias per strategy
     (means over seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     protocol = main_protocol(runs)
     t2i, i2t, bias = image_text_by_language(runs)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw={"width_ratios": [3, 3, 1.6]})
@@ -164,7 +164,7 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
     """Each image-text headline against alpha (the share of image-caption-mono batches): a
     point per strategy at the mean over seeds, bars one standard deviation either side;
     strategies at the same alpha sit side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     points = image_text_alpha_points(runs)
     strategies = points[["model", "strategy", "alpha"]].drop_duplicates().reset_index(drop=True)
     at_alpha = strategies.groupby("alpha").strategy
@@ -209,7 +209,7 @@ def validation_curves(logs: list[str | Path]) -> pd.DataFrame:
 def plot_validation_curves(logs: list[str | Path], path: Path) -> None:
     """Each strategy's validation loss on the shared validation batches against steps
     trained: the mean over seeds, shaded one standard deviation either side."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     if not logs:
         axis.text(0.5, 0.5, "no validation batches", ha="center")

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from hybridbatch.names import SUMMARY_COLUMNS, ZERO_SHOT
+from hybridbatch.names import PLATEAU, SUMMARY_COLUMNS, ZERO_SHOT, CurvePoint
 from hybridbatch.report.outputs import Headline, reported
 
 
@@ -67,6 +67,14 @@ class Run:
 QUERY_KEYS = ["qid", "candidate_lang", "block", "item_id"]
 
 
+def strategy_order(label: str) -> tuple[str, float]:
+    """A strategy label's place: by strategy, then its curve budgets in order, the plateau last."""
+    point = CurvePoint.parse(label)
+    if point.budget is None:
+        return label, 0.0
+    return point.strategy, float("inf") if point.budget == PLATEAU else float(point.budget)
+
+
 def load_runs(metrics_dirs: list[str | Path], headlines: dict[str, Headline] | None = None) -> list[Run]:
     """The evaluated runs in a fixed order (corpus, model, zero-shot first, strategy, seed),
     so tables do not depend on the order the metrics directories are given in; each with
@@ -78,7 +86,7 @@ def load_runs(metrics_dirs: list[str | Path], headlines: dict[str, Headline] | N
             r.key.corpus,
             r.key.model,
             r.key.strategy != ZERO_SHOT,
-            r.key.strategy,
+            *strategy_order(r.key.strategy),
             -1 if pd.isna(r.key.seed) else r.key.seed,
         ),
     )

@@ -10,9 +10,22 @@ from typing import NotRequired, TypedDict
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from hybridbatch.names import SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
+from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
 from hybridbatch.report.comparisons import comparisons, confidence
+from hybridbatch.report.curve import (
+    by_budget,
+    compared,
+    curve_table,
+    curve_tests,
+    curve_values,
+    formatted,
+    leaders_and_crossings,
+    markdown,
+    plot_curve,
+)
 from hybridbatch.report.outputs import (
+    CURVE,
+    CURVE_TESTS,
     HEADLINES,
     IMAGE_TEXT_ALPHA_PLOT,
     IMAGE_TEXT_HEADLINES,
@@ -32,8 +45,14 @@ from hybridbatch.report.plots import (
     plot_settings,
     plot_validation_curves,
 )
-from hybridbatch.report.runs import Run, load_runs, main_protocol, run_names
+from hybridbatch.report.runs import Run, load_runs, main_protocol, run_names, strategy_order
 from hybridbatch.report.significance import UNIT
+
+
+def row_letter(position: int) -> str:
+    """a, b, ..., z, then aa, ab, ...: a table's row letters."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    return alphabet[position] if position < 26 else row_letter(position // 26 - 1) + alphabet[position % 26]
 
 
 def headline_table(
@@ -46,13 +65,14 @@ def headline_table(
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
     chosen = summary[(summary.metric == metric) & summary.setting.isin(settings)]
     table = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="mean")
-    rows = sorted(table.index, key=lambda key: (key[0], key[1] != ZERO_SHOT, key[1]))
+    strategy_of = {run.label: run.key.strategy for run in runs}
+    rows = sorted(table.index, key=lambda key: (key[0], key[1] != ZERO_SHOT, strategy_order(strategy_of[key[1]])))
     columns = [(c, s) for c in table.columns.get_level_values(0).unique() for s in settings if (c, s) in table.columns]
     spread = chosen.pivot_table(index=["model", "label"], columns=["corpus", "setting"], values="value", aggfunc="std")
     spread = spread.reindex(index=rows, columns=columns)
     table = table.loc[rows, columns]
     table.index.names = ["model", "strategy"]
-    letters = {key: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, key in enumerate(rows)}
+    letters = {key: row_letter(i) for i, key in enumerate(rows)}
     markers = pd.DataFrame("", index=table.index, columns=table.columns)
     mine = tests[tests.metric == metric]
     for (model, label), (corpus, setting) in ((r, c) for r in rows for c in columns):
@@ -170,9 +190,11 @@ def skipped_notes(runs: list[Run]) -> list[str]:
     return notes
 
 
-def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_runs: list[Run] = ()) -> pd.DataFrame:
+def write_tables(
+    params: dict, runs: list[Run], tables_dir: Path, image_text_runs: list[Run] = ()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every table (csv, md, tex) of `runs` (text track) and `image_text_runs` under
-    `tables_dir`; returns the summary of both."""
+    `tables_dir`; returns the summary of both and the image-text tests."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     every = list(runs) + list(image_text_runs)
     summary = pd.concat([run.summary for run in every], ignore_index=True).sort_values(
@@ -181,7 +203,9 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
     summary.to_csv(tables_dir / "summary.csv", index=False)
     with threadpool_limits(1, user_api="blas"):  # the same floats whatever threads the stage or the audit has
         tests = comparisons(runs, params)
-        image_tests = comparisons(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)
+        curve = params.get("curve")
+        compared_runs = compared(curve["image_shares"]) if curve else None
+        image_tests = comparisons(list(image_text_runs), params, IMAGE_TEXT_HEADLINES, compared_runs)
         intervals = [confidence(runs, params), confidence(list(image_text_runs), params, IMAGE_TEXT_HEADLINES)]
     pd.concat([tests.assign(family="text"), image_tests.assign(family="image-text")], ignore_index=True).to_csv(
         tables_dir / "significance.csv", index=False
@@ -222,7 +246,7 @@ def write_tables(params: dict, runs: list[Run], tables_dir: Path, image_text_run
                 3,
                 tables_dir / per_language_stem(f"image_text_{corpus}"),
             )
-    return summary
+    return summary, image_tests
 
 
 IMAGE_TEXT_COLUMNS = [
@@ -286,6 +310,39 @@ def image_text_per_language(runs: list[Run], corpus: str, trained: list[str] | N
     return table
 
 
+def write_curve(
+    params: dict, runs: list[Run], tests: pd.DataFrame, lit_models: list, tables_dir: Path, plots_dir: Path
+) -> None:
+    """The budget curve's tables (per seed, strategy x budget, the paired tests) and plot."""
+    curve = params["curve"]
+    models = {Path(model).name: Path(model) for model in lit_models}
+    trained = params.get("image_text_train_languages", [])
+    values = curve_values(runs, models, trained, curve["batch_size"])
+    values.to_csv(tables_dir / f"{CURVE}_runs.csv", index=False)
+    table = curve_table(values, curve["strategies"])
+    text = formatted(table)
+    note = leaders_and_crossings(table) + [
+        f"{strategy} plateaus at {batches} batches (its saved model: the best validation loss; mean ± sd over seeds)"
+        for (strategy, budget), batches in text.batches.items()
+        if budget == PLATEAU
+    ]
+    table.to_csv(tables_dir / f"{CURVE}.csv")
+    table.attrs["std"].to_csv(tables_dir / f"{CURVE}_sd.csv")
+    (tables_dir / f"{CURVE}.md").write_text(f"{by_budget(text)}\n### Every budget\n\n{markdown(text, note)}")
+    paired = curve_tests(tests, main_protocol(runs))
+    paired.to_csv(tables_dir / f"{CURVE_TESTS}.csv")
+    (tables_dir / f"{CURVE_TESTS}.md").write_text(
+        markdown(
+            paired.fillna(""),
+            [
+                f"a - b (means over seeds); * Holm-significant, p < {params['alpha']} "
+                "(significance.csv, family image-text: every test of the curve)"
+            ],
+        )
+    )
+    plot_curve(values, curve["strategies"], plots_dir / f"{CURVE}.png")
+
+
 class TablesParams(TypedDict):
     """The config's `significance` section, and the languages LiT trains on (the image-text
     per-language table groups its rows by them)."""
@@ -295,6 +352,7 @@ class TablesParams(TypedDict):
     bootstrap_samples: int
     seed: int
     image_text_train_languages: NotRequired[list[str]]
+    curve: NotRequired[dict]  # with image_text.curve: its strategies, batch size and image-caption shares
 
 
 def make_tables(
@@ -319,7 +377,7 @@ def make_tables(
     plots_dir.mkdir(parents=True, exist_ok=True)
     runs = load_runs(metrics_dirs, HEADLINES)
     image_text_runs = load_runs(image_text_metrics or [], IMAGE_TEXT_HEADLINES)
-    summary = write_tables(params, runs, tables_dir, image_text_runs)
+    summary, image_tests = write_tables(params, runs, tables_dir, image_text_runs)
     text_summary = summary[summary.corpus.isin({run.key.corpus for run in runs})]
     for corpus in text_summary.corpus.unique():
         plot_alpha(text_summary, corpus, plots_dir / f"{alpha_plot(corpus)}.png")
@@ -333,5 +391,7 @@ def make_tables(
     if lit_models:
         logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: too few images held out
         plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
+    if params.get("curve"):
+        write_curve(params, image_text_runs, image_tests, lit_models, tables_dir, plots_dir)
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
     return summary
