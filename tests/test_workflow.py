@@ -779,6 +779,16 @@ def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_d
         assert len(log) == 2 * strategies[run.strategy].get("step_factor", 1), run
 
 
+def run_shipped_config(workdir: Path, configfile: str, overlay: dict) -> None:
+    """Snakemake on workdir/config.yaml, the shipped `configfile` and `overlay` over them, to the tables."""
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    configfiles = [str(workdir / "config.yaml"), str(REPO / configfile), str(workdir / "overlay.yaml")]
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(workdir), "--configfile", *configfiles], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its_plateau(tmp_path):
     """config/emoji_curve.yaml as shipped, over the tests' config, overriding only the
     mirror (48 generated emoji named in three languages, one never trained on), the sizes
@@ -804,13 +814,7 @@ def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its
         },
         "resources": {"default": {"threads": 1}},
     }
-    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
-                     str(REPO / "config/emoji_curve.yaml"), str(tmp_path / "overlay.yaml")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_shipped_config(tmp_path, "config/emoji_curve.yaml", overlay)
     shipped = yaml.safe_load((REPO / "config/emoji_curve.yaml").read_text())["image_text"]
     strategies = shipped["curve"]["strategies"]
     for strategy, point in product(strategies, ["2", "4", "plateau"]):
@@ -893,13 +897,8 @@ def test_the_shipped_xquad_r_offline_config_trains_and_evaluates_every_strategy(
         "batching": {"batch_size": 4},
         "resources": {"default": {"threads": 1}},
     }
-    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    configfiles = [str(REPO / "config/xquad_r_offline.yaml"), str(tmp_path / "overlay.yaml")]
-    result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_shipped_config(tmp_path, "config/xquad_r_offline.yaml", overlay)
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
     rows = summary[summary.corpus == "xquad-r"]
     assert set(rows.strategy) == {"zero-shot", *shipped["experiment"]["strategies"]}
@@ -958,13 +957,8 @@ def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tin
         "trainer": {"device": "cpu", "checkpoint_every": 0, "validation_every": 4},
         "resources": {"default": {"threads": 1}},
     }
-    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    configfiles = [str(REPO / "config/paper.yaml"), str(tmp_path / "overlay.yaml")]
-    result = subprocess.run(
-        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", *configfiles], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_shipped_config(tmp_path, "config/paper.yaml", overlay)
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
     experiment = paper["experiment"]
     for model in experiment["models"]:

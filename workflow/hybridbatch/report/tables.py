@@ -335,7 +335,9 @@ def write_curve(
         markdown(
             paired.fillna(""),
             [
-                f"a - b (means over seeds); * Holm-significant, p < {params['alpha']} "
+                "a - b (means over seeds); * Holm-significant in a paired randomization test "
+                "with the image as the unit "
+                f"(one sign per image for all its captions), p < {params['alpha']} "
                 "(significance.csv, family image-text: every test of the curve)"
             ],
         )
