@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run curve test lint mutation rehearsal clean-results
+.PHONY: run curve test test-quick lint mutation rehearsal clean-results
 
 # The pins are installed with uv (pinned): 9x faster than pip from a fresh .venv
 # (docs/speed.md). uv reads no pip config, so pip's find-links (where a local torch wheel
@@ -30,8 +30,13 @@ run: $(STAMP)
 curve: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --configfile config/emoji_curve.yaml
 
+# The suite on $(CORES) workers (pytest-xdist; tests sharing a module's run on one worker).
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(CORES) --dist loadgroup
+
+# The developer's subset (docs/testing.md): every test but the Snakemake runs and the slow units.
+test-quick: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not workflow and not slow"
 
 # The real image-text run (config/xm3600_hybrid.yaml) at its real size on generated data
 # (benchmarks/rehearsal.py; about 6 GB under rehearsal/, an hour on 2 cores): each stage's time and peak RSS.

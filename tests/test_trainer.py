@@ -241,6 +241,7 @@ def batches_with_validation(pairs_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
     tiny_model_dir, batches_with_validation, tmp_path
 ):
