@@ -129,7 +129,9 @@ def test_a_trained_model_stores_what_training_changed_and_loads_as_the_model_it_
     assert [name for name in shared if (tmp_path / "model" / name).exists()] == []  # the base's, not copied
     loaded = Encoder(tmp_path / "model", TINY_MODEL, device="cpu").transformer.state_dict()
     base = load_file(str(tiny_model_dir / "model.safetensors"))
-    assert ended.keys() <= loaded.keys() and all(torch.equal(loaded[name], base[name]) for name in loaded.keys() - ended)
+    assert ended.keys() <= loaded.keys() and all(
+        torch.equal(loaded[name], base[name]) for name in loaded.keys() - ended
+    )
     assert [name for name in ended if not torch.equal(loaded[name], ended[name])] == []
 
 
