@@ -14,6 +14,7 @@ and trained weights included). `load_encoder` picks it, or `Encoder` for any oth
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -163,8 +164,6 @@ class PackedEncoder(torch.nn.Module):
     `first` (embed_states), its embeddings and lower layers never built."""
 
     def __init__(self, model_dir: str | Path, params: dict, device: str | None = None, first: int = 0):
-        from tokenizers import Tokenizer
-
         super().__init__()
         model_dir = Path(model_dir)
         self.params, self.first = params, first
@@ -179,10 +178,18 @@ class PackedEncoder(torch.nn.Module):
         blocks = [torch.nn.Identity() if index < first else layer(self.config) for index in range(self.layer_count)]
         self.encoder = module(layer=torch.nn.ModuleList(blocks))
         self.load_state_dict(self.read_weights(model_dir), assign=True)
-        self.tokenizer = Tokenizer.from_file(str(self.base_dir / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(params["max_length"])
         self.to(self.device)
+
+    @functools.cached_property
+    def tokenizer(self):
+        """The base's tokenizer, truncating at the model's token limit; read when first used
+        (0.6 s for XLM-R's: a job from caption states never tokenizes)."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.base_dir / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.params["max_length"])
+        return tokenizer
 
     @property
     def layer_count(self) -> int:
