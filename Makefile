@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run curve test test-quick lint mutation rehearsal clean-results
 
-# The pins are installed with uv (pinned): 9x faster than pip from a fresh .venv
-# (docs/speed.md). uv reads no pip config, so pip's find-links (where a local torch wheel
+# The pins are installed with uv (pinned): 40 s into a fresh .venv against pip's 105 s
+# (docs/results.md). uv reads no pip config, so pip's find-links (where a local torch wheel
 # lies) are handed on; bytecode is compiled once here, not by every job.
 UV_VERSION := 0.13.9
 FIND_LINKS := $(sort $(PIP_FIND_LINKS) $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
