@@ -79,3 +79,15 @@ def test_the_array_masks_equal_the_per_pair_reference_on_random_batches():
         assert torch.equal(found[0], relevant) and torch.equal(found[1], duplicate)
         masked["text"] = [seen + int(mask.sum()) for seen, mask in zip(masked.get("text", [0, 0]), found)]
     assert all(seen > 0 for kind in masked.values() for seen in kind), masked
+
+
+def test_the_startup_benchmark_sends_every_output_to_scratch_and_reads_the_inputs_in_place(tmp_path):
+    scratch_outputs = benchmark("startup").scratch_outputs
+    arguments = ["--params", "{}", "--base", "results/models/m", "--states", "results/s", "--out", "results/o",
+                 "--tables", "results/t", "--plots", "results/p", "--record", "results/r.json"]  # fmt: skip
+    moved = scratch_outputs(arguments, tmp_path)
+    outputs = {
+        moved[i + 1] for i, name in enumerate(moved[:-1]) if name in ("--out", "--tables", "--plots", "--record")
+    }
+    assert len(outputs) == 4 and all(path.startswith(str(tmp_path)) for path in outputs)
+    assert moved[:6] == arguments[:6] and len(moved) == len(arguments)

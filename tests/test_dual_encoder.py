@@ -197,6 +197,7 @@ def dual_encoder_lit_inputs(base, tmp_path) -> dict:
     return {"lit": training, "seed": 0, "text_model": text_model, "text_model_name": family, "image_tower": "vision"}
 
 
+@pytest.mark.slow
 def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_loads(base, tmp_path):
     from transformers import AutoModel
 
@@ -319,6 +320,7 @@ def write_mini_coco35l(mirror, languages: list[str], n_images: int = 4) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
     """The image side of a dual encoder is locked (its cached features are already in the
     joint space): GradCache embeds it once and replays only the captions, with the losses,
@@ -348,6 +350,7 @@ def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
         torch.testing.assert_close(weights[1][key], weights[0][key], atol=1e-5, rtol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_siglip_caption_caption_batches_train_a_scale_and_bias_of_their_own(base, tmp_path):
     """Under SigLIP's loss a caption-caption step's logits are cosine x 10 - 10 (SigLIP's
     start), not the checkpoint's image-text scale and bias: the first step's loss equals

@@ -424,6 +424,7 @@ def xquad_r_test(request, tmp_path_factory):
     return root / "c" / "test"
 
 
+@pytest.mark.slow
 def test_xquad_r_runs_are_the_same_in_small_score_blocks(xquad_r_test, tmp_path):
     """All three settings of an XQuAD-R-format corpus with random 384-d integer vectors
     (exact float32 scores whatever the BLAS blocking; many ties): blocks of a third of the
@@ -448,6 +449,7 @@ def test_xquad_r_runs_are_the_same_in_small_score_blocks(xquad_r_test, tmp_path)
         pd.testing.assert_frame_equal(small, whole)
 
 
+@pytest.mark.slow
 def test_float16_vectors_give_the_float32_metrics_on_xquad_r(xquad_r_test, tiny_model_dir, tmp_path):
     """The tiny encoder's vectors of an XQuAD-R-format corpus stored as float16: every metric within
     0.002 of float32's (language bias within 1%), the files at most 60% of the size."""
@@ -479,6 +481,7 @@ def test_float16_vectors_give_the_float32_metrics_on_xquad_r(xquad_r_test, tiny_
     assert summaries["float32"]["multi", "map"] > 0  # the tiny model's ranks are not all ties
 
 
+@pytest.mark.slow
 def test_passages_embedded_in_shards_give_the_unsharded_runs_on_xquad_r(xquad_r_test, tiny_model_dir, tmp_path):
     """An XQuAD-R-format corpus's test passages embedded in 3 shard jobs (uneven, contiguous) and gathered:
     the same ids in the same order, vectors within 1e-6, and the very runs of one job."""

@@ -648,6 +648,13 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
             torch.testing.assert_close(cached[key], whole[key], atol=1e-5, rtol=0)
     trained = load_file(str(tmp_path / "whole/model/text/trained.safetensors"))
     assert {name.split(".")[2] for name in trained} == {"1", "2"}  # the two top layers trained, layer 0 not
+    from hybridbatch.models.packed_encoder import PackedEncoder
+
+    tower = PackedEncoder(tmp_path / "cached/model/text", text_model, "cpu", first=1)  # what a job from states loads
+    assert not hasattr(tower, "embeddings") and {name.split(".")[2] for name, _ in tower.named_parameters()} == {
+        "1",
+        "2",
+    }
     model = ImageTextModel.load(tmp_path / "cached/model", text_model)
     texts = schema.read_parquet(tmp_path / "corpus/test/queries.parquet", schema.CAPTIONS).text.tolist()
     whole = model.encode_texts(texts, 7)

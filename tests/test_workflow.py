@@ -102,7 +102,8 @@ def test_every_artifact_has_its_schema(workdir):
             schema.check_schema(pq.read_schema(shard), schema.BATCHES, shard)
         assert json.loads((batch_dir / "stats.json").read_text())["batches"] > 0
         model = results / f"models/tiny-bert/cldr-locales.{strategy}.s0"
-        assert (model / "trained.safetensors").is_file() and (model / "modules.json").is_file()
+        assert (model / TRAINED).is_file() and (model / BASE).is_file()
+        assert not (model / "tokenizer.json").exists() and not (model / "modules.json").exists()  # the base's
     for variant in ["zero-shot"] + [f"cldr-locales.{s}.s0" for s in STRATEGIES]:
         embeddings = results / f"embeddings/tiny-bert/{variant}/cldr-locales"
         passages = pq.read_metadata(results / "corpora/cldr-locales/test/passages.parquet").num_rows

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jsonschema
-import yaml
-
 from hybridbatch.names import DUAL_ENCODER, PLATEAU, ZERO_SHOT, CurvePoint, ImageTextRun, Variant, is_dual_encoder
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -46,6 +43,9 @@ def local_paths_win(config: dict) -> None:
 
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     """Raise ConfigError naming the offending key (e.g. `training.learnin_rate`)."""
+    import jsonschema  # here, not at the top: the stages import this module for its helpers
+    import yaml
+
     schema = yaml.safe_load(schema_path.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:

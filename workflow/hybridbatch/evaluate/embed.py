@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED, candidate_rows, embeddings_table, parquet_blocks, read_ids
 from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 
 ROW_GROUP = 65_536  # vectors per Parquet row group: the unit the search reads (100 MB at 384-d)
 TRAINING_SAMPLE = 262_144  # vectors an approximate index is trained on (a seeded sample of its candidates)
@@ -62,7 +63,13 @@ def read_rows(path: Path, table_schema, rows: slice) -> pd.DataFrame:
 
 
 def encode_file(
-    encoder: Encoder, path: Path, table_schema, kind: str, params: dict, out_path: Path, rows: slice | None = None
+    encoder: Encoder | PackedEncoder,
+    path: Path,
+    table_schema,
+    kind: str,
+    params: dict,
+    out_path: Path,
+    rows: slice | None = None,
 ) -> int:
     """Encode the texts of a queries or passages file (or `rows` of it) into `out_path`, stored
     as params['dtype']; return the number of texts."""
@@ -96,7 +103,7 @@ def embed_shard(params: EmbedParams, model_dir: str | Path, corpus_dir: str | Pa
     path = corpus_dir / "passages.parquet"
     rows = shard_rows(pq.read_metadata(path).num_rows, params["shard"], params["shards"])
     count = encode_file(
-        Encoder(model_dir, params["model"]),
+        load_encoder(model_dir, params["model"]),
         path,
         schema.PASSAGES,
         "passage",
@@ -125,7 +132,7 @@ def embed_and_index(
     Passages come from `shard_dirs` (embed_shard's outputs) when given, else are encoded here."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = Encoder(model_dir, params["model"])
+    encoder = load_encoder(model_dir, params["model"])
     queries = encode_file(
         encoder, corpus_dir / "queries.parquet", schema.QUERIES, "query", params, out_dir / "queries.parquet"
     )

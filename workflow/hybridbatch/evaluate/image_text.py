@@ -219,9 +219,7 @@ def evaluate_image_text(
         corpus_dir, params["languages"], params["images"], params["subset_seed"], params["protocols"]
     )
     relevant = relevant_pairs(captions, images, schema.read_parquet(corpus_dir / "qrels.parquet", schema.QRELS))
-    image_text_model = load_model(model, params["text_model"])
-    if states:
-        image_text_model.use_states(CaptionStates(states))
+    image_text_model = load_model(model, params["text_model"], CaptionStates(states) if states else None)
     row_of, image_features = read_features(Path(features) / "test.parquet")
     missing = sorted(set(images.pid) - set(row_of))
     if missing:

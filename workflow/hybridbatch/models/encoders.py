@@ -1,18 +1,17 @@
 """The shared bi-encoder: prefixes, pooling, L2 normalisation; saving in a format that
 both transformers and sentence-transformers load.
 
-A trained encoder is stored as what training changed: `trained.safetensors` holds the
-transformer's tensors that differ from the base model it started from, and `base.json`
-names that base directory (relative to the model) and its weights' sha256, checked on
-every load. The other files are the sentence-transformers directory as saved, less
-`model.safetensors`; `python -m hybridbatch export-model` writes the full directory
-that `SentenceTransformer(dir)` loads. A model whose other modules hold weights (a Dense
-head) is saved whole.
+A trained encoder is stored as what training changed, nothing it shares with its base:
+`trained.safetensors` holds the transformer's tensors that differ from the base model it
+started from, and `base.json` names that base directory (relative to the model), its
+weights' sha256 (checked on every load) and the model's token limit. Everything else (the
+tokenizer, the configs, pooling) is the base's. `python -m hybridbatch export-model`
+writes the full directory that `SentenceTransformer(dir)` loads. A model whose other
+modules hold weights (a Dense head) is saved whole.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load, load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from hybridbatch.artifacts.hashing import TEMPORARY_SUFFIX, sha256_file
@@ -35,7 +35,7 @@ from hybridbatch.models.packed import (
 
 WEIGHTS = "model.safetensors"  # the transformer's weights in a full directory
 TRAINED = "trained.safetensors"  # the tensors training changed
-BASE = "base.json"  # the base directory those changes apply to, and its weights' sha256
+BASE = "base.json"  # the base directory those changes apply to, its weights' sha256, the token limit
 
 
 class Encoder:
@@ -119,21 +119,46 @@ class Encoder:
         embed = lambda batch: self.embed(batch, kind)  # noqa: E731
         return encode_by_length(embed, texts, self.token_counts(texts, kind), batch_size, dimension, desc)
 
+    @property
+    def dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
     def save(self, out_dir: str | Path) -> None:
-        """As the tensors that differ from the base directory, where only the transformer
-        holds weights and the base has them in the same layout; else the whole directory."""
-        out_dir = Path(out_dir)
-        save_sentence_transformer(self.model, self.params, out_dir)
+        """As the tensors that differ from the base directory (save_trained), where only the
+        transformer holds weights and the base has them in the same layout; else whole."""
         other_weights = any(p.numel() for module in list(self.model)[1:] for p in module.parameters())
-        if other_weights or not (self.base_dir / WEIGHTS).is_file():
-            return
-        base, saved = load_file(str(self.base_dir / WEIGHTS)), load_file(str(out_dir / WEIGHTS))
-        if base.keys() != saved.keys() or any(base[k].shape != saved[k].shape for k in saved):
-            return
-        save_file({k: v for k, v in saved.items() if not torch.equal(v, base[k])}, str(out_dir / TRAINED))
-        reference = {"path": os.path.relpath(self.base_dir, out_dir), "sha256": weights_sha256(self.base_dir / WEIGHTS)}
-        (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
-        (out_dir / WEIGHTS).unlink()
+        state = self.transformer.state_dict()
+        if other_weights or not save_trained(state, self.base_dir, Path(out_dir), self.params["max_length"], True):
+            save_sentence_transformer(self.model, self.params, out_dir)
+
+
+def save_trained(state: dict, base_dir: Path, out_dir: Path, max_length: int, whole: bool) -> bool:
+    """Write `trained.safetensors` (the tensors of `state` that differ from the base's) and
+    `base.json`; False, writing nothing, when the base has no weights file, lacks one of the
+    tensors or holds it in another shape, or (`whole`: `state` is the whole transformer's)
+    holds tensors `state` does not."""
+    if not (base_dir / WEIGHTS).is_file():
+        return False
+    changed = {}
+    with safe_open(str(base_dir / WEIGHTS), framework="pt") as base:
+        names = set(base.keys())
+        if not set(state) <= names or (whole and names != set(state)):
+            return False
+        for name, tensor in state.items():
+            reference = base.get_tensor(name)
+            if reference.shape != tensor.shape:
+                return False
+            if not torch.equal(tensor.detach().cpu(), reference):
+                changed[name] = tensor.detach().cpu().contiguous()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(changed, str(out_dir / TRAINED))
+    reference = {
+        "path": os.path.relpath(base_dir, out_dir),
+        "sha256": weights_sha256(base_dir / WEIGHTS),
+        "max_length": max_length,
+    }
+    (out_dir / BASE).write_text(json.dumps(reference, indent=2, sort_keys=True))
+    return True
 
 
 def encode_by_length(embed, texts: list[str], counts: np.ndarray, batch_size: int, dimension: int, desc: str):
@@ -144,12 +169,6 @@ def encode_by_length(embed, texts: list[str], counts: np.ndarray, batch_size: in
         index = order[start : start + batch_size]
         out[index] = embed([texts[i] for i in index]).float().cpu().numpy()
     return out
-
-
-def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """A safetensors file's tensors and sha256, from one read."""
-    data = path.read_bytes()
-    return load(data), hashlib.sha256(data).hexdigest()
 
 
 def weights_sha256(path: Path) -> str:
@@ -208,21 +227,21 @@ def load_trained(transformer: torch.nn.Module, model_dir: Path) -> set[str]:
 
 
 def export_model(model_dir: str | Path, out_dir: str | Path) -> None:
-    """Write the full sentence-transformers directory of a model stored as trained tensors."""
+    """Write the full sentence-transformers directory of a model stored as trained tensors:
+    its base's files, the base's weights with the trained tensors overlaid, and its token limit."""
+    from sentence_transformers import SentenceTransformer
+
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists: export-model does not overwrite")
-    reference = base_reference(model_dir)
-    if reference is None:
+    if base_reference(model_dir) is None:
         raise ValueError(f"{model_dir}: has no {BASE}; it is already a full directory")
-    base, recorded = reference
-    weights, digest = read_weights(base / WEIGHTS)
-    check_base(model_dir, base, recorded, digest)
-    weights |= load_file(str(model_dir / TRAINED))
+    model = SentenceTransformer(str(base_directory(model_dir)), device="cpu", local_files_only=True)
+    load_trained(model[0].auto_model, model_dir)
+    model.max_seq_length = json.loads((model_dir / BASE).read_text())["max_length"]
     tmp = out_dir.with_name(f".{out_dir.name}{TEMPORARY_SUFFIX}")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model_dir, tmp, ignore=shutil.ignore_patterns(TRAINED, BASE, "manifest.json"))
-    save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    model.save(str(tmp), safe_serialization=True)
     tmp.rename(out_dir)
 
 

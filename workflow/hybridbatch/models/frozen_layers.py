@@ -17,12 +17,13 @@ from hybridbatch.artifacts import schema
 from hybridbatch.models.caption_states import CAPTION, LAYERS, LAYERS_KEY, STATES, STATES_KEY, TEXT_SCHEMA, TEXTS
 from hybridbatch.models.dual_encoder import check_layers
 from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 from hybridbatch.subset import evaluated_captions
 
 BATCH_SIZE = 256  # captions run at a time (a fixed number: an evaluation's batch size retrains nothing)
 
 
-def frozen_layer_count(encoder: Encoder, trainable: int | str) -> int:
+def frozen_layer_count(encoder: Encoder | PackedEncoder, trainable: int | str) -> int:
     """How many of the tower's layers stay as they are when the top `trainable` train."""
     total = len(encoder.transformer.encoder.layer)
     check_layers(trainable, total, LAYERS_KEY)
@@ -32,7 +33,7 @@ def frozen_layer_count(encoder: Encoder, trainable: int | str) -> int:
 
 
 @torch.inference_mode()
-def compute_states(encoder: Encoder, texts: list[str], layers: int, batch_size: int):
+def compute_states(encoder: Encoder | PackedEncoder, texts: list[str], layers: int, batch_size: int):
     """(states, offsets) of `texts` through the embedding layer and the first `layers`
     layers, in eval mode, computed in batches of similar length."""
     encoder.model.eval()
@@ -82,8 +83,8 @@ def selected_captions(params: CaptionStatesParams, corpus_dir: Path) -> list[str
 
 def caption_states(params: CaptionStatesParams, base: str | Path, corpus: str | Path, out: str | Path) -> dict:
     """Write the states of a split's captions through the frozen layers of the text model in `base`."""
-    encoder = Encoder(base, params["text_model"], device="cpu")
-    if not encoder.packed:
+    encoder = load_encoder(base, params["text_model"], device="cpu")
+    if isinstance(encoder, Encoder) and not encoder.packed:
         raise ValueError(
             f"{base}: caption states need a BERT-family encoder with mean or CLS pooling; "
             f"set config key {STATES_KEY} to false to run the whole tower every step"

@@ -27,6 +27,7 @@ from hybridbatch.artifacts.vectors import read_embeddings
 from hybridbatch.models.caption_states import CAPTION, LAYERS_KEY, CaptionStates
 from hybridbatch.models.dual_encoder import DualEncoderImageText, check_layers
 from hybridbatch.models.encoders import Encoder, encode_by_length
+from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 from hybridbatch.names import is_dual_encoder
 
 MIN_TEMPERATURE = 0.01  # CLIP's cap on the logit scale (100)
@@ -34,22 +35,23 @@ PROJECTION_FILE = "image_projection.safetensors"
 
 
 class ImageTextModel(torch.nn.Module):
-    """Text tower + image projection over locked image features + temperature."""
+    """Text tower + image projection over locked image features + temperature. With caption
+    states, the text tower holds only its layers above them (models/packed_encoder.py)."""
 
     default_objective = "symmetric-info-nce"
     bias = None
     images_locked = False  # the image projection trains
 
-    def __init__(self, text: Encoder, image_dim: int, temperature: float, learnable_temperature: bool):
+    def __init__(self, text: Encoder | PackedEncoder, image_dim: int, temperature: float, learnable_temperature: bool,
+                 states: CaptionStates | None = None):  # fmt: skip
         super().__init__()
         self.text = text  # not a submodule: it places itself (cuda when there is one)
-        text_dim = text.model.get_embedding_dimension()
-        self.image_projection = torch.nn.Linear(image_dim, text_dim)
+        self.image_projection = torch.nn.Linear(image_dim, text.dimension)
         self.log_scale = torch.nn.Parameter(
             torch.tensor(math.log(1 / temperature)), requires_grad=learnable_temperature
         )
         self.trained_modules = [text.model]
-        self.states: CaptionStates | None = None
+        self.states = states
         self.to(text.device)
 
     @property
@@ -63,9 +65,15 @@ class ImageTextModel(torch.nn.Module):
         transformer = self.text.transformer
         blocks = transformer.encoder.layer
         check_layers(layers, len(blocks), key)
+        if self.states is not None and (layers == "all" or len(blocks) - layers < self.states.layers):
+            raise ValueError(
+                f"{self.states.path}: states after {self.states.layers} layers, but the text tower trains {layers} "
+                f"of its {len(blocks)}; rebuild them for config key {LAYERS_KEY}"
+            )
         for parameter in transformer.parameters():
             parameter.requires_grad_(layers == "all")
-        transformer.get_input_embeddings().weight.requires_grad_(False)
+        if self.states is None:  # with states, the tower has no embeddings
+            transformer.get_input_embeddings().weight.requires_grad_(False)
         if layers != "all":
             for block in blocks[len(blocks) - layers :]:
                 block.requires_grad_(True)
@@ -108,8 +116,8 @@ class ImageTextModel(torch.nn.Module):
         if self.states is None:
             return self.text.encode(texts, CAPTION, batch_size, desc=desc)
         self.text.model.eval()
-        dimension = self.text.model.get_embedding_dimension()
-        return encode_by_length(self.embed_texts, texts, self.states.token_counts(texts), batch_size, dimension, desc)
+        counts = self.states.token_counts(texts)
+        return encode_by_length(self.embed_texts, texts, counts, batch_size, self.text.dimension, desc)
 
     def save(self, out_dir: str | Path, description: dict) -> None:
         out_dir = Path(out_dir)
@@ -123,10 +131,11 @@ class ImageTextModel(torch.nn.Module):
         (out_dir / "model.json").write_text(json.dumps(description, indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, model_dir: str | Path, text_params: dict) -> ImageTextModel:
+    def load(cls, model_dir: str | Path, text_params: dict, states: CaptionStates | None = None) -> ImageTextModel:
+        """A saved model; with `states`, only its text layers above them."""
         model_dir = Path(model_dir)
         tensors = load_file(str(model_dir / PROJECTION_FILE))
-        model = cls(Encoder(model_dir / "text", text_params), tensors["weight"].shape[1], 1.0, False)
+        model = cls(text_tower(model_dir / "text", text_params, states), tensors["weight"].shape[1], 1.0, False, states)
         with torch.no_grad():
             model.image_projection.weight.copy_(tensors["weight"])
             model.image_projection.bias.copy_(tensors["bias"])
@@ -139,29 +148,36 @@ class ImageTextModel(torch.nn.Module):
         return self.text.device
 
 
+def text_tower(model_dir: Path, text_params: dict, states: CaptionStates | None, device: str | None = None):
+    """The whole text encoder, or, from caption states, only its layers above them."""
+    return load_encoder(model_dir, text_params, device, states.layers if states else 0)
+
+
 def layer_of(name: str) -> float:
     """The transformer layer a tensor belongs to (-1 for the embeddings, inf above the layers)."""
     found = re.match(r"encoder\.layer\.(\d+)\.", name)
     return int(found.group(1)) if found else (-1 if name.startswith("embeddings.") else math.inf)
 
 
-def start_model(
-    base: str | Path, text_params: dict, image_dim: int, temperature: float | None, learnable: bool, device: str
-):
-    """The model a LiT run starts from: the base text model with a new image projection,
-    or a dual encoder as its checkpoint has it (temperature None: the checkpoint's)."""
+def start_model(base: str | Path, text_params: dict, image_dim: int, temperature: float | None, learnable: bool,
+                device: str, states: CaptionStates | None = None):  # fmt: skip
+    """The model a LiT run starts from: the base text model (from `states`, only its layers
+    above them) with a new image projection, or a dual encoder as its checkpoint has it
+    (temperature None: the checkpoint's)."""
     if is_dual_encoder(text_params):
         model = DualEncoderImageText(base, device)
         model.set_temperature(temperature, learnable)
         return model
-    return ImageTextModel(Encoder(base, text_params, device=device), image_dim, temperature, learnable)
+    return ImageTextModel(
+        text_tower(Path(base), text_params, states, device), image_dim, temperature, learnable, states
+    )
 
 
-def load_model(model_dir: str | Path, text_params: dict):
+def load_model(model_dir: str | Path, text_params: dict, states: CaptionStates | None = None):
     """A saved image-text model (trained, or a dual encoder's base), in eval mode."""
     if is_dual_encoder(text_params):
         return DualEncoderImageText(model_dir).eval()
-    return ImageTextModel.load(model_dir, text_params)
+    return ImageTextModel.load(model_dir, text_params, states)
 
 
 def read_features(path: Path) -> tuple[dict[str, int], torch.Tensor]:

@@ -147,10 +147,9 @@ def train_lit(
             config["temperature"],
             config["learnable_temperature"],
             device,
+            CaptionStates(states) if states else None,
         )  # the same start for every strategy
         model.unfreeze(config["trainable_text_layers"], LAYERS_KEY)
-        if states:
-            model.use_states(CaptionStates(states))
         objective_name = config["objective"] or model.default_objective
         training_features = (Path(features) / "train.parquet", row_of, image_features)
         steps = LitSteps(model, training_features, relevance, objective_name, config["learnable_temperature"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 from hybridbatch.train.loop import Side, Step, parameter_groups
 from hybridbatch.train.masks import Relevance, text_false_negatives
 from hybridbatch.train.objectives import info_nce
@@ -31,7 +32,7 @@ class TextSteps:
 
     log_columns = ["masked_conflicts", "masked_duplicates"]
 
-    def __init__(self, encoder: Encoder, relevance: Relevance, temperature: float, symmetric: bool):
+    def __init__(self, encoder: Encoder | PackedEncoder, relevance: Relevance, temperature: float, symmetric: bool):
         self.encoder, self.relevance, self.temperature, self.symmetric = encoder, relevance, temperature, symmetric
 
     def __call__(self, batch_type: str, batch) -> Step:
@@ -57,7 +58,7 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
     config, model_params = params["training"], params["model"]
 
     def build_task(device: str, relevance: Relevance) -> Task:
-        encoder = Encoder(base_dir, model_params, device=device)
+        encoder = load_encoder(base_dir, model_params, device=device)
         if config["freeze_embeddings"]:
             encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
         named = {name: p for name, p in encoder.model.named_parameters() if p.requires_grad}
