@@ -92,8 +92,9 @@ def test_the_plain_torch_encoder_is_the_sentence_transformers_model_bit_for_bit(
     assert isinstance(ours, PackedEncoder) and ours.pooling == model.rsplit("-", 1)[1]
     features = reference.features(texts, "query")
     mask = features["attention_mask"].bool()
-    assert torch.equal(ours.features(texts, "query")["attention_mask"].bool(), mask)
-    assert torch.equal(ours.features(texts, "query")["input_ids"][mask], features["input_ids"][mask])
+    mine = ours.features(texts, "query")
+    assert torch.equal(mine["attention_mask"].bool(), mask)
+    assert torch.equal(mine["input_ids"][mask], features["input_ids"][mask])
     assert (ours.token_counts(texts, "passage") == reference.token_counts(texts, "passage")).all()
     names = [name for name, _ in ours.model.named_parameters()]
     assert [name for name, _ in reference.transformer.named_parameters() if name in names] == names  # same order
