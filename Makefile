@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: run curve test test-quick lint mutation rehearsal clean-results
+.PHONY: run curve test test-all test-quick gpu-check lint mutation rehearsal clean-results
 
 # The pins are installed with uv (pinned): 40 s into a fresh .venv against pip's 105 s
 # (docs/results.md). uv reads no pip config, so pip's find-links (where a local torch wheel
@@ -30,18 +30,29 @@ run: $(STAMP)
 curve: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --configfile config/emoji_curve.yaml
 
-# The suite on $(CORES) workers (pytest-xdist; tests sharing a module's run on one worker).
+# The suite but the long tier, on $(CORES) workers (pytest-xdist): a module's tests on one worker,
+# so a run that several of them read (a module fixture) is built once.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(CORES) --dist loadgroup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(CORES) --dist loadfile -m "not long"
+
+# The long tier (docs/testing.md): the shipped configs' runs, the SLURM cluster, S3, the real
+# XQuAD-R files. `make test test-all` is the whole suite (.ci/run runs both).
+test-all: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -n $(CORES) -m long
 
 # The developer's subset (docs/testing.md): every test but the Snakemake runs and the slow units.
 test-quick: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not workflow and not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not workflow and not slow and not long"
 
 # The real image-text run (config/xm3600_hybrid.yaml) at its real size on generated data
 # (benchmarks/rehearsal.py; about 6 GB under rehearsal/, an hour on 2 cores): each stage's time and peak RSS.
 rehearsal: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/rehearsal.py --dir rehearsal --cores $(CORES)
+
+# Every CUDA path (packed encoder, LiT with GradCache under bf16, evaluation products, image
+# features) on tiny models against its CPU result, as a table; without CUDA it says so and exits 0.
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

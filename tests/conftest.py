@@ -32,18 +32,6 @@ TINY_MODEL = {
 }
 
 
-SHARED_RUNS = ("workdir", "trained", "e5")  # module fixtures that build a run several tests read
-
-
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test`: --dist loadgroup), the tests that read one module
-    fixture's run go to one worker, so the run is built once."""
-    for item in items:
-        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{shared[0]}"))
-
-
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """A small real CLDR corpus (4 languages) in canonical Parquet."""

@@ -407,7 +407,7 @@ def test_search_in_candidate_blocks_equals_one_block_and_brute_force(approximate
         assert listed == {(r, c): i + 1 for r in range(300) for i, c in enumerate(top_columns[r])}
 
 
-@pytest.fixture(scope="module", params=["generated", "real"])
+@pytest.fixture(scope="module", params=["generated", pytest.param("real", marks=pytest.mark.long)])
 def xquad_r_test(request, tmp_path_factory):
     """The test split (30% of the articles) of an XQuAD-R-format corpus: generated in the
     exact file format (5 languages, tests/xquad_like.py), and the real XQuAD-R (11
@@ -484,10 +484,12 @@ def test_float16_vectors_give_the_float32_metrics_on_xquad_r(xquad_r_test, tiny_
 @pytest.mark.slow
 def test_passages_embedded_in_shards_give_the_unsharded_runs_on_xquad_r(xquad_r_test, tiny_model_dir, tmp_path):
     """An XQuAD-R-format corpus's test passages embedded in 3 shard jobs (uneven, contiguous) and gathered:
-    the same ids in the same order, vectors within 1e-6, and the very runs of one job."""
+    the same ids in the same order, and vectors within 1e-6 (a text's batch differs between a shard and
+    the whole, and with it the last bits of its vector); the gathered file's layout (a row group per
+    shard), holding the whole job's vectors, gives the very runs of one job."""
     from conftest import TINY_MODEL
 
-    from hybridbatch.evaluate.embed import embed_and_index, embed_shard, shard_rows
+    from hybridbatch.evaluate.embed import ROW_GROUP, embed_and_index, embed_shard, shard_rows
 
     params = {"batch_size": 64, "dtype": "float32", "index_factory": "Flat", "model": TINY_MODEL}
     shard_dirs = [tmp_path / f"{shard}-of-3" for shard in range(3)]
@@ -501,6 +503,12 @@ def test_passages_embedded_in_shards_give_the_unsharded_runs_on_xquad_r(xquad_r_
         shard_rows(len(whole[0]), s, 3).stop - shard_rows(len(whole[0]), s, 3).start for s in range(3)
     ]
     np.testing.assert_allclose(sharded[2], whole[2], atol=1e-6)
+    for shard, out in enumerate(shard_dirs):  # the shards' files with the whole job's vectors, gathered again
+        rows = shard_rows(len(whole[0]), shard, 3)
+        table = embeddings_table(whole[0][rows], whole[1][rows], whole[2][rows])
+        schema.write_table(table, out / "passages.parquet", row_group_size=ROW_GROUP)
+    embed_and_index(params, tiny_model_dir, xquad_r_test, shard_dirs, tmp_path / "sharded")
+    assert pq.ParquetFile(tmp_path / "sharded/passages.parquet").num_row_groups == 3
     for run in ("sharded", "whole"):
         evaluation.search({"top_k": 100, "block_mb": 64}, tmp_path / run, xquad_r_test, tmp_path / f"{run}-runs")
     for setting in evaluation.SETTINGS:

@@ -62,7 +62,7 @@ def on_s3(workdir: Path, endpoint: str, *args: str) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_results_on_s3_upload_rerun_nothing_and_audit_clean(s3_endpoint, tmp_path):
     import boto3
 

@@ -122,6 +122,7 @@ LOCAL_CLUSTER_OVERLAY = ["--slurm-no-account", "--slurm-status-command", "squeue
                          "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"]  # fmt: skip
 
 
+@pytest.mark.long
 def test_the_slurm_profile_runs_the_workflow_on_a_real_cluster_with_the_local_results(workdir, tmp_path):
     """The tiny config through profiles/slurm on a one-node SLURM cluster started here
     (tests/slurm_cluster.py): every job but the target is a SLURM job with its rule's
@@ -196,22 +197,20 @@ def test_second_run_has_nothing_to_do(workdir):
     assert planned_jobs(workdir) == {}
 
 
-def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir):
+def test_evaluation_knob_reruns_only_evaluation_and_tables(workdir, tmp_path):
+    copy = tmp_path / "copy"  # the run and Snakemake's records of it, mtimes kept: the shared run stays as it is
+    shutil.copytree(workdir, copy, symlinks=True)
     config = tiny_config()
     config["evaluation"]["recall_at"] = [1, 5, 10, 50]
-    write_config(workdir, config)
-    try:
-        both = {"evaluate": 1 + len(STRATEGIES), "evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
-        assert planned_jobs(workdir) == both  # recall_at is both tracks' knob
-        config["significance"]["permutations"] = 500
-        write_config(workdir, config)
-        assert planned_jobs(workdir) == both
-        snakemake(workdir)
-        summary = pd.read_csv(workdir / "results/tables/summary.csv")
-        assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
-    finally:  # back to the state every other test expects
-        write_config(workdir, tiny_config())
-        snakemake(workdir)
+    write_config(copy, config)
+    both = {"evaluate": 1 + len(STRATEGIES), "evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
+    assert planned_jobs(copy) == both  # recall_at is both tracks' knob
+    config["significance"]["permutations"] = 500
+    write_config(copy, config)
+    assert planned_jobs(copy) == both
+    snakemake(copy)
+    summary = pd.read_csv(copy / "results/tables/summary.csv")
+    assert "recall@50" in set(summary.metric) and "recall@100" not in set(summary.metric)
 
 
 def test_alpha_change_rebuilds_batches_onwards_but_not_corpora_or_pairs(workdir):
@@ -387,6 +386,7 @@ def test_runs_table_comes_from_the_manifests(workdir):
     assert trained.loc["X-X-mono", "realised_alpha"] == 1.0 and trained.loc["X-Y", "realised_alpha"] == 0.0
 
 
+@pytest.mark.long
 def test_data_batch_and_base_model_manifests_are_identical_across_fresh_runs(workdir, tmp_path):
     write_config(tmp_path, tiny_config())
     targets = [f"results/batches/cldr-locales/{s}/s0" for s in STRATEGIES] + ["results/models/tiny-bert/zero-shot"]
@@ -625,6 +625,7 @@ def test_lineage_row_out_of_range_is_a_clear_error(workdir):
     assert result.returncode == 2 and "out of range" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.long
 def test_results_do_not_depend_on_cores(workdir, tmp_path):
     """resources.<rule>.threads, not --cores, sets every stage's threads: --cores 1 gives the same bytes
     (the text track; the image track's stages take their threads from the same setting)."""
@@ -724,6 +725,7 @@ def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict
     return config
 
 
+@pytest.mark.long
 def test_the_shipped_zero_shot_config_evaluates_msiglip_and_siglip2_on_generated_data(tmp_path):
     """config/xm3600.yaml as shipped, over config.yaml, overriding only the models (random
     SigLIP and SigLIP 2 checkpoints read by path) and the mirror (XM3600 in its published
@@ -751,6 +753,7 @@ def test_the_shipped_zero_shot_config_evaluates_msiglip_and_siglip2_on_generated
     assert not np.allclose(np.asarray(features[0][2]), np.asarray(features[1][2]))
 
 
+@pytest.mark.long
 def test_the_shipped_hybrid_config_runs_its_whole_image_text_grid_on_generated_data(tmp_path):
     """config/xm3600_hybrid.yaml as shipped, over config.yaml, overriding only the model (a
     random SigLIP read by path), the mirrors (COCO-35L and XM3600 in their published formats,
@@ -790,6 +793,7 @@ def run_shipped_config(workdir: Path, configfile: str, overlay: dict) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+@pytest.mark.long
 def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its_plateau(tmp_path):
     """config/emoji_curve.yaml as shipped, over the tests' config, overriding only the
     mirror (48 generated emoji named in three languages, one never trained on), the sizes
@@ -838,6 +842,7 @@ def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its
     assert len(curve) == len(strategies) * 3 and (tmp_path / "results/plots/image_text_curve.png").is_file()
 
 
+@pytest.mark.long
 def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror(tmp_path):
     """config/xquad_r_e5_zero_shot.yaml as shipped, over config.yaml, overriding only its
     mirror (a generated corpus in XQuAD-R's file format, its 11 languages, pinned by the
@@ -876,6 +881,7 @@ def test_the_shipped_xquad_r_zero_shot_config_evaluates_e5_on_a_generated_mirror
     assert set(by_language[by_language.setting == "mono"].query_lang) == set(languages)
 
 
+@pytest.mark.long
 def test_the_shipped_xquad_r_offline_config_trains_and_evaluates_every_strategy(tmp_path):
     """config/xquad_r_offline.yaml as shipped, over config.yaml, overriding only its mirror
     (a generated corpus in XQuAD-R's file format, its 11 languages, pinned by the generated
@@ -919,6 +925,7 @@ def labse_like(tiny_model_dir: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.long
 def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tiny_model_dir):
     """config/paper.yaml as shipped, overriding only its models (a tiny encoder for XLM-R and
     a LaBSE-packaged one, read by path), its mirrors (XQuAD-R and MLQA-R in LAReQA's files,
@@ -992,6 +999,7 @@ def test_caption_states_follow_the_trained_and_the_evaluated_corpus(tmp_path):
     }
 
 
+@pytest.mark.long
 def test_a_tiny_clip_runs_zero_shot_and_lit_with_every_strategy_through_the_workflow(tmp_path):
     """A tiny random CLIP (a local checkpoint) as the image-text model: its base model, its
     own tower's features, LiT with config.yaml's four strategies and the untrained model,

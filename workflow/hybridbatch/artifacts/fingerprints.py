@@ -5,6 +5,7 @@ editing one reruns exactly the stages that use it."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -17,9 +18,11 @@ def module_path(module: str) -> Path:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _imported_modules(module: str) -> set[str]:
+@functools.cache
+def _imported_modules(module: str) -> frozenset[str]:
     """The package modules `module` imports (`from hybridbatch.x import y` may name a
-    module y or a name in x), and the packages above it (their __init__.py runs too)."""
+    module y or a name in x), and the packages above it (their __init__.py runs too);
+    each module parsed once per process (Snakemake asks for every rule's stage)."""
     path = module_path(module)
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -32,7 +35,7 @@ def _imported_modules(module: str) -> set[str]:
                 ".".join(alias.name.split(".")[1:]) for alias in node.names if alias.name.split(".")[0] == PACKAGE
             )
     parents = {".".join(module.split(".")[:i]) for i in range(1, len(module.split(".")))}
-    return {name for name in found | parents if name and module_path(name).exists()}
+    return frozenset(name for name in found | parents if name and module_path(name).exists())
 
 
 def source_files(*modules: str) -> list[str]:

@@ -162,13 +162,17 @@ def save_trained(state: dict, base_dir: Path, out_dir: Path, max_length: int, wh
 
 
 def encode_by_length(embed, texts: list[str], counts: np.ndarray, batch_size: int, dimension: int, desc: str):
-    """`embed` over batches of texts of similar token `counts`, back in the texts' order."""
-    order = np.argsort(counts, kind="stable")
+    """`embed` over batches of texts of similar token `counts`, back in the texts' order.
+    Each distinct text is embedded once, so equal texts get equal vectors whatever their
+    batches: their scores tie exactly, and the rank engine's tie rule orders them."""
+    _, first, inverse = np.unique(np.asarray(texts, dtype=object), return_index=True, return_inverse=True)
+    rows = np.sort(first)  # each distinct text's first row, in the texts' order
+    order = rows[np.argsort(np.asarray(counts)[rows], kind="stable")]
     out = np.empty((len(texts), dimension), dtype=np.float32)
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", mininterval=5):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", mininterval=5):
         index = order[start : start + batch_size]
         out[index] = embed([texts[i] for i in index]).float().cpu().numpy()
-    return out
+    return out if len(rows) == len(texts) else out[first[inverse.reshape(-1)]]
 
 
 def weights_sha256(path: Path) -> str:
