@@ -84,6 +84,7 @@ def test_builders_do_the_config_arithmetic():
 
     config = shipped_config()
     section = config["image_text"]
+    section["strategies"]["hybrid-2x"] = {"weights": {"image-caption-mono": 1, "caption-caption": 1}, "step_factor": 2}
     plan = build("image-text-batches", config, SimpleNamespace(corpus="emoji", strategy="hybrid-2x", seed="2"))
     assert plan["steps"] == 2 * section["batching"]["steps"] and plan["seed"] == 2
     assert sum(plan["strategy"]["weights"].values()) == pytest.approx(1.0)
