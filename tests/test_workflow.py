@@ -675,7 +675,7 @@ def test_xm3600_zero_shot_config_plans_both_models(tmp_path):
 
 
 def test_xm3600_hybrid_config_plans_every_strategy_and_seed(tmp_path):
-    """config/xm3600_hybrid.yaml: LiT of mSigLIP on COCO-35L, config.yaml's 8 strategies x 3
+    """config/xm3600_hybrid.yaml: LiT of mSigLIP on COCO-35L, its 8 strategies (config.yaml's four and four of its own) x 3
     seeds, each and the untrained model evaluated on XM3600; features of both corpora by
     mSigLIP's tower; no caption states (the whole text tower trains)."""
     jobs = config_dry_run(tmp_path, "config/xm3600_hybrid.yaml")
