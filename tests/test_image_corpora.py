@@ -223,6 +223,28 @@ def many_emoji_mirror(mirror, count: int, languages: list[str]) -> dict:
     return {**{key: value for key, value in params.items() if key != "name"}, "languages": languages}
 
 
+def test_an_emoji_and_its_skin_tone_variants_share_a_split(tmp_path):
+    """The waving hand (1F44B) and its medium-skin-tone variant (1F44B-1F3FD) are one group: over ten
+    split seeds they always land in the same split, while the emoji as a whole are divided."""
+    from hybridbatch.corpora.emoji import toneless
+
+    assert (
+        toneless("1F44B-1F3FD") == toneless("1F44B") == "1F44B" and toneless("1F469-200D-1F52C") == "1F469-200D-1F52C"
+    )
+    params = {**emoji_mirror(tmp_path / "mirror"), "test_fraction": 0.5}
+    raw = corpora.download(params, tmp_path / "raw")
+    divided = set()
+    for seed in range(10):
+        out = tmp_path / f"out{seed}"
+        prepare.prepare({**params, "split_seed": seed}, raw, out)
+        split_of = {
+            item: split for split in ("train", "test") for item in read(out, split, "images", schema.IMAGES).item_id
+        }
+        assert split_of["1F44B"] == split_of["1F44B-1F3FD"], seed
+        divided.add(len(set(split_of.values())))
+    assert divided == {2}  # every seed puts some emoji in each split
+
+
 def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):
     params = emoji_mirror(tmp_path / "mirror")
     raw = corpora.download(params, tmp_path / "raw")

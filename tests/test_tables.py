@@ -146,16 +146,19 @@ def letters(runs: list[Run], metric: str, setting: str) -> dict[str, str]:
 def test_a_significance_letter_goes_to_the_better_row(tmp_path, bias_shift):
     """(a) zero-shot, (b) X-X-mono: 0.2 lower mAP and 0.5 higher rank distance on every item
     (worse in both: lower bias is better); (c) hybrid: 0.2 higher mAP in mono and multi, the
-    same mAP as zero-shot in cross, and a rank distance `bias_shift` away from zero-shot's."""
+    same mAP as zero-shot in cross, and a rank distance `bias_shift` away from zero-shot's.
+    Three seeds each, 0.01 apart: every difference holds in each seed and over the seeds."""
     rng = np.random.default_rng(0)
     base_map, base_bias = rng.uniform(0.2, 0.6, 30), rng.uniform(10, 20, 30)
-    paths = [
-        write_run(tmp_path, "hybrid", base_map + 0.2, base_bias + bias_shift, cross_map=base_map),
-        write_run(tmp_path, "X-X-mono", base_map - 0.2, base_bias + 0.5, alpha=1.0),
-        write_run(tmp_path, ZERO_SHOT, base_map, base_bias),
-    ]
+    paths = [write_run(tmp_path, ZERO_SHOT, base_map, base_bias)]
+    for seed, jitter in enumerate((0.0, 0.01, -0.01)):
+        paths += [
+            write_run(tmp_path, "hybrid", base_map + 0.2 + jitter, base_bias + bias_shift + jitter, seed=seed,
+                      cross_map=base_map),
+            write_run(tmp_path, "X-X-mono", base_map - 0.2 + jitter, base_bias + 0.5 + jitter, alpha=1.0, seed=seed),
+        ]  # fmt: skip
     runs = load_runs(paths)
-    assert [run.key[2] for run in runs] == [ZERO_SHOT, "X-X-mono", "hybrid"]  # zero-shot first, then by strategy
+    assert list(dict.fromkeys(run.key[2] for run in runs)) == [ZERO_SHOT, "X-X-mono", "hybrid"]  # zero-shot first
     assert letters(runs, "map", "mono") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "a,b"}
     assert letters(runs, "map", "cross") == {ZERO_SHOT: "b", "X-X-mono": "", "hybrid": "b"}
     expected = (
@@ -167,9 +170,10 @@ def test_a_significance_letter_goes_to_the_better_row(tmp_path, bias_shift):
 
 
 def test_a_p_value_equal_to_alpha_is_not_significant(tmp_path):
-    """With 19 sign flips and 30 items that all favour one run, p = (0 + 1) / 20 = alpha."""
+    """With 19 sign flips and 30 items that all favour one run (in each of three seeds), p = (0 + 1) / 20 = alpha."""
     base = np.linspace(0.2, 0.5, 30)
-    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, base), write_run(tmp_path, "hybrid", base + 0.1, base)])
+    seeds = [write_run(tmp_path, "hybrid", base + 0.1 + 0.01 * seed, base, seed=seed) for seed in range(3)]
+    runs = load_runs([write_run(tmp_path, ZERO_SHOT, base, base), *seeds])
     ((_, test),) = comparisons(
         runs, {**PARAMS, "permutations": 19}, {"map": Headline("map", ("mono",), True, 3)}
     ).iterrows()
@@ -247,6 +251,31 @@ def test_seeds_combine_into_one_test_on_each_items_difference_averaged_over_seed
     assert set(one_seed.seed) == {"0"}  # one seed: the test of that seed's runs
 
 
+@pytest.mark.parametrize(
+    ("seed_means", "differences", "marked"),
+    [
+        ((0.30, 0.35, 0.40), (0.03, -0.01, 0.02), False),  # one seed favours b: the sign flips
+        ((0.30, 0.35, 0.40), (0.003, 0.004, 0.005), False),  # one sign, but far inside the seeds' spread (Welch)
+        ((0.30, 0.31, 0.32), (0.20, 0.21, 0.19), True),  # large and the same in every seed
+    ],
+)
+def test_a_difference_must_hold_over_the_seeds_however_many_items(tmp_path, seed_means, differences, marked):
+    """Three seeds of 600 items each: a's mAP is b's plus the seed's difference on every item, so
+    the item-level test is significant every time; the difference is marked only where it also
+    holds over the seeds (each seed of one sign, Welch's p over the seeds' means)."""
+    rng = np.random.default_rng(5)
+    spread = rng.uniform(-0.1, 0.1, 600)
+    paths = []
+    for seed, (mean, difference) in enumerate(zip(seed_means, differences)):
+        paths.append(write_run(tmp_path, "hybrid", mean + spread + difference, np.zeros(600), seed=seed))
+        paths.append(write_run(tmp_path, "X-X-mono", mean + spread, np.zeros(600), alpha=1.0, seed=seed))
+    params = {**PARAMS, "permutations": 2000, "bootstrap_samples": 100}
+    ((_, test),) = comparisons(load_runs(paths), params, {"map": Headline("map", ("mono",), True, 3)}).iterrows()
+    assert test.p_holm < 0.01  # the items alone: always significant
+    assert test.seed_differences == " ".join(f"{-d:+.4f}" for d in differences)  # run a is X-X-mono
+    assert test.significant == test.holds_over_seeds == marked
+
+
 def test_a_summary_without_the_contract_columns_is_refused_naming_it(tmp_path):
     path = write_run(tmp_path, ZERO_SHOT, np.ones(3), np.ones(3))
     pd.read_csv(path / "summary.csv").rename(columns={"value": "score"}).to_csv(path / "summary.csv", index=False)
@@ -254,6 +283,11 @@ def test_a_summary_without_the_contract_columns_is_refused_naming_it(tmp_path):
         Run(path)
     columns = SUMMARY_COLUMNS[:-1] + ["score"]
     assert str(error.value) == f"{path / 'summary.csv'}: columns {columns}, expected {SUMMARY_COLUMNS}"
+
+
+def mean_over_seeds(per_run: list[pd.DataFrame], setting: str, by: str, column: str) -> pd.Series:
+    """Each group's mean of `column` in `setting`, averaged over the runs (seeds)."""
+    return sum(rows[rows.setting == setting].groupby(by)[column].mean() for rows in per_run) / len(per_run)
 
 
 def test_written_tables_hold_the_runs_values(tmp_path):
@@ -267,8 +301,10 @@ def test_written_tables_hold_the_runs_values(tmp_path):
         write_run(tmp_path, "hybrid", base + 0.3, np.zeros(12), seed=0),
         write_run(tmp_path, ZERO_SHOT, base, bias, cross_map=base / 2),
         write_run(tmp_path, "hybrid", base + 0.5, np.zeros(12), seed=1),
+        write_run(tmp_path, "hybrid", base + 0.4, np.zeros(12), seed=2),
     ]
-    images = [write_image_text_run(tmp_path, "hybrid", 1, perfect=True), write_image_text_run(tmp_path, ZERO_SHOT, 0)]
+    images = [write_image_text_run(tmp_path / f"s{seed}", "hybrid", seed, perfect=True) for seed in (1, 2, 3)]
+    images.append(write_image_text_run(tmp_path, ZERO_SHOT, 0))
     tables = tmp_path / "tables"
     params = {**PARAMS, "permutations": 2000, "bootstrap_samples": 200}
     write_tables(params, load_runs(text), tables, load_runs(images))
@@ -287,10 +323,15 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     headline = pd.read_csv(tables / "map.csv", header=[0, 1], index_col=[0, 1])
     assert headline.index.names == ["model", "strategy"] and list(headline.columns.names) == ["corpus", "setting"]
     cells = [line.split("|")[-2].strip() for line in (tables / "map.md").read_text().splitlines()[2:4]]
-    assert cells == [f"{base.mean():.3f}", f"{base.mean() + 0.4:.3f} ± {np.std([0.3, 0.5], ddof=1):.3f} ^a"]
+    assert cells == [f"{base.mean():.3f}", f"{base.mean() + 0.4:.3f} ± {np.std([0.3, 0.5, 0.4], ddof=1):.3f} ^a"]
     assert (tables / "language_bias.md").read_text().splitlines()[3].endswith("| 0.0 ± 0.0 ^a |")
-    assert "$^{a}$" in (tables / "map.tex").read_text().splitlines()[5]  # the hybrid row (seed 0 and 1)
-    assert (tables / "image_text_recall_at_1.md").read_text().splitlines()[3].endswith("| 1.000 ^a | 1.000 ^a |")
+    assert "$^{a}$" in (tables / "map.tex").read_text().splitlines()[5]  # the hybrid row (seeds 0 to 2)
+    assert (
+        (tables / "image_text_recall_at_1.md")
+        .read_text()
+        .splitlines()[3]
+        .endswith("| 1.000 ± 0.000 ^a | 1.000 ± 0.000 ^a |")
+    )
     assert (
         (tables / "per_language_planted.md").read_text().endswith(" |\n")
     )  # a table without a note ends with its last row
@@ -305,18 +346,17 @@ def test_written_tables_hold_the_runs_values(tmp_path):
     table = pd.read_csv(tables / "image_text.csv", header=[0, 1, 2], index_col=[0, 1])
     by_language = pd.read_csv(tables / "per_language_image_text_images.csv", header=[0, 1], index_col=0)
     assert table.index.names == ["model", "strategy"] and by_language.index.name == "language"
-    for run, label in zip(images, ["hybrid (alpha=0.5)", "zero-shot"]):
-        rows = pd.read_parquet(run / "per_query.parquet")
-        recall = rows[rows.setting == "t2i/all"].groupby("query_lang")["recall@1"].mean()
+    for runs_of, label in ((images[:3], "hybrid (alpha=0.5)"), (images[3:], "zero-shot")):  # means over seeds
+        per_run = [pd.read_parquet(run / "per_query.parquet") for run in runs_of]
+
+        recall = mean_over_seeds(per_run, "t2i/all", "query_lang", "recall@1")
         assert table.loc[("m", label), ("all", "t2i", "recall@1")] == pytest.approx(recall.mean())
-        multi = rows[rows.setting == "i2t-multi/all"]
-        assert table.loc[("m", label), ("all", "i2t-multi", "language_bias")] == pytest.approx(
-            multi.rank_distance.mean()
-        )
+        bias = np.mean([rows[rows.setting == "i2t-multi/all"].rank_distance.mean() for rows in per_run])
+        assert table.loc[("m", label), ("all", "i2t-multi", "language_bias")] == pytest.approx(bias)
         np.testing.assert_allclose(by_language[(label, "T->I R@1")][LANGS[:3]], recall[LANGS[:3]])
-        i2t = rows[rows.setting == "i2t/all"].groupby("candidate_lang")["recall@1"].mean()
+        i2t = mean_over_seeds(per_run, "i2t/all", "candidate_lang", "recall@1")
         np.testing.assert_allclose(by_language[(label, "I->T R@1")][LANGS[:3]], i2t[LANGS[:3]])
-        t2t = rows[rows.setting == "t2t-cross/all"].groupby("query_lang")["recall@1"].mean()
+        t2t = mean_over_seeds(per_run, "t2t-cross/all", "query_lang", "recall@1")
         np.testing.assert_allclose(by_language[(label, "T->T R@1")][LANGS[:3]], t2t[LANGS[:3]])
         assert by_language.loc["average", (label, "T->I R@1")] == pytest.approx(recall.mean())
     tests = pd.read_csv(tables / "significance.csv")
@@ -337,17 +377,20 @@ def test_written_tables_hold_the_runs_values(tmp_path):
         "items",
         "unit",
         "p_value",
+        "seed_differences",
+        "seed_p_value",
+        "holds_over_seeds",
         "p_holm",
         "significant",
         "family",
     ]
     assert (tests.value_a - tests.value_b).to_numpy() == pytest.approx(tests.difference.to_numpy())
-    # text: 1 pair over 2 seeds (zero-shot joins each) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
+    # text: 1 pair over 3 seeds (zero-shot joins each) x (3 mAP + bias); image-text: (2 R@1, mAP, bias) under `all`
     assert sorted(tests.family.value_counts().items()) == [("image-text", 4), ("text", 4)]
-    assert set(tests[tests.family == "text"].seed) == {"0+1"}
+    assert set(tests[tests.family == "text"].seed) == {"0+1+2"}
     assert set(tests[tests.family == "image-text"].setting) == {"t2i/all", "i2t/all", "i2t-multi/all"}
     intervals = pd.read_csv(tables / "confidence.csv")
-    assert len(intervals) == 3 * 4 + 2 * 4 and set(intervals.unit) == {"item"}
+    assert len(intervals) == 4 * 4 + 4 * 4  # runs x headlines, text and image-text and set(intervals.unit) == {"item"}
     assert list(intervals.columns) == SUMMARY_COLUMNS[:5] + ["setting", "metric", "value", "ci_low", "ci_high", "unit"]
 
 

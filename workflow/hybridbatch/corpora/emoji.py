@@ -11,7 +11,11 @@ Raw files (npm registry tarballs, the bytes `npm pack` fetches, each pinned by s
 Canonical form: an image per emoji (`pid` `image:<unified>`, `item_id` the unified code
 point sequence); per image and language two captions, its CLDR name (caption 0, the
 `first` protocol) and its keywords (caption 1); each caption is relevant to its image.
-An emoji is kept when every configured language names it.
+An emoji is kept when every configured language names it. Splits are by group: an emoji
+and its skin-tone variants (the same sequence but for modifiers U+1F3FB-1F3FF) are one
+group, so no test image has a training image that differs from it only by skin tone.
+Gender, hair and other variants are separate emoji in CLDR, each with a name of its own,
+and stay separate groups.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from hybridbatch.fetch.archives import safe_extract
 from hybridbatch.fetch.download import fetch_files, url_fetcher, url_files
 
 ARCHIVES = ("images.tgz", "annotations.tgz", "derived.tgz")
+SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
 IMAGE_DIR = "img/google/64"
 
 
@@ -104,7 +109,15 @@ def frames(params: dict, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.
             texts = [entry["tts"][0]] + ([", ".join(entry["default"])] if entry.get("default") else [])
             captions += [(f"{lang}:{unified}:{i}", lang, unified, text, i) for i, text in enumerate(texts)]
     logging.info("%d emoji images named in all of %s; unnamed per language: %s", len(kept), languages, unnamed)
-    return grouped_by_item(*captioned_images(raw_dir, captions, kept))
+    queries, images, qrels = grouped_by_item(*captioned_images(raw_dir, captions, kept))
+    groups = {unified: toneless(unified) for unified, _ in kept}
+    logging.info("%d emoji in %d groups (skin-tone variants with their base)", len(kept), len(set(groups.values())))
+    return queries.assign(group=queries.item_id.map(groups)), images.assign(group=images.item_id.map(groups)), qrels
+
+
+def toneless(unified: str) -> str:
+    """The code point sequence without skin-tone modifiers: an emoji's near-duplicate group."""
+    return "-".join(code for code in unified.split("-") if code.upper() not in SKIN_TONES)
 
 
 SOURCES.register("emoji")(CorpusSource(download=download, frames=frames, images=True))

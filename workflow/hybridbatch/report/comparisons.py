@@ -1,6 +1,6 @@
 """The paired comparisons of the tables: every two strategies of a corpus and model, per
-headline and setting (a randomization test over the seeds, Holm-corrected), and each
-run's bootstrap confidence intervals."""
+headline and setting (a randomization test over the items, Holm-corrected, that must also
+hold over the seeds), and each run's bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import logging
 from collections.abc import Callable
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
 from hybridbatch.names import RUN_KEYS, ZERO_SHOT
 from hybridbatch.report.outputs import HEADLINES, Headline
@@ -27,20 +29,45 @@ def paired_by_seed(a: dict, b: dict) -> list[tuple[object, Run, Run]]:
     return [(seed, a[seed], b[seed]) for seed in a if seed in b]
 
 
-def seed_averaged_pairs(pairs: list[tuple[object, Run, Run]], setting: str, column: str) -> pd.DataFrame:
-    """Each query's values in the two runs of every seed (paired within the seed), averaged
-    over the seeds; a query missing from a seed is left out."""
-    frames = [a.values(setting, column).merge(b.values(setting, column), on=QUERY_KEYS) for _, a, b in pairs]
-    if any(frame.empty for frame in frames):
+def seed_frames(pairs: list[tuple[object, Run, Run]], setting: str, column: str) -> list[pd.DataFrame]:
+    """Each seed's queries with their values in its two runs (value_x, value_y)."""
+    return [a.values(setting, column).merge(b.values(setting, column), on=QUERY_KEYS) for _, a, b in pairs]
+
+
+def seed_averaged_pairs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Each query's two values averaged over the seeds' frames; a query missing from a
+    seed is left out."""
+    if not frames or any(frame.empty for frame in frames):
         return pd.DataFrame()
     paired = pd.concat(frames).groupby(QUERY_KEYS, sort=False)
     means = paired[["value_x", "value_y"]].mean().assign(seeds=paired.size()).reset_index()
-    return means[means.seeds == len(pairs)]
+    return means[means.seeds == len(frames)]
+
+
+MIN_SEEDS = 3  # seeds a difference between strategies needs before it can be marked
+
+
+def seed_check(frames: list[pd.DataFrame], alpha: float) -> tuple[str, float, bool]:
+    """The difference over the seeds: each seed's a - b (its runs' block-weighted means),
+    Welch's p over the two strategies' per-seed values, and whether the difference can be
+    marked at all: at least MIN_SEEDS seeds, every seed's difference of one sign, p < alpha
+    (a necessary condition beside the item-level test; Bouthillier et al., MLSys 2021)."""
+    means = np.array([block_weights(f.block.to_numpy()) @ f[["value_x", "value_y"]].to_numpy() for f in frames])
+    differences = means[:, 0] - means[:, 1]
+    if len(means) < 2:
+        p = np.nan
+    elif means.std(axis=0).max() == 0:  # neither strategy varies over the seeds: nothing for Welch to weigh
+        p = 0.0 if differences[0] != 0 else 1.0
+    else:
+        p = stats.ttest_ind(means[:, 0], means[:, 1], equal_var=False).pvalue
+    one_sign = bool((differences > 0).all() or (differences < 0).all())
+    holds = len(frames) >= MIN_SEEDS and one_sign and bool(p < alpha)
+    return " ".join(f"{d:+.4f}" for d in differences), float(p), holds
 
 
 COMPARISON_COLUMNS = [
     "corpus", "model", "seed", "setting", "metric", "run_a", "run_b", "value_a", "value_b", "difference",
-    "ci_low", "ci_high", "queries", "items", "unit", "p_value",
+    "ci_low", "ci_high", "queries", "items", "unit", "p_value", "seed_differences", "seed_p_value", "holds_over_seeds",
 ]  # fmt: skip
 
 
@@ -66,7 +93,8 @@ def comparisons(
     """Every pair of strategies of the same corpus and model (those `compared` accepts, by
     strategy name, where given), per headline metric and setting: one test over the seeds
     both have (the zero-shot model joins every seed), on each query's difference within
-    its seed averaged over the seeds, the item the unit; Holm-corrected over all."""
+    its seed averaged over the seeds, the item the unit; Holm-corrected over all.
+    `significant` needs that test and the seed check (`seed_check`) both."""
     rows = []
     strategies: dict[tuple, dict[str, dict]] = {}  # (corpus, model) -> label -> seed -> run
     for run in runs:
@@ -80,13 +108,14 @@ def comparisons(
             seeds = "+".join(str(seed) for seed, _, _ in pairs)
             for metric, headline in headlines.items():
                 for setting in headline.settings:
-                    paired = seed_averaged_pairs(pairs, setting, headline.column) if pairs else pd.DataFrame()
+                    frames = seed_frames(pairs, setting, headline.column)
+                    paired = seed_averaged_pairs(frames)
                     if not paired.empty:
-                        test = paired_test(paired, params)
+                        test = paired_test(paired, params) + seed_check(frames, params["alpha"])
                         rows.append((corpus, model, seeds, setting, metric, label_a, label_b, *test))
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []
-    frame["significant"] = frame.p_holm < params["alpha"]
+    frame["significant"] = (frame.p_holm < params["alpha"]) & frame.holds_over_seeds.astype(bool)
     if len(frame) / (params["permutations"] + 1) >= params["alpha"]:  # Holm's smallest: tests x the smallest p
         logging.warning(
             "config key significance.permutations: %d sign flips give p >= 1/%d, so Holm over %d tests cannot "

@@ -11,7 +11,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
-from hybridbatch.report.comparisons import comparisons, confidence
+from hybridbatch.report.comparisons import MIN_SEEDS, comparisons, confidence
 from hybridbatch.report.curve import (
     by_budget,
     compared,
@@ -215,9 +215,10 @@ def write_tables(
         f"Superscripts: the rows (letters) a cell is better than in a paired randomization test with the {UNIT} "
         f"as the unit (one sign per {UNIT} for all its languages and language pairs; {params['permutations']} "
         f"sign flips), Holm-corrected over the track's tests (the family column of significance.csv), "
-        f"p < {params['alpha']}. With several seeds, one test per pair: each query's difference within its "
-        "seed (runs of the same seed paired), averaged over the seeds. Means over seeds; ± the standard deviation "
-        "over seeds where a run has several."
+        f"p < {params['alpha']}, and over the seeds: at least {MIN_SEEDS} seeds, each seed's difference of one sign "
+        f"and Welch's p < {params['alpha']} over the seeds' values (with fewer seeds no difference is marked: seed "
+        "variance is not measured). The item test pairs runs of a seed and averages each query's difference over "
+        "the seeds. Means over seeds; ± the standard deviation over seeds where a run has several."
     )
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, headline in HEADLINES.items():
