@@ -138,7 +138,7 @@ def test_validation_items_are_held_out_of_training_and_the_same_for_every_strate
     held_out, trained = [], []
     for alpha in (0.0, 1.0):
         out = tmp_path / f"a{alpha}"
-        stats = build_batches(plan(alpha=alpha, validation_fraction=0.2, validation_seed=3), tmp_path, out)
+        stats = build_batches(plan(alpha=alpha, development_fraction=0.2, development_seed=3), tmp_path, out)
         validation, training = shards(out / "validation"), shards(out)
         assert stats["validation"] == {"items": 24, "batches": 3, "seed": 3, "alpha": 0.5}
         assert stats["items"] == 96 and stats["batches_per_epoch"] == 96 // 8

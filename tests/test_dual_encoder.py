@@ -212,7 +212,7 @@ def test_lit_from_a_dual_encoder_with_every_strategy_saves_a_model_transformers_
     for strategy, weights in STRATEGIES.items():
         batches, out = tmp_path / f"batches-{strategy}", tmp_path / f"model-{strategy}"
         build_image_text_batches(
-            plan({"weights": weights}, 3, validation_fraction=0.5), tmp_path / "corpus/train", batches
+            plan({"weights": weights}, 3, development_fraction=0.5), tmp_path / "corpus/train", batches
         )
         train_lit(params, base_dir, tmp_path / "features", batches, None, out)
         log = pd.read_csv(out / "training_log.csv")
@@ -333,7 +333,7 @@ def test_gradcache_with_a_dual_encoder_trains_as_whole_batches(base, tmp_path):
     params = dual_encoder_lit_inputs(base, tmp_path)
     batches = tmp_path / "batches"
     strategy = {"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}
-    build_image_text_batches(plan(strategy, 4, validation_fraction=0.5), tmp_path / "corpus/train", batches)
+    build_image_text_batches(plan(strategy, 4, development_fraction=0.5), tmp_path / "corpus/train", batches)
     for name, mini_batch in (("whole", None), ("cached", 3)):
         trainer = {"validation_every": 2, "precision": "fp32", "mini_batch": mini_batch}
         train_lit(params | {"trainer": trainer}, base_dir, tmp_path / "features", batches, None, tmp_path / name)
@@ -433,7 +433,10 @@ def test_coco35l_reads_the_published_format(tmp_path):
     params = write_mini_coco35l(tmp_path / "mirror", ["de", "en", "ja"])
     raw = corpora.download(params, tmp_path / "raw")
     counts = prepare.prepare(params, raw, tmp_path / "corpus")
-    assert counts["train"] == {"queries": 4 * 3 * 2, "images": 4, "qrels": 24} and counts["test"]["images"] == 0
+    assert (
+        counts["train"] == {"queries": 4 * 3 * 2, "images": 4, "qrels": 24, "items": 4, "groups": 4}
+        and counts["test"]["images"] == 0
+    )
     queries = schema.read_parquet(tmp_path / "corpus/train/queries.parquet", schema.CAPTIONS).set_index("qid")
     assert queries.loc["en:101:1", "text"] == "a photo number 1 caption 1"  # English: the source side of the de lines
     assert queries.loc["ja:102:0", "text"] == "[ja] a photo number 2 caption 0"

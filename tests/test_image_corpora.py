@@ -15,6 +15,7 @@ from hybridbatch import corpora
 from hybridbatch.artifacts import schema
 from hybridbatch.corpora import prepare
 from hybridbatch.fetch.download import sha256_file
+from hybridbatch.names import GROUPS
 
 
 def image_bytes(color, kind="PNG", size=8) -> bytes:
@@ -242,7 +243,21 @@ def test_an_emoji_and_its_skin_tone_variants_share_a_split(tmp_path):
         }
         assert split_of["1F44B"] == split_of["1F44B-1F3FD"], seed
         divided.add(len(set(split_of.values())))
+        groups = schema.read_parquet(out / GROUPS, schema.GROUPS).set_index("item_id")
+        assert groups.loc["1F44B-1F3FD", "group"] == "1F44B" and groups.split.to_dict() == split_of
     assert divided == {2}  # every seed puts some emoji in each split
+
+
+def test_prepare_refuses_a_group_in_two_splits_naming_corpus_and_group(tmp_path):
+    """Planted siblings: item 2 of group g1 lands in test while item 1 of g1 is in train."""
+    assigned = pd.DataFrame(
+        {"item_id": ["1", "2", "3"], "group": ["g1", "g1", "g2"], "split": ["train", "test", "test"]}
+    )
+    with pytest.raises(ValueError, match=r"corpus emoji: group 'g1' has items in splits \['test', 'train'\]"):
+        prepare.write_groups("emoji", assigned, tmp_path / GROUPS)
+    assert not (tmp_path / GROUPS).exists()
+    counts = prepare.write_groups("emoji", assigned.assign(split=["train", "train", "test"]), tmp_path / GROUPS)
+    assert counts == {"train": {"items": 2, "groups": 1}, "test": {"items": 1, "groups": 1}}
 
 
 def test_emoji_corpus_names_each_image_in_every_language_from_cldr(tmp_path):

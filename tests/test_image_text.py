@@ -24,6 +24,7 @@ from hybridbatch.batches.sampling import batch_type_weights, draw_batch_types
 from hybridbatch.batches.text import CROSS, MONO
 from hybridbatch.evaluate.metrics import rank_metrics
 from hybridbatch.evaluate.ranks import ranks_of_relevant
+from hybridbatch.names import GROUPS
 from hybridbatch.train.objectives import OBJECTIVES, symmetric_info_nce
 
 LANGS = ["en", "de", "ru", "zh"]
@@ -31,11 +32,21 @@ WORDS = {"en": "red blue green small big round", "de": "rot blau grün klein gro
          "ru": "красный синий зелёный малый большой круглый", "zh": "红 蓝 绿 小 大 圆"}  # fmt: skip
 
 
-def write_image_corpus(root, n_images: int, seed: int = 0, conflict: tuple[str, str] | None = None) -> None:
+def write_image_corpus(
+    root, n_images: int, seed: int = 0, conflict: tuple[str, str] | None = None, group_size: int = 1
+) -> None:
     """Canonical image-text splits: captions (two per image and language, a few words
     that depend on the image) and images; `conflict` makes the first caption of one
-    image relevant to another image too."""
+    image relevant to another image too. Groups of `group_size` consecutive images are
+    near-duplicates (groups.parquet)."""
     rng = np.random.default_rng(seed)
+    groups = [
+        (f"{offset + i:05d}", f"{split}:{i // group_size}", split)
+        for split, offset in (("train", 0), ("test", 10_000))
+        for i in range(n_images)
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    schema.write_parquet(pd.DataFrame(groups, columns=schema.GROUPS.names), root / GROUPS, schema.GROUPS)
     for split, offset in (("train", 0), ("test", 10_000)):
         captions, images = [], []
         for i in range(n_images):
@@ -64,7 +75,7 @@ def plan(
     captions: str = "all",
     seed: int = 0,
     type_draws: str = "per-batch",
-    validation_fraction: float = 0.0,
+    development_fraction: float = 0.0,
 ) -> dict:
     return {
         "strategy": strategy,
@@ -74,8 +85,8 @@ def plan(
         "captions": captions,
         "seed": seed,
         "type_draws": type_draws,
-        "validation_fraction": validation_fraction,
-        "validation_seed": 0,
+        "development_fraction": development_fraction,
+        "development_seed": 0,
     }
 
 
@@ -332,7 +343,8 @@ def test_every_setting_ranks_as_a_brute_force_sort(tmp_path):
                 )
             ]
             best = pd.Series(pooled).groupby(langs).min()
-            assert row["rank_distance"] == best.max() - best.min()  # across languages, best caption of each
+            # across languages, best caption of each, as a share of the pooled captions
+            assert row["rank_distance"] == (best.max() - best.min()) / len(chosen)
             for lang in LANGS:
                 in_lang = chosen[chosen.lang == lang]
                 found = ranks(image_vectors[image], vectors["caption"][in_lang.index], owner[in_lang.index] == image)
@@ -397,7 +409,7 @@ def write_lit_inputs(tmp_path) -> None:
             tmp_path / "features" / f"{split}.parquet",
         )
     build_image_text_batches(
-        plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6, validation_fraction=0.4),
+        plan({"weights": {IMAGE_MONO: 0.5, CAPTION_CAPTION: 0.5}}, 6, development_fraction=0.4),
         tmp_path / "corpus/train",
         tmp_path / "batches",
     )
@@ -428,8 +440,10 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     held_out = set(read_batches(tmp_path / "batches/validation").item_id)
     assert held_out and not held_out & set(read_batches(tmp_path / "batches").item_id)
     assert validation.steps_trained.tolist() == [2, 4, 6]
-    best = int(validation.steps_trained[validation.validation_loss.idxmin()])
-    assert summary["saved_step"] == summary["best_step"] == best
+    assert (
+        summary["saved_step"] == 6 and summary["development_recall_at_1"] == validation.development_recall_at_1.iloc[-1]
+    )
+    assert validation.development_recall_at_1.between(0, 1).all()
     assert (tmp_path / "model/training_curves.png").stat().st_size > 0
     model = ImageTextModel.load(tmp_path / "model", TINY_MODEL)
     assert model.image_projection.weight.shape[1] == 12
@@ -465,6 +479,27 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     keys = ["setting", "metric"]
     both = summary[summary.setting.str.endswith("/first")].sort_values(keys, ignore_index=True)
     pd.testing.assert_frame_equal(first_only.sort_values(keys, ignore_index=True), both, rtol=1e-6)
+    trained = LANGS[:2]  # the trained and held-out language groups: settings of their own
+    grouped = evaluate_image_text(
+        {**evaluation, "train_languages": trained},
+        tmp_path / "model",
+        tmp_path / "features",
+        tmp_path / "corpus/test",
+        None,
+        tmp_path / "grouped",
+    ).set_index(keys)
+    by_language = pd.read_parquet(tmp_path / "metrics/by_language.parquet")
+    grouped_rows = pd.read_parquet(tmp_path / "grouped/per_query.parquet")
+    for task, side in (("t2i", "query_lang"), ("i2t", "candidate_lang")):
+        for group, langs in (("trained", trained), ("held-out", LANGS[2:])):
+            for protocol in ("first", "all"):
+                blocks = by_language[(by_language.setting == f"{task}/{protocol}") & by_language[side].isin(langs)]
+                value = grouped.value[(f"{task}-{group}/{protocol}", "recall@1")]
+                assert value == pytest.approx(blocks["recall@1"].mean())
+                rows = grouped_rows[grouped_rows.setting == f"{task}-{group}/{protocol}"]
+                ungrouped = per_query[(per_query.setting == f"{task}/{protocol}") & per_query[side].isin(langs)]
+                assert set(rows[side]) == set(langs) and len(rows) == len(ungrouped)
+    assert set(grouped.index) > set(summary.set_index(keys).index)
     value = summary.set_index(["setting", "metric"]).value
     assert 0 <= value[("t2i/first", "recall@1")] <= value[("t2i/first", "recall@10")] <= 1
     # every caption against the drawn images, from the saved model and each image's own features
@@ -695,3 +730,19 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
         )
     with pytest.raises(KeyError, match=rf"{tmp_path / 'states/test'}/captions.parquet: no states for captions"):
         CaptionStates(tmp_path / "states/test").lookup(["never evaluated"])
+
+
+def test_development_images_are_whole_near_duplicate_groups(tmp_path):
+    """Images in groups of three siblings: the held-out (development) images are whole
+    groups, so no training image has a sibling among them."""
+    write_image_corpus(tmp_path / "corpus", 60, group_size=3)
+    stats = build_image_text_batches(
+        plan({"weights": {IMAGE_MIXED: 1.0}}, 8, development_fraction=0.2), tmp_path / "corpus/train", tmp_path / "out"
+    )
+    assert stats[IMAGE_MIXED] == 8
+    group = lambda item: int(item) // 3  # noqa: E731  # the corpus's groups, from the item number
+    held_out = {group(item) for item in read_batches(tmp_path / "out/validation").item_id}
+    trained = {group(item) for item in read_batches(tmp_path / "out").item_id}
+    assert held_out and trained and not held_out & trained
+    recorded = json.loads((tmp_path / "out/stats.json").read_text())["validation"]
+    assert recorded["items"] == 3 * recorded["groups"] == 12  # 20% of 60 images: 4 whole groups

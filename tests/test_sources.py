@@ -114,8 +114,8 @@ def test_miracl_streams_from_the_mirror_into_canonical_parquet(miracl_mirror, tm
     ]
     counts = prepare.prepare(miracl_params(miracl_mirror), raw, tmp_path / "out")
     assert counts == {
-        "train": {"queries": 0, "passages": 0, "qrels": 0},
-        "test": {"queries": 4, "passages": 12, "qrels": 4},
+        "train": {"queries": 0, "passages": 0, "qrels": 0, "items": 0, "groups": 0},
+        "test": {"queries": 4, "passages": 12, "qrels": 4, "items": 4, "groups": 4},
     }
     passages = read(tmp_path / "out", "test", "passages").set_index("pid")
     assert passages.loc["sw:11#2", "text"] == "T1 sw text 1 2" and passages.loc["sw:11#2", "lang"] == "sw"
@@ -323,6 +323,8 @@ def deep_check(config: dict) -> None:
         (validate_config, lambda c: c["image_text"]["training"].update(temperature=None), r"config key image_text\.training\.temperature: null .* multilingual-e5-small has none"),
         (validate_config, lambda c: c["models"].update(clip={"source": {"kind": "dual-encoder", "path": "x"}, "pooling": "mean"}), r"config key models\.clip"),
         (validate_config, lambda c: c["experiment"].update(models=["clip"]) or with_clip(c, max_length=None), r"config key experiment\.models: clip is a dual encoder"),
+        (validate_config, lambda c: c["image_text"]["batching"].update(validation_fraction=0.03), r"config key image_text\.batching\.validation_fraction is now image_text\.batching\.development_fraction"),
+        (validate_config, lambda c: c["batching"].update(validation_seed=0), r"config key batching\.validation_seed is now batching\.development_seed"),
         (deep_check, lambda c: c["corpora"]["cldr-locales"].update(languages=["en", "xx"]), r"config key corpora\.cldr-locales\.languages: 'xx' is not a CLDR locale"),
         (deep_check, lambda c: c["index"].update(factory="HNSW32,Bogus"), r"config key index\.factory: FAISS cannot build 'HNSW32,Bogus'"),
     ],
@@ -441,8 +443,8 @@ def test_run_records_name_their_directories_and_parse_back(overlay):
     "edit, message",
     [
         (
-            lambda c: c["image_text"]["batching"].update(validation_fraction=0.01),
-            r"validation_fraction: 0\.01 holds out 400 of 40000 training images \(corpora\.coco35l\.max_images: "
+            lambda c: c["image_text"]["batching"].update(development_fraction=0.01),
+            r"development_fraction: 0\.01 holds out 400 of 40000 training images \(corpora\.coco35l\.max_images: "
             r"40000, corpora\.coco35l\.test_fraction: 0\.0\), fewer than one batch of 1024 "
             r"\(image_text\.batching\.batch_size\); set it to at least 0\.026",
         ),
@@ -452,10 +454,10 @@ def test_run_records_name_their_directories_and_parse_back(overlay):
         ),
         (
             lambda c: c["corpora"]["coco35l"].update(max_images=1500),
-            r"config key image_text\.batching\.validation_fraction: 0\.08 holds out 120 of 1500 training images",
+            r"config key image_text\.batching\.development_fraction: 0\.08 holds out 120 of 1500 training images",
         ),
         (
-            lambda c: c["image_text"]["batching"].update(validation_fraction=0.0, batch_size=50000),
+            lambda c: c["image_text"]["batching"].update(development_fraction=0.0, batch_size=50000),
             r"config key image_text\.batching\.batch_size: 50000, but only 40000 training images remain",
         ),
     ],

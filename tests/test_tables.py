@@ -3,6 +3,7 @@ goes to (mAP: higher is better, language bias: lower is better), the item, not t
 as the unit of the randomization test and the bootstrap, and every written table read
 back from its file against the runs' own per-query rows."""
 
+import json
 import warnings
 from itertools import product
 from pathlib import Path
@@ -544,7 +545,13 @@ def test_the_validation_curves_are_each_strategys_mean_and_spread_over_seeds(tmp
             losses[strategy, seed] = rng.uniform(1, 3, len(steps))
             log = tmp_path / f"{strategy}.s{seed}" / "validation_log.csv"
             log.parent.mkdir()
-            pd.DataFrame({"steps_trained": steps, "validation_loss": losses[strategy, seed]}).to_csv(log, index=False)
+            recall = rng.uniform(0, 1, len(steps))
+            frame = {
+                "steps_trained": steps,
+                "validation_loss": losses[strategy, seed],
+                "development_recall_at_1": recall,
+            }
+            pd.DataFrame(frame).to_csv(log, index=False)
             logs.append(log)
     curves = validation_curves(logs).set_index(["strategy", "steps_trained"])
     assert len(curves) == 6 and set(curves.seeds) == {3}
@@ -596,9 +603,10 @@ def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
 
     text = [write_run(tmp_path, strategy, np.linspace(0.2, 0.5, 8), np.zeros(8)) for strategy in (ZERO_SHOT, "X-Y")]
     images = [write_image_text_run(tmp_path / "zero", ZERO_SHOT, 0), write_image_text_run(tmp_path, "mixed", 0)]
-    log = tmp_path / "mixed.s0" / "validation_log.csv"
-    log.parent.mkdir()
-    pd.DataFrame({"steps_trained": [1, 2], "validation_loss": [2.0, 1.5]}).to_csv(log, index=False)
+    log = write_lit_model(tmp_path, "mixed.s0", ["image-caption-mixed"] * 2, 2) / "validation_log.csv"
+    pd.DataFrame(
+        {"steps_trained": [1, 2], "validation_loss": [2.0, 1.5], "development_recall_at_1": [0.1, 0.2]}
+    ).to_csv(log, index=False)
     make_tables(PARAMS, text, images, [log.parent], tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
     runs = load_runs(text)
     stems = list(HEADLINES) + [per_language_stem("planted")] + image_text_table_stems("images")
@@ -607,17 +615,22 @@ def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
         "summary.csv",
         "significance.csv",
         "confidence.csv",
+        "image_text_training.csv",
+        "image_text_training.md",
     }
     plots = text_plots(["planted"]) + [IMAGE_TEXT_PLOTS, IMAGE_TEXT_ALPHA_PLOT, VALIDATION_PLOT]
     heatmaps = {heatmap_name(run.key) for run in runs}
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {f"{name}.png" for name in plots} | heatmaps
 
 
-def write_lit_model(root: Path, name: str, batch_types: list[str], saved_step: int) -> Path:
-    """A LiT run's training.json and training_log.csv: one row per batch trained."""
+def write_lit_model(root: Path, name: str, batch_types: list[str], saved_step: int, batch_size: int = 3) -> Path:
+    """A LiT run's training.json (the examples of each batch type it was saved after) and
+    training_log.csv: one row per batch trained."""
     model = root / name
     model.mkdir(parents=True)
-    (model / "training.json").write_text(f'{{"saved_step": {saved_step}}}')
+    examples = pd.Series(batch_types[:saved_step]).value_counts() * batch_size
+    summary = {"saved_step": saved_step, "examples_by_batch_type": examples.to_dict(), "development_recall_at_1": 0.5}
+    (model / "training.json").write_text(json.dumps(summary))
     pd.DataFrame({"step": range(len(batch_types)), "batch_type": batch_types}).to_csv(model / "training_log.csv")
     return model
 
@@ -645,7 +658,7 @@ CURVE_PARAMS = {
     "permutations": 2000,
     "bootstrap_samples": 200,
     "image_text_train_languages": LANGS[:2],
-    "curve": {"strategies": ["mixed", "hybrid"], "batch_size": 3, "image_shares": {"mixed": 1.0, "hybrid": 0.5}},
+    "curve": {"strategies": ["mixed", "hybrid"], "image_shares": {"mixed": 1.0, "hybrid": 0.5}},
 }
 
 
@@ -668,6 +681,11 @@ def test_the_curve_tables_hold_each_runs_budget_pairs_and_headlines(tmp_path):
     hybrid_plateau = values[(values.strategy == "hybrid") & (values.budget == "plateau")]
     assert set(hybrid_plateau.batches) == {6} and set(hybrid_plateau.pairs) == {3 * 3}  # steps 0, 2, 4 of 0-5
     assert set(values[(values.strategy == "mixed") & (values.budget == "4")].pairs) == {4 * 3}
+    training = pd.read_csv(tables / "image_text_training.csv").set_index(["strategy", "seed"])
+    assert training.loc[("hybrid@plateau", 1), "image-caption pairs"] == 3 * 3
+    assert training.loc[("hybrid@plateau", 1), "caption-caption pairs"] == 3 * 3  # steps 1, 3, 5 of 0-5
+    assert training.loc[("hybrid@plateau", 1), "saved step"] == 6 and len(training) == len(models)
+    assert "| hybrid@plateau | 2 | 6 | 9 | 9 | 0.500 |" in (tables / "image_text_training.md").read_text()
     for path in metrics:
         run = Run(path)
         summary = run.summary.set_index(["setting", "metric"]).value

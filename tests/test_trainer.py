@@ -11,6 +11,7 @@ import sys
 import time
 from functools import partial
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,12 +21,13 @@ from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
 from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, linear_schedule_with_warmup, parameter_groups
+from hybridbatch.train.masks import Relevance
 from hybridbatch.train.objectives import info_nce, sigmoid, symmetric_info_nce
 
 TRAINING = {"learning_rate": 2e-3, "weight_decay": 0.01, "temperature": 0.05, "symmetric": False,
             "warmup_fraction": 0.1, "freeze_embeddings": False, "seed": 0}  # fmt: skip
 PLAN = {"alpha": 0.5, "batch_size": 8, "epochs": 2, "seed": 0, "mono_language_sampling": "uniform", "drop_last": True,
-        "validation_fraction": 0.2, "validation_seed": 0}  # fmt: skip
+        "development_fraction": 0.2, "development_seed": 0}  # fmt: skip
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -160,18 +162,36 @@ def test_the_learning_rate_schedule_is_transformers_linear_warmup_and_decay(warm
     assert rates(linear_schedule_with_warmup) == rates(get_linear_schedule_with_warmup)
 
 
-def test_early_stopping_keeps_the_best_validated_weights():
-    weight = torch.nn.Parameter(torch.zeros(2))
+def test_early_stopping_counts_validations_without_a_better_development_recall():
+    """Patience counts development Recall@1, not the loss; the saved model is the last step."""
     state = RunState()
-    for step, loss in [(2, 3.0), (4, 2.0), (6, 2.5), (8, 2.6)]:
-        with torch.no_grad():
-            weight.fill_(step)
-        state.validated(step, loss, {"w": weight})
+    for step, loss, recall in [(2, 3.0, 0.2), (4, 2.0, 0.5), (6, 1.5, 0.4), (8, 1.4, 0.5), (10, 1.3, 0.9)]:
+        state.validated(step, loss, recall)
         if state.should_stop(patience=2):
             break
-    assert step == 8 and state.best_step == 4
-    summary = state.finish({"w": weight}, 8, "test")
-    assert summary["saved_step"] == 4 and weight.tolist() == [4.0, 4.0]
+    assert step == 8 and state.best_step == 4  # lower losses and an equal recall are no improvement
+    summary = state.finish(8, "test")
+    assert summary["saved_step"] == 8 and summary["development_recall_at_1"] == 0.5
+    assert summary["validation_loss"] == 1.4 and summary["best_development_step"] == 4
+
+
+def test_development_recall_pools_the_validation_batches():
+    """Queries against every validation batch's candidates, each id once: a hit when the top
+    candidate (ties to the earlier) is the query's own or relevant by the qrels."""
+    from hybridbatch.train.loop import development_recall_at_1
+
+    e = torch.eye(3)
+    queries = [e[[0, 1]], e[[2, 0]]]
+    # batch 1: q1 -> a (own), q2 -> b (own); batch 2: q3 -> c (own), q4 -> a (own, a repeated)
+    candidates = [e[[0, 1]], e[[2, 0]]]
+    ids = [(["q1", "q2"], ["a", "b"]), (["q3", "q4"], ["c", "a"])]
+    assert development_recall_at_1(queries, candidates, ids, None) == 1.0
+    # q1 ties a and b: a (earlier) is its own; q2 and q3 find c, q4 finds c (q2 own: b, q4 own: a)
+    queries = [torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])]
+    assert development_recall_at_1(queries, candidates, ids, None) == 0.5  # q1 and q3
+    relevance = Relevance.from_pairs([("q2", "c")])  # the qrels make c relevant to q2 too
+    assert development_recall_at_1(queries, candidates, ids, relevance) == 0.75
+    assert np.isnan(development_recall_at_1(queries, candidates, [None, None], None))
 
 
 # ---- checkpoints and resume --------------------------------------------------------------
@@ -293,6 +313,8 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
     scalars = tensorboard_scalars(out / "tensorboard")  # the killed run's events replaced by one complete file
     log, validation = deterministic_log(out), pd.read_csv(out / "validation_log.csv")
     assert_series(scalars.pop("validation/loss"), validation.steps_trained, validation.validation_loss)
+    recall = scalars.pop("validation/development_recall_at_1")
+    assert_series(recall, validation.steps_trained, validation.development_recall_at_1)
     assert set(scalars) == {
         f"train/{c}"
         for c in [
@@ -308,7 +330,8 @@ def test_a_killed_run_resumes_bit_identical_skipping_a_corrupt_checkpoint(
         assert_series(scalars[f"train/{column}"], log.step + 1, log[column])
     assert not checkpoints.exists()  # cleared once the run completed
     summary = json.loads((out / "training.json").read_text())
-    assert summary["validated"] and summary["saved_step"] == summary["best_step"]
+    assert summary["validated"] and summary["saved_step"] == summary["steps"] == len(log)
+    assert summary["development_recall_at_1"] == validation.development_recall_at_1.iloc[-1]
     assert manifest.describe_file(out / "training.json")
 
 

@@ -33,8 +33,8 @@ PLAN = {
     "seed": 0,
     "mono_language_sampling": "uniform",
     "drop_last": True,
-    "validation_fraction": 0.0,
-    "validation_seed": 0,
+    "development_fraction": 0.0,
+    "development_seed": 0,
 }
 
 

@@ -27,7 +27,7 @@ from hybridbatch.names import SUMMARY_COLUMNS
 pytestmark = pytest.mark.workflow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 STRATEGIES = ["X-X-mono", "X-Y", "hybrid"]
-IMAGE_STRATEGIES = ["mixed", "hybrid"]  # of config.yaml's four, to keep the suite short
+IMAGE_STRATEGIES = ["mixed", "mono-translation"]  # of config.yaml's four, to keep the suite short
 
 
 @functools.cache
@@ -268,7 +268,7 @@ def test_image_text_knobs_rebuild_only_what_they_affect(workdir):
         evaluation = {"caption_states": 1, "evaluate_image_text": len(IMAGE_STRATEGIES), "tables": 1, "all": 1}
         assert planned_jobs(workdir) == evaluation  # the evaluated captions' states, not the trained ones'
         config = tiny_config()
-        config["image_text"]["strategies"]["hybrid"]["weights"]["caption-caption"] = 0.25
+        config["image_text"]["strategies"]["mono-translation"]["weights"]["caption-caption"] = 0.25
         write_config(workdir, config)
         assert planned_jobs(workdir) == {
             "image_text_batches": 1,
@@ -376,7 +376,7 @@ def test_runs_table_comes_from_the_manifests(workdir):
     runs = pd.read_csv(workdir / "runs.csv")
     image = runs[runs.corpus == "emoji"].set_index("strategy")
     assert sorted(image.index) == sorted(IMAGE_STRATEGIES) and image.loc["mixed", "realised image-caption-mixed"] == 1.0
-    assert image.loc["hybrid", "training.objective"] == "symmetric-info-nce"
+    assert image.loc["mono-translation", "training.objective"] == "symmetric-info-nce"
     runs = runs[runs.corpus == "cldr-locales"]
     assert sorted(runs.strategy) == sorted(STRATEGIES + ["zero-shot"])
     assert {"alpha", "seed", "training.learning_rate", "realised_alpha", "multi map", "multi language_bias"} <= set(
@@ -827,11 +827,11 @@ def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its
         log, trained = pd.read_csv(model / "training_log.csv"), json.loads((model / "training.json").read_text())
         if point == "plateau":
             validations = pd.read_csv(model / "validation_log.csv")
-            best = validations.validation_loss.idxmin()
-            assert trained["saved_step"] == validations.steps_trained[best]
+            best = validations.development_recall_at_1.idxmax()  # the first of the best
+            assert trained["saved_step"] == len(log) == validations.steps_trained.iloc[-1]
             assert (
                 len(log) == 40 or len(validations) - 1 - best == 2
-            )  # ran out of steps, or stopped 2 checks after its best
+            )  # ran out of steps, or stopped 2 checks after its best development Recall@1
         else:
             assert len(log) == int(point)
         metrics = tmp_path / artifact("image_text_metrics", corpus="emoji", run=f"{strategy}@{point}.s0")
@@ -960,7 +960,7 @@ def test_the_paper_config_runs_its_whole_grid_on_generated_mirrors(tmp_path, tin
             "xlm-roberta-base": {"source": {"path": str(tiny_model_dir)}, "max_length": 24},
             "labse": {"source": {"path": str(labse_like(tiny_model_dir, tmp_path / "labse"))}, "max_length": 24},
         },
-        "batching": {"batch_size": 8, "validation_fraction": 0.2},
+        "batching": {"batch_size": 8, "development_fraction": 0.2},
         "embedding": {"batch_size": 64, "shards": {"miracl-dev": 1}},
         "trainer": {"device": "cpu", "checkpoint_every": 0, "validation_every": 4},
         "resources": {"default": {"threads": 1}},

@@ -41,11 +41,31 @@ def local_paths_win(config: dict) -> None:
             source["kind"] = LOCAL_KIND[source["kind"]]
 
 
+# A key renamed keeps pointing at its new name: the held-out items are the development
+# split (their Recall@1 is what early stopping and any choice between runs read).
+RENAMED_KEYS = {
+    f"{section}.{old}": f"{section}.{new}"
+    for section in ("batching", "image_text.batching")
+    for old, new in (("validation_fraction", "development_fraction"), ("validation_seed", "development_seed"))
+}
+
+
+def refuse_renamed_keys(config: dict) -> None:
+    for old, new in RENAMED_KEYS.items():
+        *parents, key = old.split(".")
+        section = config
+        for parent in parents:
+            section = section.get(parent) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key in section:
+            raise ConfigError(f"config key {old} is now {new}: rename it in your config")
+
+
 def validate_config(config: dict, schema_path: Path = SCHEMA_PATH) -> None:
     """Raise ConfigError naming the offending key (e.g. `training.learnin_rate`)."""
     import jsonschema  # here, not at the top: the stages import this module for its helpers
     import yaml
 
+    refuse_renamed_keys(config)
     schema = yaml.safe_load(schema_path.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
@@ -226,10 +246,10 @@ def check_curve(section: dict) -> None:
         raise ConfigError(f"config key image_text.curve.strategies: {unknown} not defined under image_text.strategies")
     if curve["budgets"] != sorted(set(curve["budgets"])):
         raise ConfigError(f"config key image_text.curve.budgets: {curve['budgets']} is not increasing")
-    if curve.get("plateau") and not section["batching"]["validation_fraction"]:
+    if curve.get("plateau") and not section["batching"]["development_fraction"]:
         raise ConfigError(
             "config key image_text.curve.plateau: early stopping needs validation batches, but "
-            "image_text.batching.validation_fraction is 0"
+            "image_text.batching.development_fraction is 0"
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 ZERO_SHOT = "zero-shot"  # the strategy name of an untrained model
 DUAL_ENCODER = "dual-encoder"  # the model source (and image tower) kind of pretrained CLIP-family models
 SPLITS = ("train", "test")
+GROUPS = "groups.parquet"  # a corpus's items with their near-duplicate group and split, beside the splits
 IMAGE_LANG = "image"  # the `lang` of image vectors in stored embeddings
 SETTINGS = ("mono", "cross", "multi")  # the text track's LAReQA settings
 SUMMARY_COLUMNS = ["corpus", "model", "strategy", "alpha", "seed", "setting", "metric", "value"]

@@ -87,19 +87,19 @@ def check_image_text_sizes(config: dict) -> None:
         return
     images, why = known
     batching = section["batching"]
-    fraction, size = batching["validation_fraction"], batching["batch_size"]
+    fraction, size = batching["development_fraction"], batching["batch_size"]
     held_out = round(fraction * images)  # as the batches stage's validation_items
     if 0 < held_out < size:
         needed = math.ceil(1000 * size / images) / 1000
         raise ConfigError(
-            f"config key image_text.batching.validation_fraction: {fraction} holds out {held_out} of "
+            f"config key image_text.batching.development_fraction: {fraction} holds out {held_out} of "
             f"{images} training images ({why}), fewer than one batch of {size} "
             f"(image_text.batching.batch_size); set it to at least {needed}, or 0 for no validation"
         )
     if images - held_out < size:
         raise ConfigError(
             f"config key image_text.batching.batch_size: {size}, but only {images - held_out} training images "
-            f"remain ({why}, image_text.batching.validation_fraction: {fraction})"
+            f"remain ({why}, image_text.batching.development_fraction: {fraction})"
         )
 
 

@@ -123,6 +123,7 @@ def evaluate_image_text(config: dict, w) -> dict:
         **config["image_text"]["evaluation"],
         "text_model": image_text_model(config, run.zero_shot),
         "descriptor": image_text_descriptor(config, run),
+        "train_languages": sorted(config["image_text"]["train_languages"]),
     }
 
 
@@ -151,8 +152,8 @@ def evaluate(config: dict, w) -> dict:
 
 
 def tables(config: dict, w) -> dict:
-    """`significance`, the languages LiT trains on, and with a budget curve its strategies,
-    batch size and each strategy's share of image-caption batches."""
+    """`significance`, the languages LiT trains on, and with a budget curve its strategies
+    and each strategy's share of image-caption batches."""
     section = config.get("image_text")
     trained = {"image_text_train_languages": sorted(section["train_languages"])} if section else {}
     if section and section.get("curve"):
@@ -160,8 +161,7 @@ def tables(config: dict, w) -> dict:
             name: 1 - normalised_weights(section["strategies"][name]["weights"]).get("caption-caption", 0.0)
             for name in section["curve"]["strategies"]
         }
-        curve = {"strategies": section["curve"]["strategies"], "batch_size": section["batching"]["batch_size"]}
-        trained["curve"] = {**curve, "image_shares": shares}
+        trained["curve"] = {"strategies": section["curve"]["strategies"], "image_shares": shares}
     return {**config["significance"], **trained}
 
 

@@ -13,7 +13,8 @@ from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, image_te
 from hybridbatch import stage_params as params_of
 from hybridbatch.names import (DUAL_ENCODER, RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, ZERO_SHOT,
                                ImageTextRun, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
-from hybridbatch.report.outputs import (CURVE, HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, VALIDATION_PLOT,
+from hybridbatch.report.outputs import (CURVE, HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, IMAGE_TEXT_TRAINING,
+                                        VALIDATION_PLOT,
                                         curve_tables, image_text_table_stems, per_language_stem, text_plots)
 from hybridbatch.artifacts.fingerprints import stage_files
 from hybridbatch.stages import module_of
@@ -97,13 +98,14 @@ def artifact_manifest(directory):
 
 
 def corpus_split(split, corpus="{corpus}"):
-    """Every file of a corpus split, which stages read as a directory, and the corpus's manifest
-    (`corpus` a name or the wildcard)."""
+    """Every file of a corpus split, which stages read as a directory, the corpus's groups
+    (each item's near-duplicate group and split) and manifest (`corpus` a name or the wildcard)."""
     def files(wildcards):
         name = corpus.format(**wildcards)
         candidates = "images" if name in IMAGE_CORPORA else "passages"
         root = artifact("corpus", corpus=name)
-        return [f"{root}/{split}/{table}.parquet" for table in ("queries", candidates, "qrels")] + [artifact_manifest(root)]
+        split_files = [f"{root}/{split}/{table}.parquet" for table in ("queries", candidates, "qrels")]
+        return split_files + [f"{root}/groups.parquet", artifact_manifest(root)]
     return files
 
 
@@ -163,10 +165,10 @@ def image_text_metrics_dirs():
     ]
 
 
-def validated_lit_models():
-    """The LiT runs' model directories, whose validation losses the tables plot (none
-    without validation batches)."""
-    if not IMAGE_TEXT or not IMAGE_TEXT["batching"]["validation_fraction"]:
+def lit_models():
+    """The LiT runs' model directories: the tables report what each trained (saved step,
+    realised pairs, development Recall@1) and plot their validations."""
+    if not IMAGE_TEXT:
         return []
     runs = [run for run in image_text_runs(config) if not run.zero_shot]
     return [artifact("image_text_model", corpus=IMAGE_TEXT["corpus"], run=run.name) for run in runs]
@@ -218,9 +220,10 @@ def image_text_tables():
     if not IMAGE_TEXT:
         return []
     plots = [IMAGE_TEXT_PLOTS] + ([IMAGE_TEXT_ALPHA_PLOT] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else [])
-    plots += [VALIDATION_PLOT] if validated_lit_models() else []
+    plots += [VALIDATION_PLOT] if lit_models() and IMAGE_TEXT["batching"]["development_fraction"] else []
     tables = expand(artifact("tables", "{stem}.{ext}"), stem=image_text_table_stems(eval_corpus(IMAGE_TEXT)),
                     ext=["md", "csv", "tex"])
+    tables += expand(artifact("tables", "{stem}.{ext}"), stem=IMAGE_TEXT_TRAINING, ext=["md", "csv"]) if lit_models() else []
     if IMAGE_TEXT.get("curve"):
         tables += [artifact("tables", name) for name in curve_tables()]
         plots.append(CURVE)

@@ -21,6 +21,7 @@ rule download:
 rule prepare:
     output:
         expand(artifact("corpus", "{split}/{name}.parquet"), split=SPLITS, name=["queries", "passages", "qrels"], allow_missing=True),
+        groups=artifact("corpus", "groups.parquet"),
         manifest=artifact_manifest(artifact("corpus")),
     input:
         package("prepare"),
@@ -47,6 +48,7 @@ rule prepare:
 use rule prepare as prepare_images with:
     output:
         expand(artifact("corpus", "{split}/{name}.parquet"), split=SPLITS, name=["queries", "images", "qrels"], allow_missing=True),
+        groups=artifact("corpus", "groups.parquet"),
         manifest=artifact_manifest(artifact("corpus")),
     wildcard_constraints:
         corpus=one_of(IMAGE_CORPORA),

@@ -33,7 +33,7 @@ rule tables:
         package("tables"),
         metrics=metrics_files(metrics_dirs()),
         image_text_metrics=metrics_files(image_text_metrics_dirs()),
-        lit_models=validated_lit_models(),
+        lit_models=lit_models(),
     params:
         tables=stage_params("tables"),
         metrics=lambda w, input: " ".join(unique_parents(input.metrics)),

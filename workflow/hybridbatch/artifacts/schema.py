@@ -19,6 +19,8 @@ QUERIES = pa.schema([("qid", pa.string()), ("lang", pa.string()), ("item_id", pa
 CAPTIONS = pa.schema(list(QUERIES) + [("caption", pa.int32())])
 IMAGES = pa.schema([("pid", pa.string()), ("item_id", pa.string()), ("path", pa.string()), ("sha256", pa.string())])
 QRELS = pa.schema([("qid", pa.string()), ("pid", pa.string()), ("relevance", pa.int32())])
+# A corpus's items with their near-duplicate group (the unit of every split) and split.
+GROUPS = pa.schema([("item_id", pa.string()), ("group", pa.string()), ("split", pa.string())])
 # A training pair: a query, its relevant passage (pid) and an optional hard negative
 # (negative_pid, null when none). qid/pid/negative_pid let anyone check a batch against
 # the corpus qrels without this package.

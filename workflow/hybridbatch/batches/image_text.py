@@ -38,7 +38,7 @@ from hybridbatch.batches.sampling import (
     draw_batch_types,
     validation_items,
 )
-from hybridbatch.names import IMAGE_LANG
+from hybridbatch.names import GROUPS, IMAGE_LANG
 
 IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION = "image-caption-mono", "image-caption-mixed", "caption-caption"
 BATCH_TYPES = (IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION)
@@ -67,6 +67,7 @@ class CaptionIndex:
         if images.empty:
             raise schema.SchemaError(f"{split_dir}: no image has captions in every training language {languages}")
         self.images, self.languages = images, sorted(languages)  # the order captions are sorted in
+        self.groups = image_groups(split_dir.parent / GROUPS, images.item_id)
         self.captions = queries[queries.item_id.isin(complete)].sort_values(
             ["item_id", "lang", "caption"], ignore_index=True
         )
@@ -88,6 +89,15 @@ class CaptionIndex:
         """One caption row per (image, language), uniform among that image's captions in it."""
         cell = items * len(self.languages) + langs
         return self.start[cell] + (rng.random(len(cell)) * self.count[cell]).astype(np.int64)
+
+
+def image_groups(path: Path, item_ids: pd.Series) -> np.ndarray:
+    """Each image's near-duplicate group, from the corpus's groups file."""
+    groups = schema.read_parquet(path, schema.GROUPS).drop_duplicates("item_id").set_index("item_id").group
+    missing = sorted(set(item_ids) - set(groups.index))
+    if missing:
+        raise schema.SchemaError(f"{path}: no group for images {missing[:3]}")
+    return groups.reindex(item_ids).to_numpy()
 
 
 def plan_batches(
@@ -155,8 +165,8 @@ class ImageTextBatchParams(TypedDict):
     steps: int
     captions: str
     type_draws: str
-    validation_fraction: float
-    validation_seed: int
+    development_fraction: float
+    development_seed: int
     languages: list[str]
     strategy: dict
     seed: int
@@ -169,7 +179,7 @@ def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, o
     weights = batch_type_weights(params["strategy"], BATCH_TYPES)
     index = CaptionIndex(split_dir, params["languages"], params["captions"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    held_out = validation_items(len(index.images), params["validation_fraction"], params["validation_seed"])
+    held_out = validation_items(index.groups, params["development_fraction"], params["development_seed"])
     per_epoch = max(1, int((~held_out).sum()) // params["batch_size"])
     stratified = params["type_draws"] == "stratified"
     plan = plan_batches(
@@ -192,8 +202,9 @@ def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, o
         "items": int((~held_out).sum()),
         "validation": {
             "items": int(held_out.sum()),
+            "groups": len(set(index.groups[held_out])),
             "batches": validation_batches,
-            "seed": params["validation_seed"],
+            "seed": params["development_seed"],
             "weights": VALIDATION_WEIGHTS,
         },
         "conflicts": {
@@ -241,7 +252,7 @@ def write_validation_batches(index: CaptionIndex, held_out: np.ndarray, params: 
     if held_out.any():
         if not validation_batches:
             raise ValueError(
-                f"config key image_text.batching.validation_fraction: {params['validation_fraction']} "
+                f"config key image_text.batching.development_fraction: {params['development_fraction']} "
                 f"holds out {int(held_out.sum())} images, fewer than one batch of {params['batch_size']}"
             )
         plan = plan_batches(
@@ -249,7 +260,7 @@ def write_validation_batches(index: CaptionIndex, held_out: np.ndarray, params: 
             VALIDATION_WEIGHTS,
             params["batch_size"],
             validation_batches,
-            [params["validation_seed"], VALIDATION_EPOCH],
+            [params["development_seed"], VALIDATION_EPOCH],
             True,
             np.flatnonzero(held_out),
         )

@@ -18,13 +18,17 @@ VALIDATION = "validation"  # subfolder of fixed validation batches, from items h
 VALIDATION_EPOCH = 1 << 20  # seeds the validation batches apart from every training epoch
 
 
-def validation_items(n_items: int, fraction: float, seed: int) -> np.ndarray:
-    """Mask of the items held out for validation: drawn from `seed` alone. The validation
-    batches are then built from that seed and a fixed mixture too, so every strategy and
-    run seed is validated on the very same batches."""
-    held_out = np.zeros(n_items, dtype=bool)
-    held_out[np.random.default_rng(seed).permutation(n_items)[: round(fraction * n_items)]] = True
-    return held_out
+def validation_items(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Mask of the items held out for validation (the development split): whole groups of
+    near-duplicates (`groups[i]`: item i's), in an order drawn from `seed` alone, until
+    round(fraction x items) are held out (one group per item: exactly that many). The
+    validation batches are then built from that seed and a fixed mixture too, so every
+    strategy and run seed is validated on the very same batches."""
+    names, group_of = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(names))
+    wanted = round(fraction * len(group_of))
+    taken = order[: np.searchsorted(np.cumsum(np.bincount(group_of)[order]), wanted) + 1] if wanted else order[:0]
+    return np.isin(group_of, taken)
 
 
 def batch_type_weights(strategy: dict, types: tuple[str, ...]) -> dict[str, float]:

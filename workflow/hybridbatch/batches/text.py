@@ -60,8 +60,8 @@ class BatchPlan:
     seed: int
     mono_language_sampling: str = "uniform"
     drop_last: bool = True
-    validation_fraction: float = 0.0
-    validation_seed: int = 0
+    development_fraction: float = 0.0
+    development_seed: int = 0
 
     @classmethod
     def from_params(cls, params: dict) -> BatchPlan:
@@ -309,8 +309,8 @@ class BatchParams(TypedDict):
     epochs: int
     mono_language_sampling: str
     drop_last: bool
-    validation_fraction: float
-    validation_seed: int
+    development_fraction: float
+    development_seed: int
 
 
 def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Path) -> dict:
@@ -326,7 +326,7 @@ def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Pat
         raise schema.SchemaError(f"{pairs_path}: no pairs")
     logging.info("%d items, %d conflicting item pairs (%s)", index.n_items, index.graph.n_edges, CONFLICT_RULE)
     statistics = Statistics(index)
-    held_out = validation_items(index.n_items, plan.validation_fraction, plan.validation_seed)
+    held_out = validation_items(np.arange(index.n_items), plan.development_fraction, plan.development_seed)
     first_id = 0
     for epoch in range(plan.epochs):
         batches = plan_epoch(index, plan, epoch, ~held_out)
@@ -335,11 +335,11 @@ def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Pat
         first_id += len(batches)
     stats = statistics.as_dict(plan)
     if held_out.any():
-        neutral = replace(plan, alpha=VALIDATION_ALPHA, seed=plan.validation_seed)
+        neutral = replace(plan, alpha=VALIDATION_ALPHA, seed=plan.development_seed)
         batches = plan_epoch(index, neutral, VALIDATION_EPOCH, held_out)
         if not batches:
             raise ValueError(
-                f"config key batching.validation_fraction: {plan.validation_fraction} holds out "
+                f"config key batching.development_fraction: {plan.development_fraction} holds out "
                 f"{int(held_out.sum())} items, fewer than one batch of {plan.batch_size}"
             )
         write_shard(pairs_path, batches, 0, 0, plan.batch_size, out_dir / VALIDATION / "shard-0000.parquet")
@@ -347,7 +347,7 @@ def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Pat
     stats["validation"] = {
         "items": int(held_out.sum()),
         "batches": len(batches) if held_out.any() else 0,
-        "seed": plan.validation_seed,
+        "seed": plan.development_seed,
         "alpha": VALIDATION_ALPHA,
     }
     logging.info(

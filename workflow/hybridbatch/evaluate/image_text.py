@@ -7,9 +7,16 @@ summary's `setting` column):
 * `i2t`: images against the captions in L (per language L);
 * `i2t-multi`: images against the pooled captions of all languages (language bias: over
   languages, worst minus best of the best rank of an image's relevant captions in each
-  language; with one caption per language, as under `first`, the text track's definition);
+  language, with one caption per language, as under `first`, the text track's definition,
+  divided by the number of pooled captions: a share of the pool, so that evaluations of
+  different sizes compare);
 * `t2t-cross`: captions in L1 against the captions in L2 != L1 of the same images (every
   ordered pair, or only those with a language of `t2t_languages`, e.g. English as pivot).
+
+With the languages LiT trains on (`train_languages`), `t2i` and `i2t` are also reported
+over each language group, `t2i-trained`, `t2i-held-out`, `i2t-trained` and `i2t-held-out`
+(the caption languages trained on and not): the same per-query rows, their macro average
+over the group's languages, and significance tests of their own.
 
 Protocol `first` keeps each image's first caption per language (caption 0), `all`
 every caption. Relevance comes from the qrels (caption -> image; two captions are
@@ -41,6 +48,8 @@ from hybridbatch.subset import evaluated_captions
 
 PROTOCOLS = ("first", "all")
 SETTINGS = ("t2i", "i2t", "i2t-multi", "t2t-cross")
+CAPTION_SIDE = {"t2i": "query_lang", "i2t": "candidate_lang"}  # the settings split by caption language groups
+LANGUAGE_GROUPS = ("trained", "held-out")
 
 
 def setting_name(setting: str, protocol: str) -> str:
@@ -169,7 +178,9 @@ def score_settings(
         scores.insert(0, "item_id", pd.Series(query_items, index=query_ids).reindex(scores.qid).to_numpy())
         name = setting_name(block.setting, protocol)
         scores = scores.assign(query_lang=block.query_lang, candidate_lang=block.candidate_lang, setting=name)
-        if not pooled:
+        if pooled:  # a share of the candidate pool
+            scores["rank_distance"] /= len(block.candidate.rows)
+        else:
             scores["rank_distance"] = np.nan
         per_query.append(scores)
         means = scores[names + ["rank_distance"]].mean().to_frame().T
@@ -183,6 +194,19 @@ def score_settings(
             )
         )
     return pd.concat(per_query, ignore_index=True), pd.concat(by_language, ignore_index=True)
+
+
+def language_group_settings(frame: pd.DataFrame, trained: list[str]) -> pd.DataFrame:
+    """`frame` (per-query rows or per-block means) with the rows of t2i and i2t again under
+    `<setting>-trained` and `<setting>-held-out`, by their caption language."""
+    task, protocol = frame.setting.str.split("/", n=1).str[0], frame.setting.str.split("/", n=1).str[-1]
+    groups = [frame]
+    for setting, side in CAPTION_SIDE.items():
+        for group in LANGUAGE_GROUPS:
+            inside = frame[side].isin(trained) == (group == "trained")
+            chosen = frame[(task == setting) & inside]
+            groups.append(chosen.assign(setting=f"{setting}-{group}/" + protocol[chosen.index]))
+    return pd.concat(groups, ignore_index=True)
 
 
 class ImageTextEvaluationParams(TypedDict):
@@ -201,6 +225,7 @@ class ImageTextEvaluationParams(TypedDict):
     descriptor: dict
     corpus: NotRequired[str]
     t2t_languages: NotRequired[list[str] | None]
+    train_languages: NotRequired[list[str]]
 
 
 def evaluate_image_text(
@@ -231,6 +256,10 @@ def evaluate_image_text(
         }
     gpu = str(image_text_model.device) if str(image_text_model.device).startswith("cuda") else None
     per_query, by_language = score_settings(captions, images, relevant, vectors, params, device=gpu)
+    if params.get("train_languages"):
+        per_query, by_language = (
+            language_group_settings(f, params["train_languages"]) for f in (per_query, by_language)
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     schema.write_table(pa.Table.from_pandas(per_query, preserve_index=False), out_dir / "per_query.parquet")
     schema.write_table(pa.Table.from_pandas(by_language, preserve_index=False), out_dir / "by_language.parquet")

@@ -33,16 +33,15 @@ def budget_order(budget) -> float:
     return np.inf if budget == PLATEAU else float(budget)
 
 
-def trained_steps(model_dir: Path, batch_size: int) -> tuple[int, int]:
-    """(batches trained by the saved model, image-caption pairs among them), from the LiT
-    run's training.json and training_log.csv."""
-    saved = json.loads((model_dir / "training.json").read_text())["saved_step"]
-    log = pd.read_csv(model_dir / "training_log.csv", usecols=["step", "batch_type"])
-    seen = log[log.step < saved]
-    return int(saved), int((seen.batch_type != CAPTION_CAPTION).sum()) * batch_size
+def trained_steps(model_dir: Path) -> tuple[int, int]:
+    """(batches trained by the saved model, the image-caption pairs among them as realised
+    in its batches), from the LiT run's training.json."""
+    summary = json.loads((model_dir / "training.json").read_text())
+    pairs = sum(n for kind, n in summary["examples_by_batch_type"].items() if kind != CAPTION_CAPTION)
+    return int(summary["saved_step"]), int(pairs)
 
 
-def curve_values(runs: list[Run], lit_models: dict[str, Path], trained: list[str], batch_size: int) -> pd.DataFrame:
+def curve_values(runs: list[Run], lit_models: dict[str, Path], trained: list[str]) -> pd.DataFrame:
     """One row per curve run, headline and language group: strategy, budget, seed, batches,
     pairs, headline, group, value (protocol `first` where evaluated)."""
     protocol, rows = main_protocol(runs), []
@@ -50,7 +49,7 @@ def curve_values(runs: list[Run], lit_models: dict[str, Path], trained: list[str
         point = CurvePoint.parse(run.key.strategy)
         if point.budget is None:
             continue
-        batches, pairs = trained_steps(lit_models[ImageTextRun(run.key.strategy, int(run.key.seed)).name], batch_size)
+        batches, pairs = trained_steps(lit_models[ImageTextRun(run.key.strategy, int(run.key.seed)).name])
         base = (point.strategy, str(point.budget), int(run.key.seed), batches, pairs)
         for task, metric, title, _, side in CURVE_HEADLINES:
             setting = f"{task}/{protocol}"
@@ -86,11 +85,11 @@ def curve_table(values: pd.DataFrame, strategies: list[str]) -> pd.DataFrame:
 
 
 def formatted(table: pd.DataFrame) -> pd.DataFrame:
-    """The curve table as text: mean ± sd, counts without decimals, bias with one."""
+    """The curve table as text: mean ± sd, counts without decimals."""
     spread = table.attrs["std"]
 
     def cell(column: str, mean: float, deviation: float) -> str:
-        digits = 0 if column in ("batches", "pairs") else 1 if column.startswith("language bias") else 3
+        digits = 0 if column in ("batches", "pairs") else 3
         return f"{mean:.{digits}f}" + ("" if pd.isna(deviation) else f" ± {deviation:.{digits}f}")
 
     return pd.DataFrame(
@@ -163,7 +162,7 @@ def curve_tests(tests: pd.DataFrame, protocol: str) -> pd.DataFrame:
             continue
         a, b = (CurvePoint.parse(label.split(" (alpha")[0]) for label in (test.run_a, test.run_b))
         key = (str(a.budget), a.name, b.name, comparison_kind(a.name, b.name))
-        cell = f"{test.difference:+.3f}" if test.metric != "language_bias" else f"{test.difference:+.1f}"
+        cell = f"{test.difference:+.3f}"
         rows.setdefault(key, {})[titles[(task, test.metric)]] = cell + (" *" if test.significant else "")
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["budget", "a", "b", "compared at"])

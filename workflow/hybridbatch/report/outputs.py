@@ -26,9 +26,14 @@ HEADLINES = {
     "language_bias": Headline("rank_distance", ("multi",), False, 1),
 }
 IMAGE_TEXT_HEADLINES = {
-    "recall@1": Headline("recall@1", tuple(f"{s}/{p}" for p in ("first", "all") for s in ("t2i", "i2t")), True, 3),
+    "recall@1": Headline(
+        "recall@1",
+        tuple(f"{s}{g}/{p}" for p in ("first", "all") for s in ("t2i", "i2t") for g in ("", "-trained", "-held-out")),
+        True,
+        3,
+    ),
     "map": Headline("map", ("i2t-multi/first", "i2t-multi/all"), True, 3),
-    "language_bias": Headline("rank_distance", ("i2t-multi/first", "i2t-multi/all"), False, 1),
+    "language_bias": Headline("rank_distance", ("i2t-multi/first", "i2t-multi/all"), False, 3),  # share of the pool
 }
 
 
@@ -65,7 +70,8 @@ def text_plots(corpora: list[str]) -> list[str]:
 
 IMAGE_TEXT_PLOTS = "image_text_by_language"
 IMAGE_TEXT_ALPHA_PLOT = "image_text_alpha"  # with trained runs
-VALIDATION_PLOT = "image_text_validation"  # with validation batches
+VALIDATION_PLOT = "image_text_validation"  # with development batches
+IMAGE_TEXT_TRAINING = "image_text_training"  # with trained runs: what each saved model trained (md, csv)
 CURVE = "image_text_curve"  # with image_text.curve: a table (and its _sd, _runs) and a plot
 CURVE_TESTS = "image_text_curve_tests"
 

@@ -195,34 +195,45 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
     plt.close(figure)
 
 
-def validation_curves(logs: list[str | Path]) -> pd.DataFrame:
-    """Validation loss by strategy and steps trained: mean, standard deviation and seeds,
-    from LiT runs' validation_log.csv (each in its run's `<strategy>.s<seed>` directory)."""
+def validation_curves(logs: list[str | Path], column: str = "validation_loss") -> pd.DataFrame:
+    """A validation log column (the loss, or development_recall_at_1) by strategy and steps
+    trained: mean, standard deviation and seeds, from LiT runs' validation_log.csv (each in
+    its run's `<strategy>.s<seed>` directory)."""
     frames = []
     for log in logs:
         run = ImageTextRun.parse(Path(log).parent.name)
         frames.append(pd.read_csv(log).assign(strategy=run.strategy, seed=run.seed))
-    curves = pd.concat(frames).groupby(["strategy", "steps_trained"], sort=False).validation_loss
+    curves = pd.concat(frames).groupby(["strategy", "steps_trained"], sort=False)[column]
     return curves.agg(["mean", "std", "count"]).rename(columns={"count": "seeds"}).reset_index()
 
 
 def plot_validation_curves(logs: list[str | Path], path: Path) -> None:
-    """Each strategy's validation loss on the shared validation batches against steps
-    trained: the mean over seeds, shaded one standard deviation either side."""
+    """Each strategy's validation loss and development Recall@1 on the shared development
+    batches against steps trained: the mean over seeds, shaded one standard deviation
+    either side."""
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4))
-    if not logs:
-        axis.text(0.5, 0.5, "no validation batches", ha="center")
-    curves = validation_curves(logs) if logs else pd.DataFrame(columns=["strategy"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    panels = [
+        (left, "validation_loss", "validation loss (image-caption batches)"),
+        (right, "development_recall_at_1", "development Recall@1 (captions → pooled images)"),
+    ]
     colours = plt.get_cmap("tab10")
-    for index, (strategy, curve) in enumerate(curves.groupby("strategy", sort=False)):
-        colour = colours(index % 10)
-        seeds = int(curve.seeds.max())
-        axis.plot(curve.steps_trained, curve["mean"], color=colour, label=f"{strategy} ({seeds} seeds)")
-        spread = curve["std"].fillna(0)
-        axis.fill_between(curve.steps_trained, curve["mean"] - spread, curve["mean"] + spread, color=colour, alpha=0.15)
-    axis.set(xlabel="steps trained", ylabel="validation loss (image-caption batches)", title="LiT validation loss")
-    axis.grid(alpha=0.3)
+    for axis, column, label in panels:
+        if not logs:
+            axis.text(0.5, 0.5, "no validation batches", ha="center")
+        curves = validation_curves(logs, column) if logs else pd.DataFrame(columns=["strategy"])
+        for index, (strategy, curve) in enumerate(curves.groupby("strategy", sort=False)):
+            colour = colours(index % 10)
+            seeds = int(curve.seeds.max())
+            axis.plot(curve.steps_trained, curve["mean"], color=colour, label=f"{strategy} ({seeds} seeds)")
+            spread = curve["std"].fillna(0)
+            axis.fill_between(
+                curve.steps_trained, curve["mean"] - spread, curve["mean"] + spread, color=colour, alpha=0.15
+            )
+        axis.set(xlabel="steps trained", ylabel=label)
+        axis.grid(alpha=0.3)
+    figure.suptitle("LiT on the development split")
+    axis = right
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")

@@ -4,15 +4,17 @@ from the evaluated runs (runs.py) and their comparisons (comparisons.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NotRequired, TypedDict
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, heatmap_name
+from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, ImageTextRun, heatmap_name
 from hybridbatch.report.comparisons import MIN_SEEDS, comparisons, confidence
 from hybridbatch.report.curve import (
+    CAPTION_CAPTION,
     by_budget,
     compared,
     curve_table,
@@ -30,6 +32,7 @@ from hybridbatch.report.outputs import (
     IMAGE_TEXT_ALPHA_PLOT,
     IMAGE_TEXT_HEADLINES,
     IMAGE_TEXT_PLOTS,
+    IMAGE_TEXT_TRAINING,
     SETTINGS_PLOT,
     VALIDATION_PLOT,
     Headline,
@@ -318,12 +321,13 @@ def write_curve(
     curve = params["curve"]
     models = {Path(model).name: Path(model) for model in lit_models}
     trained = params.get("image_text_train_languages", [])
-    values = curve_values(runs, models, trained, curve["batch_size"])
+    values = curve_values(runs, models, trained)
     values.to_csv(tables_dir / f"{CURVE}_runs.csv", index=False)
     table = curve_table(values, curve["strategies"])
     text = formatted(table)
     note = leaders_and_crossings(table) + [
-        f"{strategy} plateaus at {batches} batches (its saved model: the best validation loss; mean ± sd over seeds)"
+        f"{strategy} plateaus at {batches} batches (early stopping on development Recall@1, saved at its last "
+        "step; mean ± sd over seeds)"
         for (strategy, budget), batches in text.batches.items()
         if budget == PLATEAU
     ]
@@ -344,6 +348,47 @@ def write_curve(
         )
     )
     plot_curve(values, curve["strategies"], plots_dir / f"{CURVE}.png")
+
+
+TRAINING_COLUMNS = ["saved step", "image-caption pairs", "caption-caption pairs", "development R@1"]
+
+
+def training_table(lit_models: list[str | Path]) -> pd.DataFrame:
+    """Per LiT run (strategy, seed): the step its saved model ends (the last trained), the
+    image-caption and caption-caption pairs among its batches as realised, and Recall@1 on
+    the development split at that step."""
+    rows = []
+    for model in lit_models:
+        run = ImageTextRun.parse(Path(model).name)
+        summary = json.loads((Path(model) / "training.json").read_text())
+        examples = summary["examples_by_batch_type"]
+        pairs = sum(n for kind, n in examples.items() if kind != CAPTION_CAPTION)
+        values = [summary["saved_step"], pairs, examples.get(CAPTION_CAPTION, 0), summary["development_recall_at_1"]]
+        rows.append([run.strategy, run.seed, *values])
+    return pd.DataFrame(rows, columns=["strategy", "seed", *TRAINING_COLUMNS])
+
+
+def write_training_table(lit_models: list[str | Path], stem: Path) -> None:
+    """The runs' training table (csv, one row per run) and its means ± sd over seeds (md)."""
+    runs = training_table(lit_models)
+    runs.to_csv(stem.with_suffix(".csv"), index=False)
+    grouped = runs.groupby("strategy", sort=False)[TRAINING_COLUMNS]
+    means, spread = grouped.mean(), grouped.std()
+    text = pd.DataFrame(index=means.index)
+    text["seeds"] = grouped.size()
+    for column in TRAINING_COLUMNS:
+        digits = 3 if column == "development R@1" else 0
+        text[column] = [
+            f"{m:.{digits}f}" + ("" if pd.isna(sd) or sd == 0 else f" ± {sd:.{digits}f}")
+            for m, sd in zip(means[column], spread[column])
+        ]
+    note = [
+        "The saved model is the last step trained (the end of its schedule, or where early stopping on "
+        "development Recall@1 ended it); no checkpoint is chosen afterwards. Pairs are counted in the batches "
+        "trained, as drawn. Development R@1: captions of the held-out development images (whole near-duplicate "
+        "groups, never trained on) against those images pooled, at the saved step. Means ± sd over seeds."
+    ]
+    stem.with_suffix(".md").write_text(markdown(text, note))
 
 
 class TablesParams(TypedDict):
@@ -392,8 +437,10 @@ def make_tables(
         if any(run.key.strategy != ZERO_SHOT for run in image_text_runs):
             plot_image_text_alpha(image_text_runs, plots_dir / f"{IMAGE_TEXT_ALPHA_PLOT}.png")
     if lit_models:
-        logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: too few images held out
-        plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
+        write_training_table(lit_models, tables_dir / IMAGE_TEXT_TRAINING)
+        logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: no development split
+        if any(log.is_file() for log in logs):
+            plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
     if params.get("curve"):
         write_curve(params, image_text_runs, image_tests, lit_models, tables_dir, plots_dir)
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))

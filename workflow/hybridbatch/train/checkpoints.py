@@ -1,7 +1,7 @@
 """Checkpoints of a training run and the state they carry: every `checkpoint_every` steps,
 atomically (a temporary directory renamed into place), the last `keep_checkpoints` kept:
 trainable weights, optimizer, scheduler, step, RNG states (torch, CUDA, numpy, python),
-the log so far and the early-stopping state (RunState). Each carries a manifest of its
+the log so far and the validation state (RunState). Each carries a manifest of its
 files' hashes; one that does not match is skipped with a warning naming it. They live
 beside the output directory, in `<parent>/.checkpoints/<name>` (Snakemake deletes a
 failed job's outputs, not that), and are deleted once the run completes."""
@@ -37,56 +37,58 @@ class Trainer(Protocol):
 
 
 CHECKPOINTS = ".checkpoints"
+VALIDATION_LOG = "validation_log.csv"
+VALIDATION_COLUMNS = ["steps_trained", "validation_loss", "development_recall_at_1"]
 STATE, STATE_JSON, CHECKSUMS = "state.safetensors", "state.json", "checksums.json"
 
 
 @dataclass
 class RunState:
-    """What a checkpoint restores besides weights, optimizer, scheduler and RNG."""
+    """What a checkpoint restores besides weights, optimizer, scheduler and RNG: the
+    validations so far, [steps trained, loss, development Recall@1], and early stopping's
+    count of validations since the best development Recall@1."""
 
     step: int = 0
     log: list | None = None
-    validation: list | None = None  # [step, loss]
+    validation: list | None = None
     best_step: int | None = None
-    best_loss: float = math.inf
+    best_recall: float = -math.inf
     checks_without_improvement: int = 0
-    best: dict[str, torch.Tensor] | None = None  # trainable weights at best_step
 
     def __post_init__(self):
         self.log = self.log or []
         self.validation = self.validation or []
 
-    def validated(self, step: int, loss: float, named: dict[str, torch.nn.Parameter]) -> None:
-        self.validation.append([step, loss])
-        if loss < self.best_loss:
-            self.best_step, self.best_loss, self.checks_without_improvement = step, loss, 0
-            self.best = {name: p.detach().cpu().clone() for name, p in named.items()}
+    def validated(self, step: int, loss: float, recall: float) -> None:
+        self.validation.append([step, loss, recall])
+        if recall > self.best_recall:
+            self.best_step, self.best_recall, self.checks_without_improvement = step, recall, 0
         else:
             self.checks_without_improvement += 1
 
     def should_stop(self, patience: int | None) -> bool:
         return patience is not None and self.checks_without_improvement >= patience
 
-    def finish(self, named: dict[str, torch.nn.Parameter], steps: int, where: str) -> dict:
-        if self.best is not None:
-            with torch.no_grad():
-                for name, parameter in named.items():
-                    parameter.copy_(self.best[name])
+    def finish(self, steps: int, where: str) -> dict:
+        """The run's summary. The saved model is the last step trained: the end of the
+        schedule, or where early stopping ended it; no checkpoint is chosen afterwards."""
+        last = self.validation[-1] if self.validation else [None, None, None]
         summary = {
             "steps": steps,
+            "saved_step": steps,
             "validated": bool(self.validation),
-            "best_step": self.best_step,
-            "best_validation_loss": self.best_loss if self.validation else None,
-            "saved_step": self.best_step if self.validation else steps,
+            "validation_loss": last[1],
+            "development_recall_at_1": last[2],
+            "best_development_step": self.best_step,
         }
-        logging.info("%s: %d steps; saved weights of step %s", where, steps, summary["saved_step"])
+        logging.info("%s: %d steps; saved the weights of the last step", where, steps)
         return summary
 
     def write_validation_log(self, out_dir: Path) -> None:
         if self.validation:
-            with open(out_dir / "validation_log.csv", "w", newline="") as file:
+            with open(out_dir / VALIDATION_LOG, "w", newline="") as file:
                 writer = csv.writer(file)
-                writer.writerow(["steps_trained", "validation_loss"])
+                writer.writerow(VALIDATION_COLUMNS)
                 writer.writerows(self.validation)
 
 
@@ -109,8 +111,6 @@ class Checkpoints:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         tensors = {f"param/{name}": p.detach().cpu().contiguous() for name, p in trainer.named.items()}
-        if state.best is not None:
-            tensors.update({f"best/{name}": t.contiguous() for name, t in state.best.items()})
         optimizer = trainer.optimizer.state_dict()
         for index, values in optimizer["state"].items():
             for key, value in values.items():
@@ -127,7 +127,7 @@ class Checkpoints:
             "log": state.log,
             "validation": state.validation,
             "best_step": state.best_step,
-            "best_loss": state.best_loss if state.best is not None else None,
+            "best_recall": state.best_recall if state.best_step is not None else None,
             "checks_without_improvement": state.checks_without_improvement,
             "optimizer_groups": optimizer["param_groups"],
             "scheduler": trainer.scheduler.state_dict(),
@@ -192,15 +192,13 @@ class Checkpoints:
         random.setstate(_tuples(meta["python_rng"]))
         kind, *rest = meta["numpy_rng"]
         np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), *rest))
-        best = {name[len("best/") :]: t for name, t in tensors.items() if name.startswith("best/")} or None
         return RunState(
             step=meta["step"],
             log=meta["log"],
             validation=meta["validation"],
             best_step=meta["best_step"],
-            best_loss=meta["best_loss"] if meta["best_loss"] is not None else math.inf,
+            best_recall=meta["best_recall"] if meta["best_recall"] is not None else -math.inf,
             checks_without_improvement=meta["checks_without_improvement"],
-            best=best,
         )
 
     def clear(self) -> None:

@@ -121,6 +121,7 @@ class LitSteps:
                 "masked_conflicts": int(conflicts.sum()),
                 "masked_duplicates": int(duplicates.sum()),
             },
+            ids=(rows["qid"], rows["pid"]),
         )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 class TrainingLog:
     """training_log.csv, appended and flushed after every step; with `tensorboard`, the same
-    numbers (and the validation losses) as TensorBoard scalars in out_dir/tensorboard/, at
+    numbers (and the validations: loss, development Recall@1) as TensorBoard scalars in out_dir/tensorboard/, at
     the number of steps trained (rows restored from a checkpoint are written again)."""
 
     SCALARS_FROM = 3  # columns after step, batch_id, batch_type
@@ -30,8 +30,8 @@ class TrainingLog:
             self.events = SummaryWriter(str(out_dir / "tensorboard"))
         for row in rows:
             self.append(list(row))
-        for steps_trained, loss in validation:
-            self.validated(steps_trained, loss)
+        for steps_trained, loss, recall in validation:
+            self.validated(steps_trained, loss, recall)
 
     def append(self, row: list) -> None:
         self.rows.append(row)
@@ -41,9 +41,10 @@ class TrainingLog:
             for column, value in zip(self.columns[self.SCALARS_FROM :], row[self.SCALARS_FROM :]):
                 self.events.add_scalar(f"train/{column}", value, row[0] + 1)
 
-    def validated(self, steps_trained: int, loss: float) -> None:
+    def validated(self, steps_trained: int, loss: float, recall: float) -> None:
         if self.events is not None:
             self.events.add_scalar("validation/loss", loss, steps_trained)
+            self.events.add_scalar("validation/development_recall_at_1", recall, steps_trained)
 
     def close(self) -> None:
         self.file.close()
@@ -52,7 +53,8 @@ class TrainingLog:
 
 
 def plot_curves(log: list[list], validation: list[list], saved_step: int, path: Path) -> None:
-    """Training loss per step (and its running mean over 10), validation loss, the saved step."""
+    """Training loss per step (and its running mean over 10), validation loss, development
+    Recall@1 (right axis), the saved step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,11 +67,16 @@ def plot_curves(log: list[list], validation: list[list], saved_step: int, path: 
     if len(losses) >= 10:
         axis.plot(steps[9:], np.convolve(losses, np.ones(10) / 10, mode="valid"), label="running mean (10 steps)")
     if validation:
-        axis.plot(*zip(*validation), marker="o", label="validation loss")
+        steps_validated, validation_loss, recall = zip(*validation)
+        axis.plot(steps_validated, validation_loss, marker="o", label="validation loss")
+        right = axis.twinx()
+        right.plot(steps_validated, recall, marker="s", color="tab:green", label="development Recall@1")
+        right.set_ylabel("development Recall@1")
+        right.legend(fontsize=8, loc="upper right")
     axis.axvline(saved_step, color="k", linestyle=":", label=f"saved (step {saved_step})")
     axis.set_xlabel("steps trained")
     axis.set_ylabel("loss")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -6,9 +6,13 @@ run needs around that.
   from the newest good one of the same configuration and, on CPU, ends bit-identical to
   an uninterrupted one, but for the log's `examples_per_second` (a wall-clock timing).
   The logs and their plot: logs.py.
-- Validation: the loss on fixed validation batches every `validation_every` steps (and
-  at the last step); early stopping after `patience` validations without improvement;
-  the saved model is the best validated one (`training.json` names its step).
+- Validation on the development split (fixed validation batches of held-out items)
+  every `validation_every` steps and at the last step: the loss, and Recall@1 of every
+  validation query against the pooled candidates of all validation batches (a hit when
+  the top candidate is its own or one the qrels judge relevant; ties to the earlier
+  candidate). Early stopping after `patience` validations without a better development
+  Recall@1. The saved model is the last step trained: no checkpoint is chosen after the
+  fact, so runs of equal batches train equal batches (`training.json`).
 - GradCache (`mini_batch`): embeddings are computed without a graph in mini-batches, the
   loss's gradient with respect to them is taken, and each mini-batch is re-embedded with
   the same RNG state and back-propagated with that gradient: the gradients of the whole
@@ -35,6 +39,7 @@ from tqdm import tqdm
 
 from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
 from hybridbatch.train.logs import TrainingLog, plot_curves
+from hybridbatch.train.masks import Relevance
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Step:
     loss: Callable[[list[torch.Tensor]], torch.Tensor]
     examples: int
     notes: dict = field(default_factory=dict)  # extra log columns by name (e.g. masked_conflicts)
+    ids: tuple[list, list] | None = None  # ids of sides[0] and sides[1]'s inputs (query i's own candidate: i)
 
 
 def parameter_groups(
@@ -136,8 +142,10 @@ class Trainer:
         total: int,
         modules: list[torch.nn.Module],
         device: str,
+        relevance: Relevance | None = None,
     ):
         self.settings, self.named, self.total, self.modules, self.device = settings, named, total, modules, device
+        self.relevance = relevance  # the training qrels: which pooled validation candidates are relevant
         self.optimizer = torch.optim.AdamW(groups, fused=True)  # one kernel for all parameters: 4x faster on CPU
         self.scheduler = linear_schedule_with_warmup(self.optimizer, int(warmup_fraction * total), total)
         self.dtype = autocast_dtype(settings.precision, device)
@@ -214,17 +222,22 @@ class Trainer:
         return loss.item(), float(norm)
 
     @torch.no_grad()
-    def validation_loss(self, steps: list[Step]) -> float:
+    def validate(self, steps: list[Step]) -> tuple[float, float]:
+        """The mean loss of the validation batches and the development Recall@1."""
         for module in self.modules:
             module.eval()
-        losses = []
+        losses, queries, candidates = [], [], []
         for number, step in enumerate(steps):
-            losses.append(self.embeddings_and_loss(step, grad=False))
+            with self.autocast():
+                embeddings = [side.embeddings(self.settings.mini_batch) for side in step.sides]
+            losses.append(step.loss(embeddings))
             check_finite(losses[-1], f"validation batch {number}")
-        losses = [loss.item() for loss in losses]
+            queries.append(embeddings[0])
+            candidates.append(embeddings[1])
         for module in self.modules:
             module.train()
-        return float(np.mean(losses))
+        recall = development_recall_at_1(queries, candidates, [step.ids for step in steps], self.relevance)
+        return float(np.mean([loss.item() for loss in losses])), recall
 
     # ---- the run --------------------------------------------------------------------------
     def fit(
@@ -237,11 +250,12 @@ class Trainer:
         log_columns: list[str],
         where: str,
         save: Callable[[], None],
+        summarise: Callable[[int], dict] = lambda steps: {},
     ) -> dict:
         """Train over `batches()` (a fresh iterator of (batch_id, batch_type, rows)), log to
-        out_dir/training_log.csv as it goes, put the best (or last) weights in place and
-        `save()` them; the checkpoints go only then. Returns the run's summary (also
-        written as out_dir/training.json)."""
+        out_dir/training_log.csv as it goes, and `save()` the weights of the last step; the
+        checkpoints go only then. Returns the run's summary with `summarise(steps trained)`
+        (also written as out_dir/training.json)."""
         settings = self.settings
         resolved = {"device": self.device, "dtype": str(self.dtype), "threads": torch.get_num_threads()}
         checkpoints = Checkpoints(checkpoint_dir(out_dir), fingerprint | resolved, settings.keep_checkpoints)
@@ -261,7 +275,7 @@ class Trainer:
             if self.after_step(step + 1, validation, state, log, checkpoints):
                 break
         log.close()
-        summary = state.finish(self.named, len(log.rows), where)
+        summary = state.finish(len(log.rows), where) | summarise(len(log.rows))
         (out_dir / "training.json").write_text(json.dumps(summary, indent=2))
         state.write_validation_log(out_dir)
         plot_curves(log.rows, state.validation, summary["saved_step"], out_dir / "training_curves.png")
@@ -286,15 +300,40 @@ class Trainer:
         """Validate, checkpoint and decide on early stopping after `done` steps; True to stop."""
         settings = self.settings
         if validation and (done % (settings.validation_every or self.total) == 0 or done == self.total):
-            state.validated(done, self.validation_loss(validation), self.named)
+            state.validated(done, *self.validate(validation))
             log.validated(*state.validation[-1])
         if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < self.total:
             state.step, state.log = done, log.rows
             checkpoints.save(self, state)
         if state.should_stop(settings.patience):
-            logging.info("early stopping at step %d: no better validation loss in %d checks", done, settings.patience)
+            logging.info(
+                "early stopping at step %d: no better development Recall@1 in %d checks", done, settings.patience
+            )
             return True
         return False
+
+
+def development_recall_at_1(
+    queries: list[torch.Tensor], candidates: list[torch.Tensor], ids: list, relevance: Relevance | None
+) -> float:
+    """Recall@1 of every validation query against the validation batches' candidates pooled
+    (each id once, where it first appears), by cosine: a hit when the top candidate is the
+    query's own or one `relevance` judges relevant to it; ties go to the earlier candidate.
+    NaN when a batch carries no ids."""
+    if not ids or any(pair is None for pair in ids):
+        return float("nan")
+    query_ids = [qid for query_side, _ in ids for qid in query_side]
+    candidate_ids = [pid for _, candidate_side in ids for pid in candidate_side]
+    own = [candidate_side[i] for query_side, candidate_side in ids for i in range(len(query_side))]
+    _, first = np.unique(np.array(candidate_ids, dtype=object), return_index=True)
+    first = np.sort(first)
+    vectors = torch.nn.functional.normalize(torch.cat(candidates)[torch.from_numpy(first)], dim=-1)
+    scores = torch.nn.functional.normalize(torch.cat(queries), dim=-1) @ vectors.T
+    top = [candidate_ids[i] for i in first[scores.argmax(dim=1).cpu().numpy()]]
+    hits = np.array([t == o for t, o in zip(top, own)])
+    if relevance is not None:
+        hits |= (relevance.targets_of(query_ids) == relevance.codes(top)[:, None]).any(axis=1)
+    return float(hits.mean())
 
 
 def autocast_dtype(precision: str, device: str) -> torch.dtype | None:

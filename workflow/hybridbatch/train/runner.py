@@ -52,7 +52,7 @@ def run_training(
     device = settings.resolve_device()
     torch.manual_seed(seed if settings.init_seed is None else settings.init_seed)
     task = build_task(device, relevance)
-    trainer = Trainer(settings, task.named, task.groups, warmup_fraction, total, task.modules, device)
+    trainer = Trainer(settings, task.named, task.groups, warmup_fraction, total, task.modules, device, relevance)
     validation = [task.step(kind, batch) for _, kind, batch in iter_batches(validation_shards(batch_dir))]
     summary = trainer.fit(
         lambda: iter_batches(shards),
@@ -63,6 +63,7 @@ def run_training(
         task.log_columns,
         str(batch_dir),
         save=task.save,
+        summarise=lambda steps: {"examples_by_batch_type": examples_by_batch_type(shards, steps)},
     )
     warn_masked_conflicts(out_dir)
     return summary
@@ -75,6 +76,14 @@ def batch_shards(batch_dir: Path) -> tuple[list[Path], int]:
     if not shards or total == 0:
         raise ValueError(f"{batch_dir}: no batch shards to train on")
     return shards, total
+
+
+def examples_by_batch_type(shards: list[Path], steps: int) -> dict[str, int]:
+    """The training examples (pairs) of each batch type in the first `steps` batches: what the
+    saved model was trained on, as realised, not as the strategy's weights promise."""
+    table = pd.concat(pd.read_parquet(shard, columns=["batch_id", "batch_type"]) for shard in sorted(shards))
+    trained = table[table.batch_id.isin(pd.unique(table.batch_id)[:steps])]
+    return {kind: int(n) for kind, n in trained.batch_type.value_counts().sort_index().items()}
 
 
 def validation_shards(batch_dir: Path) -> list[Path]:

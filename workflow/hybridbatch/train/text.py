@@ -50,6 +50,7 @@ class TextSteps:
             loss=lambda e: info_nce(e[0], e[1], mask, self.temperature, symmetric=self.symmetric),
             examples=len(rows["qid"]),
             notes={"masked_conflicts": int(conflicts.sum()), "masked_duplicates": int(duplicates.sum())},
+            ids=(rows["qid"], candidate_pids),
         )
 
 
