@@ -96,6 +96,28 @@ def test_bootstrap_interval_covers_the_mean_with_the_expected_width():
     assert high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(1000), rel=0.15)
 
 
+def test_an_interval_over_seeds_carries_the_spread_between_seeds():
+    """Three seeds whose differences (+0.08, -0.02, +0.11) spread far more than their 4,000
+    items' noise: the two-level interval reaches below zero and spans most of the seeds'
+    range; the items-only interval of the same rows is a hundred times narrower. Each
+    draw equals a direct two-level bootstrap (runs, then items) of the mean."""
+    rng = np.random.default_rng(0)
+    shifts, n = np.array([0.08, -0.02, 0.11]), 4000
+    values = np.concatenate([shift + rng.normal(0, 0.01, n) for shift in shifts])
+    runs, items, blocks = np.repeat(np.arange(3), n), np.tile(np.arange(n), 3), np.zeros(3 * n)
+    low, high = bootstrap_interval(values, blocks, items, 4000, seed=0, runs=runs)
+    item_low, item_high = bootstrap_interval(values, blocks, items, 4000, seed=0)
+    assert low < 0 < 0.09 < high and high - low > 0.1 > 100 * (item_high - item_low)
+    by_run = values.reshape(3, n)
+    direct = []
+    for _ in range(4000):
+        drawn_items, drawn_runs = rng.integers(0, n, n), rng.integers(0, 3, 3)
+        direct.append(by_run[drawn_runs][:, drawn_items].mean())
+    assert (low, high) == pytest.approx(tuple(np.quantile(direct, [0.025, 0.975])), abs=0.01)
+    single = bootstrap_interval(values[:n], blocks[:n], items[:n], 1000, seed=0, runs=runs[:n])
+    assert single == bootstrap_interval(values[:n], blocks[:n], items[:n], 1000, seed=0)  # one seed: items only
+
+
 def correlated_differences(rng, n_items: int, n_langs: int, effect: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-row differences with a strong per-item component shared by all its languages."""
     item_effect = rng.normal(effect, 1.0, size=n_items)

@@ -71,15 +71,24 @@ COMPARISON_COLUMNS = [
 ]  # fmt: skip
 
 
-def paired_test(paired: pd.DataFrame, params: dict) -> tuple:
+def paired_test(paired: pd.DataFrame, frames: list[pd.DataFrame], params: dict) -> tuple:
     """(value a, value b, difference, ci low, ci high, queries, items, unit, p) of one
-    pair of strategies in one setting: block-weighted means, the bootstrap interval of the
-    difference and the randomization test's p, the item the unit."""
+    pair of strategies in one setting: block-weighted means of the seed-averaged `paired`
+    queries and the randomization test's p over them, the item the unit; the interval of
+    the difference from the seeds' own `frames`, resampling seeds, then items."""
     differences = (paired.value_x - paired.value_y).to_numpy()
     blocks, items = paired.block.to_numpy(), paired.item_id.to_numpy()
     weights = block_weights(blocks)
     value_a, value_b = weights @ paired.value_x.to_numpy(), weights @ paired.value_y.to_numpy()
-    low, high = bootstrap_interval(differences, blocks, items, params["bootstrap_samples"], params["seed"])
+    seeds = pd.concat([frame.assign(run=number) for number, frame in enumerate(frames)], ignore_index=True)
+    low, high = bootstrap_interval(
+        (seeds.value_x - seeds.value_y).to_numpy(),
+        seeds.block.to_numpy(),
+        seeds.item_id.to_numpy(),
+        params["bootstrap_samples"],
+        params["seed"],
+        runs=seeds.run.to_numpy(),
+    )
     p = randomization_test(differences, blocks, items, params["permutations"], params["seed"])
     return value_a, value_b, value_a - value_b, low, high, len(paired), len(set(items)), UNIT, p
 
@@ -111,7 +120,7 @@ def comparisons(
                     frames = seed_frames(pairs, setting, headline.column)
                     paired = seed_averaged_pairs(frames)
                     if not paired.empty:
-                        test = paired_test(paired, params) + seed_check(frames, params["alpha"])
+                        test = paired_test(paired, frames, params) + seed_check(frames, params["alpha"])
                         rows.append((corpus, model, seeds, setting, metric, label_a, label_b, *test))
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     frame["p_holm"] = holm(frame.p_value.to_numpy()) if len(frame) else []

@@ -10,11 +10,15 @@ correlated, so rows are not independent; both procedures treat the item as the u
     macro-averaged difference is at least as large in magnitude as the observed one
     (two-sided, with +1 smoothing);
   * cluster bootstrap: items are resampled with replacement, each drawn item bringing
-    all its rows, and the macro average is recomputed over the blocks present.
+    all its rows, and the macro average is recomputed over the blocks present; over
+    several seeds, the seeds are resampled too (a two-level bootstrap), so an interval
+    is as wide as the spread between seeds however many items there are.
 Holm's step-down correction controls the family-wise error over all comparisons made.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -44,27 +48,44 @@ def randomization_test(
 
 
 def bootstrap_interval(
-    values: np.ndarray, blocks: np.ndarray, clusters: np.ndarray, samples: int, seed: int, level: float = 0.95
+    values: np.ndarray,
+    blocks: np.ndarray,
+    clusters: np.ndarray,
+    samples: int,
+    seed: int,
+    level: float = 0.95,
+    runs: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of the macro average, resampling clusters with replacement."""
+    """Percentile interval of the macro average, resampling clusters with replacement.
+
+    With `runs` (each row's run: a seed), a two-level bootstrap: each sample draws the
+    runs with replacement, then the clusters (one draw shared by the runs, which score the
+    same items), and averages the drawn runs' macro averages; an interval then carries the
+    spread between seeds as well as between items (rliable's stratified bootstrap over
+    runs, Agarwal et al. 2021, with items inside)."""
+    _, run = np.unique(np.zeros(len(values)) if runs is None else runs, return_inverse=True)
     _, cluster = np.unique(clusters, return_inverse=True)
     _, block = np.unique(blocks, return_inverse=True)
-    n_clusters, n_blocks = cluster.max() + 1, block.max() + 1
-    sums = np.zeros((n_clusters, n_blocks))
-    counts = np.zeros((n_clusters, n_blocks))
-    np.add.at(sums, (cluster, block), values)
-    np.add.at(counts, (cluster, block), 1)
+    n_runs, n_clusters, n_blocks = run.max() + 1, cluster.max() + 1, block.max() + 1
+    sums = np.zeros((n_runs, n_clusters, n_blocks))
+    counts = np.zeros((n_runs, n_clusters, n_blocks))
+    np.add.at(sums, (run, cluster, block), values)
+    np.add.at(counts, (run, cluster, block), 1)
     rng = np.random.default_rng(seed)
     means = np.empty(samples)
-    chunk = max(1, 4_000_000 // (n_clusters * n_blocks))
+    chunk = max(1, 4_000_000 // (n_runs * n_clusters * n_blocks))
     for start in range(0, samples, chunk):
         size = min(chunk, samples - start)
         drawn = rng.integers(0, n_clusters, size=(size, n_clusters))
         multiplicity = np.zeros((size, n_clusters))
         np.add.at(multiplicity, (np.repeat(np.arange(size), n_clusters), drawn.ravel()), 1)
-        totals, sizes = multiplicity @ sums, multiplicity @ counts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[start : start + size] = np.nanmean(totals / sizes, axis=1)
+        totals = np.einsum("ki,rib->krb", multiplicity, sums)
+        sizes = np.einsum("ki,rib->krb", multiplicity, counts)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a block no drawn cluster reaches
+            per_run = np.nanmean(totals / sizes, axis=2)
+        chosen = rng.integers(0, n_runs, size=(size, n_runs)) if n_runs > 1 else np.zeros((size, 1), dtype=int)
+        means[start : start + size] = np.take_along_axis(per_run, chosen, axis=1).mean(axis=1)
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 

@@ -221,7 +221,8 @@ def write_tables(
         f"p < {params['alpha']}, and over the seeds: at least {MIN_SEEDS} seeds, each seed's difference of one sign "
         f"and Welch's p < {params['alpha']} over the seeds' values (with fewer seeds no difference is marked: seed "
         "variance is not measured). The item test pairs runs of a seed and averages each query's difference over "
-        "the seeds. Means over seeds; ± the standard deviation over seeds where a run has several."
+        "the seeds; the interval of a difference (significance.csv) resamples the seeds, then the items. Means "
+        "over seeds; ± the standard deviation over seeds where a run has several."
     )
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, headline in HEADLINES.items():
