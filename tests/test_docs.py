@@ -35,3 +35,15 @@ def test_the_check_finds_a_missing_file():
 
 def test_the_readme_is_a_guide_of_at_most_200_lines():
     assert len((REPO / "README.md").read_text().splitlines()) <= 200
+
+
+def test_each_claim_of_the_readme_answer_cites_a_tested_row():
+    """Every bullet of the README's answer names a row of significance.csv (setting, metric
+    and pair) or the column that decides it, so no claim stands without a tested row."""
+    text = (REPO / "README.md").read_text()
+    answer = text[text.index("**The answer of the default run.**") : text.index("**On another CPU**")]
+    claims = [" ".join(claim.split()) for claim in re.split(r"\n- ", answer)[1:]]
+    assert len(claims) >= 4
+    row = re.compile(r"`[\w-]+/(first|all) [\w@]+, [\w-]+ vs [\w-]+`|`(significant|holds_over_seeds)` (True|False)")
+    uncited = [claim[:60] for claim in claims if not row.search(claim)]
+    assert not uncited, f"claims without a tested row: {uncited}"

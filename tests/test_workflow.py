@@ -799,8 +799,8 @@ def test_the_shipped_curve_config_trains_each_strategy_at_each_budget_and_to_its
     mirror (48 generated emoji named in three languages, one never trained on), the sizes
     and the steps (budgets of 2 and 4 batches, a plateau run of at most 40): every strategy
     of the curve is trained at each budget (each run exactly its budget's batches) and
-    until its validation loss stops improving (it stops `patience` checks after its best,
-    which it saves), evaluated on every test image under both protocols, and the tables
+    until its development Recall@1 stops improving (it stops `patience` checks after its
+    best, saving its last step), evaluated on every test image under both protocols, and the tables
     stage writes the curve's tables, tests and plot."""
     from hybridbatch.names import artifact
     from hybridbatch.report.outputs import curve_tables

@@ -50,13 +50,13 @@ class Variant:
         return cls(trainset, strategy, int(seed.removeprefix("s")))
 
 
-PLATEAU = "plateau"  # a curve point trained until its validation loss stops improving
+PLATEAU = "plateau"  # a curve point trained until its development Recall@1 stops improving
 
 
 @dataclass(frozen=True)
 class CurvePoint:
     """An image-text strategy at a training budget: `budget` batches with a schedule of
-    their own, PLATEAU (until the validation loss stops improving), or None (the grid's
+    their own, PLATEAU (until its development Recall@1 stops improving), or None (the grid's
     `steps` x the strategy's step factor). `name` is the label runs carry as their
     strategy (`mixed@256`, `mixed@plateau`, `mixed`); `parse` reads one back."""
 

@@ -242,7 +242,7 @@ def write_tables(
             3,
             tables_dir / "image_text",
             "Recall@k: 1 when any relevant candidate is in the top k (CLIP_benchmark). Macro averages over "
-            "caption languages; bias: rank distance in i2t-multi.",
+            "caption languages; bias: rank distance in i2t-multi as a share of the pooled captions.",
         )
         for corpus in dict.fromkeys(run.key.corpus for run in image_text_runs):
             write_report_table(
