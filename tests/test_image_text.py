@@ -41,7 +41,7 @@ def write_image_corpus(
     near-duplicates (groups.parquet)."""
     rng = np.random.default_rng(seed)
     groups = [
-        (f"{offset + i:05d}", f"{split}:{i // group_size}", split)
+        (f"{offset + i:05d}", f"{split}:{i // group_size:05d}", split)
         for split, offset in (("train", 0), ("test", 10_000))
         for i in range(n_images)
     ]

@@ -220,7 +220,7 @@ def image_text_tables():
     if not IMAGE_TEXT:
         return []
     plots = [IMAGE_TEXT_PLOTS] + ([IMAGE_TEXT_ALPHA_PLOT] if IMAGE_TEXT["strategies"] and IMAGE_TEXT["seeds"] else [])
-    plots += [VALIDATION_PLOT] if lit_models() and IMAGE_TEXT["batching"]["development_fraction"] else []
+    plots += [VALIDATION_PLOT] if lit_models() else []
     tables = expand(artifact("tables", "{stem}.{ext}"), stem=image_text_table_stems(eval_corpus(IMAGE_TEXT)),
                     ext=["md", "csv", "tex"])
     tables += expand(artifact("tables", "{stem}.{ext}"), stem=IMAGE_TEXT_TRAINING, ext=["md", "csv"]) if lit_models() else []

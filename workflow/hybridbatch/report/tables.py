@@ -439,9 +439,8 @@ def make_tables(
             plot_image_text_alpha(image_text_runs, plots_dir / f"{IMAGE_TEXT_ALPHA_PLOT}.png")
     if lit_models:
         write_training_table(lit_models, tables_dir / IMAGE_TEXT_TRAINING)
-        logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: no development split
-        if any(log.is_file() for log in logs):
-            plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
+        logs = [Path(model) / "validation_log.csv" for model in lit_models]  # absent: no development batches
+        plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
     if params.get("curve"):
         write_curve(params, image_text_runs, image_tests, lit_models, tables_dir, plots_dir)
     write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
