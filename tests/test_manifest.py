@@ -91,3 +91,16 @@ def test_editing_the_download_code_reruns_no_training_and_no_evaluation():
     for module in ("batches.text", "batches.image_text", "train.text", "train.image_text"):
         files = {Path(path).relative_to(PACKAGE_DIR).as_posix() for path in stage_files(module)}
         assert "models/image_towers.py" not in files and "fetch/download.py" not in files, module
+
+
+def test_an_input_without_a_manifest_is_refused_before_the_stage_runs(tmp_path):
+    """A stage's input made outside the workflow has no manifest: run_stage refuses it,
+    naming it, before the stage runs (prepare itself would fail on the missing checksums)."""
+    from hybridbatch.__main__ import run_stage
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    params = {"name": "c", "source": "cldr", "languages": ["en", "de"], "test_fraction": 0.3, "split_seed": 0}
+    with pytest.raises(FileNotFoundError, match=rf"{raw}: input has no manifest.json"):
+        run_stage("prepare", params, {"raw": str(raw), "out": str(tmp_path / "out")})
+    assert not (tmp_path / "out").exists()

@@ -132,12 +132,14 @@ def verify_inputs(inputs: list[str | Path]) -> None:
     """Before a stage runs: what it reads of each input artifact (the input files, and the
     whole of input directories) is exactly what the artifact's manifest lists, with their
     sizes (and hashes, for files up to 64 MB). Files of an artifact that the stage does not
-    read are left to the audit (a storage plugin fetches only a job's inputs)."""
+    read are left to the audit (a storage plugin fetches only a job's inputs). An input with
+    no manifest is refused here, before the stage runs, not after."""
     scopes: dict[Path, list[str]] = {}
     for path in inputs:
         owner = owning_manifest(path)
-        if owner is not None:  # else reported when the manifest is written
-            scopes.setdefault(owner, []).append(os.path.normpath(os.path.relpath(os.path.abspath(path), owner.parent)))
+        if owner is None:
+            raise FileNotFoundError(f"{path}: input has no {MANIFEST} (was it made by this workflow?)")
+        scopes.setdefault(owner, []).append(os.path.normpath(os.path.relpath(os.path.abspath(path), owner.parent)))
     for owner, scope in scopes.items():
         problems = verify_artifact(owner.parent, read_manifest(owner), HASHED_ON_READ, scope=scope)
         if problems:

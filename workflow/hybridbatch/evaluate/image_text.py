@@ -199,13 +199,15 @@ def score_settings(
 def language_group_settings(frame: pd.DataFrame, trained: list[str]) -> pd.DataFrame:
     """`frame` (per-query rows or per-block means) with the rows of t2i and i2t again under
     `<setting>-trained` and `<setting>-held-out`, by their caption language."""
-    task, protocol = frame.setting.str.split("/", n=1).str[0], frame.setting.str.split("/", n=1).str[-1]
     groups = [frame]
-    for setting, side in CAPTION_SIDE.items():
-        for group in LANGUAGE_GROUPS:
-            inside = frame[side].isin(trained) == (group == "trained")
-            chosen = frame[(task == setting) & inside]
-            groups.append(chosen.assign(setting=f"{setting}-{group}/" + protocol[chosen.index]))
+    for name in frame.setting.unique():
+        task, protocol = name.split("/")
+        if task not in CAPTION_SIDE:
+            continue
+        rows = frame[frame.setting == name]
+        inside = rows[CAPTION_SIDE[task]].isin(trained)
+        for group, chosen in zip(LANGUAGE_GROUPS, (inside, ~inside)):
+            groups.append(rows[chosen].assign(setting=setting_name(f"{task}-{group}", protocol)))
     return pd.concat(groups, ignore_index=True)
 
 
