@@ -119,3 +119,16 @@ def test_a_repeated_stage_imports_neither_transformers_nor_sentence_transformers
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO / "workflow")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", (module, result.stdout)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_each_declaration_names_its_functions_path_arguments_in_order(stage):
+    """Paths reach a stage function by keyword: the declaration's names are its parameters
+    after `params`, in the same order (so a call by position agrees too)."""
+    import importlib
+    import inspect
+
+    declared = STAGES[stage]
+    function = getattr(importlib.import_module(f"hybridbatch.{declared.module}"), declared.function)
+    parameters = list(inspect.signature(inspect.unwrap(function)).parameters)
+    assert parameters == ["params", *(path.name for path in declared.paths)], stage

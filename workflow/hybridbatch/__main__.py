@@ -31,7 +31,7 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     outputs = [p for path in declared.paths if path.output for p in flat(paths[path.name])]
     verify_inputs(inputs)
     started = time.perf_counter()
-    result = function(params, *(paths[path.name] for path in declared.paths))
+    result = function(params, **{path.name: paths[path.name] for path in declared.paths})
     write_manifest(stage, declared.module, params, inputs, outputs, time.perf_counter() - started)
     return result
 

@@ -313,11 +313,11 @@ class BatchParams(TypedDict):
     development_seed: int
 
 
-def build_batches(params: BatchParams, pairs_dir: str | Path, out_dir: str | Path) -> dict:
+def build_batches(params: BatchParams, pairs: str | Path, out: str | Path) -> dict:
     """Write shard-<epoch>.parquet files, stats.json, language_pairs.png and the training
-    qrels into `out_dir`, from pairs.parquet and qrels.parquet in `pairs_dir`."""
+    qrels into `out`, from pairs.parquet and qrels.parquet in `pairs`."""
     plan = BatchPlan.from_params(params)
-    pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
+    pairs_dir, out_dir = Path(pairs), Path(out)
     pairs_path = pairs_dir / "pairs.parquet"
     out_dir.mkdir(parents=True, exist_ok=True)
     schema.check_schema(pq.read_schema(pairs_path), schema.PAIRS, pairs_path)

@@ -16,7 +16,7 @@ from hybridbatch.corpora import cldr, coco35l, emoji, lareqa, miracl, mmarco, xm
 from hybridbatch.corpora.formats import SOURCES, CorpusParams
 
 
-def download(params: CorpusParams, out_dir: str | Path) -> Path:
-    """Fetch or build the raw files of one corpus into `out_dir` (checksummed)."""
+def download(params: CorpusParams, out: str | Path) -> Path:
+    """Fetch or build the raw files of one corpus into `out` (checksummed)."""
     key = f"corpora.{params.get('name', '<name>')}"
-    return SOURCES.lookup(params["source"], f"{key}.source").download(params, Path(out_dir), key)
+    return SOURCES.lookup(params["source"], f"{key}.source").download(params, Path(out), key)

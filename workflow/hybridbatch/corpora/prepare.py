@@ -24,13 +24,13 @@ def split_items(item_ids: list[str], test_fraction: float, seed: int) -> dict[st
     return {item: ("test" if item in test else "train") for item in items}
 
 
-def prepare(params: CorpusParams, raw_dir: str | Path, out_dir: str | Path) -> dict[str, dict[str, int]]:
+def prepare(params: CorpusParams, raw: str | Path, out: str | Path) -> dict[str, dict[str, int]]:
     """Build the canonical Parquet files of one corpus under out_dir/<split>/ and its groups.
 
     Splits are by group (an item, an emoji with its skin-tone variants, an article for
     LAReQA), so no group is in both. A split may be empty (test_fraction 0 or 1); both
     splits empty is an error."""
-    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    raw_dir, out_dir = Path(raw), Path(out)
     verify_checksums(raw_dir)
     name = params.get("name", "<name>")
     source = SOURCES.lookup(params["source"], f"corpora.{name}.source")

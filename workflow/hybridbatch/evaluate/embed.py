@@ -96,14 +96,14 @@ class EmbedParams(TypedDict):
     shards: NotRequired[int]
 
 
-def embed_shard(params: EmbedParams, model_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict:
-    """One shard of a corpus's passages (params shard of shards) into out_dir/passages.parquet."""
-    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+def embed_shard(params: EmbedParams, model: str | Path, corpus: str | Path, out: str | Path) -> dict:
+    """One shard of a corpus's passages (params shard of shards) into out/passages.parquet."""
+    corpus_dir, out_dir = Path(corpus), Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = corpus_dir / "passages.parquet"
     rows = shard_rows(pq.read_metadata(path).num_rows, params["shard"], params["shards"])
     count = encode_file(
-        load_encoder(model_dir, params["model"]),
+        load_encoder(model, params["model"]),
         path,
         schema.PASSAGES,
         "passage",
@@ -123,21 +123,21 @@ def gather_shards(shard_dirs: list[Path], out_path: Path) -> None:
 
 def embed_and_index(
     params: EmbedParams,
-    model_dir: str | Path,
-    corpus_dir: str | Path,
-    shard_dirs: list[str | Path],
-    out_dir: str | Path,
+    model: str | Path,
+    corpus: str | Path,
+    shards: list[str | Path],
+    out: str | Path,
 ) -> dict:
-    """Write queries/passages embeddings Parquet and (approximate factories) index-<lang>.faiss files into `out_dir`.
-    Passages come from `shard_dirs` (embed_shard's outputs) when given, else are encoded here."""
-    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    """Write queries/passages embeddings Parquet and (approximate factories) index-<lang>.faiss files into `out`.
+    Passages come from `shards` (embed_shard's outputs) when given, else are encoded here."""
+    corpus_dir, out_dir = Path(corpus), Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = load_encoder(model_dir, params["model"])
+    encoder = load_encoder(model, params["model"])
     queries = encode_file(
         encoder, corpus_dir / "queries.parquet", schema.QUERIES, "query", params, out_dir / "queries.parquet"
     )
-    if shard_dirs:
-        gather_shards([Path(d) for d in shard_dirs], out_dir / "passages.parquet")
+    if shards:
+        gather_shards([Path(d) for d in shards], out_dir / "passages.parquet")
     else:
         encode_file(
             encoder, corpus_dir / "passages.parquet", schema.PASSAGES, "passage", params, out_dir / "passages.parquet"
@@ -146,6 +146,6 @@ def embed_and_index(
     return {
         "queries": queries,
         "passages": pq.read_metadata(out_dir / "passages.parquet").num_rows,
-        "shards": len(shard_dirs),
+        "shards": len(shards),
         "indices": len(indexed),
     }

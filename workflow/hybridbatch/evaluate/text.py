@@ -114,11 +114,11 @@ def setting_run(
     return pa.concat_tables(tables)
 
 
-def search(params: SearchParams, embed_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+def search(params: SearchParams, embeddings: str | Path, corpus: str | Path, out: str | Path) -> dict[str, int]:
     """Write runs <out_dir>/<setting>.parquet (schema.RUN) for the three settings. Each
     candidate set (a language, or all pooled) is searched once by every query that needs
     it, reading the passages' vectors in blocks of `block_mb` scores."""
-    embed_dir, corpus_dir, out_dir = Path(embed_dir), Path(corpus_dir), Path(out_dir)
+    embed_dir, corpus_dir, out_dir = Path(embeddings), Path(corpus), Path(out)
     qids, qlangs, qvectors = read_embeddings(embed_dir / "queries.parquet")
     passages_path = embed_dir / "passages.parquet"
     pids, plangs = read_ids(passages_path)
@@ -165,13 +165,11 @@ def search(params: SearchParams, embed_dir: str | Path, corpus_dir: str | Path, 
     return counts
 
 
-def evaluate(
-    params: EvaluationParams, run_dir: str | Path, corpus_dir: str | Path, out_dir: str | Path
-) -> pd.DataFrame:
+def evaluate(params: EvaluationParams, run: str | Path, corpus: str | Path, out: str | Path) -> pd.DataFrame:
     """Per-query metrics (per_query.parquet, with each query's item), per-language
     aggregates (by_language.parquet) and macro-averaged rows of the summary contract
     (summary.csv). `params['descriptor']` names the run: corpus, model, strategy, alpha, seed."""
-    run_dir, corpus_dir, out_dir = Path(run_dir), Path(corpus_dir), Path(out_dir)
+    run_dir, corpus_dir, out_dir = Path(run), Path(corpus), Path(out)
     qrels = relevant_pairs(corpus_dir)
     item_of = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES).set_index("qid").item_id
     relevant = pa.Table.from_pandas(qrels[["qid", "pid"]], preserve_index=False).cast(

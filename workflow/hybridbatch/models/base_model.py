@@ -167,11 +167,11 @@ class ModelParams(TypedDict):
     max_length: NotRequired[int | None]
 
 
-def build_base_model(params: ModelParams, corpus_dir: str | Path | None, out_dir: str | Path) -> None:
-    """Materialise a model's starting point under `out_dir` with the builder its source kind names."""
+def build_base_model(params: ModelParams, corpus: str | Path | None, out: str | Path) -> None:
+    """Materialise a model's starting point under `out` with the builder its source kind names."""
     key = f"models.{params.get('name', '<name>')}.source"
     builder = MODEL_SOURCES.lookup(params["source"]["kind"], f"{key}.kind")
-    builder(params, None if corpus_dir is None else Path(corpus_dir), Path(out_dir), key)
+    builder(params, None if corpus is None else Path(corpus), Path(out), key)
 
 
 def text_layers(entry: dict) -> int | None:

@@ -85,11 +85,11 @@ class PairsParams(TypedDict):
     hard_negative_postings: NotRequired[int]
 
 
-def build_pairs(params: PairsParams, corpus_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+def build_pairs(params: PairsParams, corpus: str | Path, out: str | Path) -> dict[str, int]:
     """pairs.parquet: one pair per query and relevant passage (qrels) with both in
     `params['languages']`; qrels.parquet: every relevance judgment between those queries
     and those passages, in any of the languages (what batches and the loss check against)."""
-    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    corpus_dir, out_dir = Path(corpus), Path(out)
     languages = params["languages"]
     queries = schema.read_parquet(corpus_dir / "queries.parquet", schema.QUERIES)
     passages = schema.read_parquet(corpus_dir / "passages.parquet", schema.PASSAGES)

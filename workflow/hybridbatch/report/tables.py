@@ -406,25 +406,25 @@ class TablesParams(TypedDict):
 
 def make_tables(
     params: TablesParams,
-    metrics_dirs: list[str | Path],
+    metrics: list[str | Path],
     image_text_metrics: list[str | Path],
     lit_models: list[str | Path],
-    tables_dir: str | Path,
-    plots_dir: str | Path,
+    tables: str | Path,
+    plots: str | Path,
     record: str | Path,
 ) -> pd.DataFrame:
-    """Write every table under `tables_dir`, every plot under `plots_dir` (with the
+    """Write every table under `tables`, every plot under `plots` (with the
     validation curves of the LiT runs in `lit_models`), and the workflow record (every
     artifact behind them) at `record`."""
     from hybridbatch.artifacts.manifest import write_record
 
-    tables_dir, plots_dir = Path(tables_dir), Path(plots_dir)
+    tables_dir, plots_dir = Path(tables), Path(plots)
     for directory in (tables_dir, plots_dir):  # a former configuration's tables are not this run's
         for stale in directory.glob("*") if directory.is_dir() else []:
             if stale.is_file():
                 stale.unlink()
     plots_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(metrics_dirs, HEADLINES)
+    runs = load_runs(metrics, HEADLINES)
     image_text_runs = load_runs(image_text_metrics or [], IMAGE_TEXT_HEADLINES)
     summary, image_tests = write_tables(params, runs, tables_dir, image_text_runs)
     text_summary = summary[summary.corpus.isin({run.key.corpus for run in runs})]
@@ -443,5 +443,5 @@ def make_tables(
         plot_validation_curves([log for log in logs if log.is_file()], plots_dir / f"{VALIDATION_PLOT}.png")
     if params.get("curve"):
         write_curve(params, image_text_runs, image_tests, lit_models, tables_dir, plots_dir)
-    write_record(record, [tables_dir], list(metrics_dirs) + list(image_text_metrics or []))
+    write_record(record, [tables_dir], list(metrics) + list(image_text_metrics or []))
     return summary

@@ -54,12 +54,12 @@ class TextSteps:
         )
 
 
-def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_dir: str | Path) -> dict:
-    """Fine-tune the model in `base_dir` on the shards of `batch_dir`, in their order."""
+def train(params: TrainParams, base: str | Path, batches: str | Path, out: str | Path) -> dict:
+    """Fine-tune the model in `base` on the shards of `batches`, in their order."""
     config, model_params = params["training"], params["model"]
 
     def build_task(device: str, relevance: Relevance) -> Task:
-        encoder = load_encoder(base_dir, model_params, device=device)
+        encoder = load_encoder(base, model_params, device=device)
         if config["freeze_embeddings"]:
             encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
         named = {name: p for name, p in encoder.model.named_parameters() if p.requires_grad}
@@ -70,7 +70,7 @@ def train(params: TrainParams, base_dir: str | Path, batch_dir: str | Path, out_
             [encoder.model],
             steps,
             steps.log_columns,
-            lambda: encoder.save(Path(out_dir)),
+            lambda: encoder.save(Path(out)),
         )
 
-    return run_training(params, config["seed"], config["warmup_fraction"], base_dir, batch_dir, out_dir, build_task)
+    return run_training(params, config["seed"], config["warmup_fraction"], base, batches, out, build_task)
