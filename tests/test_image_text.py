@@ -730,6 +730,16 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
         )
     with pytest.raises(KeyError, match=rf"{tmp_path / 'states/test'}/captions.parquet: no states for captions"):
         CaptionStates(tmp_path / "states/test").lookup(["never evaluated"])
+    narrow = tmp_path / "states/narrow"  # the states of one language: the batches' other captions have none
+    caption_states(
+        {**states, "split": "train", "languages": LANGS[:1], "captions": "all"},
+        tmp_path / "base",
+        tmp_path / "corpus/train",
+        narrow,
+    )
+    with pytest.raises(KeyError, match=rf"{narrow}: no states for \d+ of the \d+ captions in {tmp_path / 'batches'}"):
+        train_lit(params, tmp_path / "base", tmp_path / "features", tmp_path / "batches", narrow, tmp_path / "narrow")
+    assert not (tmp_path / "narrow").exists()  # refused before any step
 
 
 def test_development_images_are_whole_near_duplicate_groups(tmp_path):

@@ -66,6 +66,15 @@ class CaptionStates:
             raise KeyError(f"{self.path / TEXTS}: no states for captions {missing[:3]}")
         return torch.tensor([self.row[text] for text in texts], dtype=torch.int64)
 
+    def check_covers(self, texts: set[str], where: Path) -> None:
+        """Refuse, before any step, captions (those of the batches in `where`) without a state."""
+        missing = sorted(texts - self.row.keys())
+        if missing:
+            raise KeyError(
+                f"{self.path}: no states for {len(missing)} of the {len(texts)} captions in {where}, e.g. "
+                f"{missing[:3]} (the caption-states stage chose other captions than the batches)"
+            )
+
     def token_counts(self, texts: list[str]) -> np.ndarray:
         rows = self.rows(texts)
         return (self.offsets[rows + 1] - self.offsets[rows]).numpy()

@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 from typing import TypedDict
 
+import pyarrow.parquet as pq
 import torch
 
 from hybridbatch.batches.image_text import CAPTION_CAPTION
+from hybridbatch.batches.sampling import VALIDATION
 from hybridbatch.models.caption_states import STATES, CaptionStates
 from hybridbatch.models.encoders import weights_sha256
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
@@ -52,6 +54,17 @@ class CaptionCaptionLogits(torch.nn.Module):
             "caption_caption_logit_scale": float(self.logit_scale.detach().exp()),
             "caption_caption_logit_bias": float(self.logit_bias.detach()),
         }
+
+
+def batch_captions(batch_dir: Path) -> set[str]:
+    """Every caption text of the training and validation batches: captions, and the target
+    captions of caption-caption batches."""
+    texts: set[str] = set()
+    for shard in sorted(batch_dir.glob("shard-*.parquet")) + sorted((batch_dir / VALIDATION).glob("shard-*.parquet")):
+        table = pq.read_table(shard, columns=["query", "positive"])
+        texts.update(table.column("query").to_pylist())
+        texts.update(text for text in table.column("positive").to_pylist() if text is not None)
+    return texts
 
 
 class LitParams(TypedDict):
@@ -174,5 +187,7 @@ def train_lit(
             lambda: model.save(Path(out), description | steps.describe()),
         )
 
+    if states:
+        CaptionStates(states).check_covers(batch_captions(Path(batches)), Path(batches))
     inputs = {"features": str(features), "states": weights_sha256(Path(states) / STATES) if states else None}
     return run_training(params, params["seed"], config["warmup_fraction"], base, batches, out, build_task, inputs)
