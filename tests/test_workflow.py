@@ -244,6 +244,10 @@ def test_image_text_track_runs_end_to_end_from_real_image_bytes(workdir):
         assert any(path.endswith("caption_states/emoji/train") for path in inputs)  # trained from the states
     stats = json.loads((results / "image_text/batches/emoji/mixed/s0/stats.json").read_text())
     assert stats["batch_types"]["image-caption-mixed"] == 4
+    groups = pd.read_parquet(results / "corpora/emoji/groups.parquet")  # the corpus manifest counts them per split
+    recorded = json.loads((results / "corpora/emoji/manifest.json").read_text())["summary"]
+    for split, rows in groups.groupby("split"):
+        assert recorded[split]["items"] == len(rows) and recorded[split]["groups"] == rows.group.nunique()
     summary = pd.read_csv(results / "tables/summary.csv")
     image = summary[summary.corpus == "emoji"]
     assert set(image.strategy) == set(IMAGE_STRATEGIES) and set(image.model) == {"tiny-bert+efficientnet-lite0"}

@@ -32,7 +32,8 @@ def run_stage(stage: str, params: dict, paths: dict[str, object]) -> object:
     verify_inputs(inputs)
     started = time.perf_counter()
     result = function(params, **{path.name: paths[path.name] for path in declared.paths})
-    write_manifest(stage, declared.module, params, inputs, outputs, time.perf_counter() - started)
+    summary = result if isinstance(result, dict) else None
+    write_manifest(stage, declared.module, params, inputs, outputs, time.perf_counter() - started, summary)
     return result
 
 

@@ -3,9 +3,10 @@
 `manifest.json` in an artifact directory records the sha256, size (and Parquet row
 count) of each file the stage wrote, the stage's config slice, its seed, the hashes of
 its source files and the git commit, package versions, and the manifest hash of each
-input artifact: a hash chain from every table back to the downloaded bytes. The
-manifest hash covers everything but the `run` record (wall time, host, date), so two
-runs of the same stage on the same inputs have the same manifest hash.
+input artifact: a hash chain from every table back to the downloaded bytes, and the
+stage's `summary` (what it returned: prepare's rows, items and groups per split). The
+manifest hash covers everything but the `run` record (wall time, host, date) and the
+summary, so two runs of the same stage on the same inputs have the same manifest hash.
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ def owning_manifest(path: str | Path) -> Path | None:
 
 
 def manifest_hash(manifest: dict) -> str:
-    content = {key: value for key, value in manifest.items() if key != "run"}
+    """The hash of everything but the run record and the summary (what the files, hashed
+    already, say again)."""
+    content = {key: value for key, value in manifest.items() if key not in ("run", "summary")}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -215,9 +218,17 @@ def find_seed(params: dict):
 
 
 def write_manifest(
-    stage: str, module: str, params: dict, inputs: list[str | Path], outputs: list[str | Path], seconds: float
+    stage: str,
+    module: str,
+    params: dict,
+    inputs: list[str | Path],
+    outputs: list[str | Path],
+    seconds: float,
+    summary: dict | None = None,
 ) -> Path:
-    """Write the manifest of the artifact made by `stage` into the first output's directory."""
+    """Write the manifest of the artifact made by `stage` into the first output's directory,
+    with the stage's `summary` (what it returned: e.g. prepare's rows, items and groups per
+    split, a training run's saved step)."""
     outputs = [Path(p) for p in outputs]
     root = artifact_dir(outputs[0])
     upstream = {}
@@ -236,6 +247,7 @@ def write_manifest(
         "code": code_version(module),
         "packages": package_versions(),
         "threads": thread_settings(),
+        "summary": json.loads(json.dumps(summary, default=str)) if summary else None,
         "run": {
             "wall_seconds": round(seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
