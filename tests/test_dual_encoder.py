@@ -19,7 +19,8 @@ from test_image_text import LANGS, plan, write_image_corpus
 
 from hybridbatch import corpora
 from hybridbatch.artifacts import schema
-from hybridbatch.batches.image_text import CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO, build_image_text_batches
+from hybridbatch.batch_types import CAPTION_CAPTION, IMAGE_MIXED, IMAGE_MONO
+from hybridbatch.batches.image_text import build_image_text_batches
 from hybridbatch.corpora import prepare
 from hybridbatch.train.objectives import sigmoid, symmetric_info_nce
 

@@ -323,6 +323,8 @@ def deep_check(config: dict) -> None:
         (validate_config, lambda c: c["image_text"]["training"].update(temperature=None), r"config key image_text\.training\.temperature: null .* multilingual-e5-small has none"),
         (validate_config, lambda c: c["models"].update(clip={"source": {"kind": "dual-encoder", "path": "x"}, "pooling": "mean"}), r"config key models\.clip"),
         (validate_config, lambda c: c["experiment"].update(models=["clip"]) or with_clip(c, max_length=None), r"config key experiment\.models: clip is a dual encoder"),
+        (validate_config, lambda c: c["image_text"]["strategies"]["mixed"]["weights"].update({"image-caption-bogus": 1}), r"config key image_text\.strategies\.mixed\.weights: unknown batch type 'image-caption-bogus' \(known: \["),
+        (validate_config, lambda c: c["image_text"].update(train_languages=["en"]), r"config key image_text\.strategies\.mono-translation\.weights: caption-caption batches need 2 image_text\.train_languages"),
         (validate_config, lambda c: c["image_text"]["batching"].update(validation_fraction=0.03), r"config key image_text\.batching\.validation_fraction is now image_text\.batching\.development_fraction"),
         (validate_config, lambda c: c["batching"].update(validation_seed=0), r"config key batching\.validation_seed is now batching\.development_seed"),
         (deep_check, lambda c: c["corpora"]["cldr-locales"].update(languages=["en", "xx"]), r"config key corpora\.cldr-locales\.languages: 'xx' is not a CLDR locale"),

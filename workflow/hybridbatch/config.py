@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hybridbatch.batch_types import ALPHA_TYPE, lookup
 from hybridbatch.names import DUAL_ENCODER, PLATEAU, ZERO_SHOT, CurvePoint, ImageTextRun, Variant, is_dual_encoder
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -231,8 +232,13 @@ def check_image_text_strategies(section: dict) -> None:
             raise ConfigError(f"{key}: {ZERO_SHOT!r} names the untrained model; choose another name")
         if sum(strategy["weights"].values()) <= 0:
             raise ConfigError(f"{key}.weights: they sum to 0")
-        if strategy["weights"].get("caption-caption", 0) > 0 and len(section["train_languages"]) < 2:
-            raise ConfigError(f"{key}.weights: caption-caption batches need two image_text.train_languages")
+        for kind, weight in strategy["weights"].items():
+            try:
+                needed = lookup(kind, f"image_text.strategies.{name}.weights").languages_needed
+            except KeyError as error:
+                raise ConfigError(error.args[0]) from None
+            if weight > 0 and needed > len(section["train_languages"]):
+                raise ConfigError(f"{key}.weights: {kind} batches need {needed} image_text.train_languages")
     check_curve(section)
 
 
@@ -291,7 +297,7 @@ def check_image_text_model(config: dict, section: dict) -> None:
 
 def image_text_descriptor(config: dict, run: ImageTextRun) -> dict:
     """The summary contract's identifying columns for an image-text run: the model is text
-    model + image tower, alpha the share of image-caption-mono batches."""
+    model + image tower, alpha the share of the ALPHA_TYPE (image-caption-mono) batches."""
     section = config["image_text"]
     corpus = eval_corpus(section)
     if run.zero_shot:
@@ -303,7 +309,7 @@ def image_text_descriptor(config: dict, run: ImageTextRun) -> dict:
         "corpus": corpus,
         "model": f"{section['text_model']}+{section['image_tower']}",
         "strategy": run.strategy,
-        "alpha": normalised_weights(weights).get("image-caption-mono", 0.0),
+        "alpha": normalised_weights(weights).get(ALPHA_TYPE, 0.0),
         "seed": run.seed,
     }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hybridbatch.batch_types import image_share
 from hybridbatch.config import descriptor, image_text_descriptor, normalised_weights
 from hybridbatch.names import PLATEAU, CurvePoint, ImageTextRun, Variant, is_dual_encoder
 from hybridbatch.stages import STAGES
@@ -157,10 +158,7 @@ def tables(config: dict, w) -> dict:
     section = config.get("image_text")
     trained = {"image_text_train_languages": sorted(section["train_languages"])} if section else {}
     if section and section.get("curve"):
-        shares = {
-            name: 1 - normalised_weights(section["strategies"][name]["weights"]).get("caption-caption", 0.0)
-            for name in section["curve"]["strategies"]
-        }
+        shares = {name: image_share(section["strategies"][name]["weights"]) for name in section["curve"]["strategies"]}
         trained["curve"] = {"strategies": section["curve"]["strategies"], "image_shares": shares}
     return {**config["significance"], **trained}
 

@@ -1,8 +1,10 @@
-"""Batches stage of the image-text track: a strategy is a set of weights over three batch
-types, one type per batch, drawn per batch from the strategy's seed (the same
-`draw_batch_types` as the text track):
+"""Batches stage of the image-text track: a strategy is a set of weights over the batch
+types (batch_types.py), one type per batch, drawn per batch from the strategy's seed (the
+same `draw_batch_types` as the text track). A batch is built from its type's entry: its
+captions in one language drawn per batch or in one drawn per caption, matched against
+their images, or against a caption of the same image in another language (L2 != L1):
 
-* `image-caption-mono`: every caption of the batch in one language (drawn per batch);
+* `image-caption-mono`: every caption of the batch in one language;
 * `image-caption-mixed`: each caption's language drawn per pair (standard multilingual CLIP);
 * `caption-caption`: a caption in L1 and a caption of the same image in L2 != L1.
 
@@ -28,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from hybridbatch.artifacts import schema
+from hybridbatch.batch_types import BATCH_TYPES, CAPTIONS, IMAGE_MIXED, IMAGE_MONO
 from hybridbatch.batches.sampling import (
     RELEVANCE,
     VALIDATION,
@@ -40,10 +43,10 @@ from hybridbatch.batches.sampling import (
 )
 from hybridbatch.names import GROUPS, IMAGE_LANG
 
-IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION = "image-caption-mono", "image-caption-mixed", "caption-caption"
-BATCH_TYPES = (IMAGE_MONO, IMAGE_MIXED, CAPTION_CAPTION)
 SHARD_BATCHES = 1000
-VALIDATION_WEIGHTS = {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5, CAPTION_CAPTION: 0.0}  # the same for every strategy
+VALIDATION_WEIGHTS = {
+    kind: {IMAGE_MONO: 0.5, IMAGE_MIXED: 0.5}.get(kind, 0.0) for kind in BATCH_TYPES
+}  # every strategy's
 CONFLICT_RULE = "a caption of one image is relevant (qrels) to the other image"
 
 
@@ -114,17 +117,19 @@ def plan_batches(
     type_rng, item_rng, lang_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     queue = ItemQueue(items, item_rng, index.graph, "image-text batches")
     n_langs = len(index.languages)
-    if weights[CAPTION_CAPTION] > 0 and n_langs < 2:
-        raise ValueError("caption-caption batches need at least two training languages")
+    for kind, weight in weights.items():
+        if weight > 0 and BATCH_TYPES[kind].languages_needed > n_langs:
+            raise ValueError(f"{kind} batches need at least {BATCH_TYPES[kind].languages_needed} training languages")
     for kind in draw_batch_types(weights, steps, type_rng, stratified):
+        entry = BATCH_TYPES[kind]
         items = queue.take(batch_size)
-        if kind == IMAGE_MONO:
+        if entry.one_language:
             langs = np.full(batch_size, lang_rng.integers(n_langs))
         else:
             langs = lang_rng.integers(n_langs, size=batch_size)
         captions = index.caption_rows(items, langs, lang_rng)
         target = None
-        if kind == CAPTION_CAPTION:  # L2 uniform among the other languages
+        if entry.targets == CAPTIONS:  # L2 uniform among the other languages
             other = (langs + 1 + lang_rng.integers(n_langs - 1, size=batch_size)) % n_langs
             target = index.caption_rows(items, other, lang_rng)
         yield kind, items, captions, target
@@ -176,7 +181,7 @@ def build_image_text_batches(params: ImageTextBatchParams, corpus: str | Path, o
     """Shards, stats.json, batch_types.png and the training qrels of one strategy, from
     the train split of an image-text corpus."""
     split_dir, out_dir = Path(corpus), Path(out)
-    weights = batch_type_weights(params["strategy"], BATCH_TYPES)
+    weights = batch_type_weights(params["strategy"], tuple(BATCH_TYPES))
     index = CaptionIndex(split_dir, params["languages"], params["captions"])
     out_dir.mkdir(parents=True, exist_ok=True)
     held_out = validation_items(index.groups, params["development_fraction"], params["development_seed"])

@@ -35,6 +35,7 @@ from hybridbatch.artifacts.manifest import (
     read_manifest,
     verify_artifact,
 )
+from hybridbatch.batch_types import ALPHA_TYPE
 
 RECORD = "workflow.json"
 
@@ -295,7 +296,7 @@ def runs_table(results: str | Path = "results") -> pd.DataFrame:
                     "batch_size": stats["batch_size"],
                     "epochs": stats.get("epochs"),
                     "batches": stats["batches"],
-                    "realised_alpha": stats.get("realised_alpha", mixture.get("image-caption-mono")),
+                    "realised_alpha": stats.get("realised_alpha", mixture.get(ALPHA_TYPE)),
                     **{f"realised {kind}": share for kind, share in mixture.items()},
                     "batch_set": str(batches.path),
                 }

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hybridbatch.batch_types import BATCH_TYPES, IMAGES
 from hybridbatch.names import PLATEAU, CurvePoint, ImageTextRun
 from hybridbatch.report.plots import pyplot
 from hybridbatch.report.runs import Run, main_protocol
 
-CAPTION_CAPTION = "caption-caption"
 CURVE_HEADLINES = [  # (task, metric, title, larger is better, the side whose language splits it)
     ("t2i", "recall@1", "T→I R@1", True, "query_lang"),
     ("i2t", "recall@1", "I→T R@1", True, "candidate_lang"),
@@ -37,7 +37,7 @@ def trained_steps(model_dir: Path) -> tuple[int, int]:
     """(batches trained by the saved model, the image-caption pairs among them as realised
     in its batches), from the LiT run's training.json."""
     summary = json.loads((model_dir / "training.json").read_text())
-    pairs = sum(n for kind, n in summary["examples_by_batch_type"].items() if kind != CAPTION_CAPTION)
+    pairs = sum(n for kind, n in summary["examples_by_batch_type"].items() if BATCH_TYPES[kind].targets == IMAGES)
     return int(summary["saved_step"]), int(pairs)
 
 

@@ -11,10 +11,10 @@ from typing import NotRequired, TypedDict
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from hybridbatch.batch_types import BATCH_TYPES, IMAGES
 from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, ImageTextRun, heatmap_name
 from hybridbatch.report.comparisons import MIN_SEEDS, comparisons, confidence
 from hybridbatch.report.curve import (
-    CAPTION_CAPTION,
     by_budget,
     compared,
     curve_table,
@@ -351,7 +351,7 @@ def write_curve(
     plot_curve(values, curve["strategies"], plots_dir / f"{CURVE}.png")
 
 
-TRAINING_COLUMNS = ["saved step", "image-caption pairs", "caption-caption pairs", "development R@1"]
+TRAINING_COLUMNS = ["saved step", "image-caption pairs", "caption-caption pairs", "development R@1"]  # pairs by target
 
 
 def training_table(lit_models: list[str | Path]) -> pd.DataFrame:
@@ -363,8 +363,8 @@ def training_table(lit_models: list[str | Path]) -> pd.DataFrame:
         run = ImageTextRun.parse(Path(model).name)
         summary = json.loads((Path(model) / "training.json").read_text())
         examples = summary["examples_by_batch_type"]
-        pairs = sum(n for kind, n in examples.items() if kind != CAPTION_CAPTION)
-        values = [summary["saved_step"], pairs, examples.get(CAPTION_CAPTION, 0), summary["development_recall_at_1"]]
+        pairs = sum(n for kind, n in examples.items() if BATCH_TYPES[kind].targets == IMAGES)
+        values = [summary["saved_step"], pairs, sum(examples.values()) - pairs, summary["development_recall_at_1"]]
         rows.append([run.strategy, run.seed, *values])
     return pd.DataFrame(rows, columns=["strategy", "seed", *TRAINING_COLUMNS])
 

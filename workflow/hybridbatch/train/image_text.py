@@ -15,7 +15,7 @@ from typing import TypedDict
 import pyarrow.parquet as pq
 import torch
 
-from hybridbatch.batches.image_text import CAPTION_CAPTION
+from hybridbatch.batch_types import BATCH_TYPES, IMAGES
 from hybridbatch.batches.sampling import VALIDATION
 from hybridbatch.models.caption_states import STATES, CaptionStates
 from hybridbatch.models.encoders import weights_sha256
@@ -119,7 +119,7 @@ class LitSteps:
 
     def __call__(self, batch_type: str, batch) -> Step:
         rows = batch.to_pydict()
-        image_batch = batch_type != CAPTION_CAPTION
+        image_batch = BATCH_TYPES[batch_type].targets == IMAGES
         conflicts, duplicates = caption_false_negatives(rows, image_batch, self.relevance)
         mask = conflicts | duplicates
         loss_of, logits = (
