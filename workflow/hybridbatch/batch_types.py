@@ -44,6 +44,11 @@ def lookup(name: str, key: str) -> BatchType:
     return BATCH_TYPES[name]
 
 
+def image_pairs(examples: dict[str, int]) -> int:
+    """The pairs whose targets are images among a run's examples by batch type."""
+    return sum(n for name, n in examples.items() if BATCH_TYPES[name].targets == IMAGES)
+
+
 def image_share(weights: dict[str, float]) -> float:
     """The share of a strategy's batches (normalised `weights`) whose targets are images."""
     total = sum(weights.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridbatch.batch_types import BATCH_TYPES, IMAGES
+from hybridbatch.batch_types import image_pairs
 from hybridbatch.names import PLATEAU, CurvePoint, ImageTextRun
 from hybridbatch.report.plots import pyplot
 from hybridbatch.report.runs import Run, main_protocol
@@ -37,8 +37,7 @@ def trained_steps(model_dir: Path) -> tuple[int, int]:
     """(batches trained by the saved model, the image-caption pairs among them as realised
     in its batches), from the LiT run's training.json."""
     summary = json.loads((model_dir / "training.json").read_text())
-    pairs = sum(n for kind, n in summary["examples_by_batch_type"].items() if BATCH_TYPES[kind].targets == IMAGES)
-    return int(summary["saved_step"]), int(pairs)
+    return int(summary["saved_step"]), image_pairs(summary["examples_by_batch_type"])
 
 
 def curve_values(runs: list[Run], lit_models: dict[str, Path], trained: list[str]) -> pd.DataFrame:

@@ -215,7 +215,7 @@ def plot_validation_curves(logs: list[str | Path], path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     panels = [
         (left, "validation_loss", "validation loss (image-caption batches)"),
-        (right, "development_recall_at_1", "development Recall@1 (captions → pooled images)"),
+        (right, "development_recall_at_1", "development Recall@1"),
     ]
     colours = plt.get_cmap("tab10")
     for axis, column, label in panels:

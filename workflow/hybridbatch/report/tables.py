@@ -11,7 +11,7 @@ from typing import NotRequired, TypedDict
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from hybridbatch.batch_types import BATCH_TYPES, IMAGES
+from hybridbatch.batch_types import image_pairs
 from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, ImageTextRun, heatmap_name
 from hybridbatch.report.comparisons import MIN_SEEDS, comparisons, confidence
 from hybridbatch.report.curve import (
@@ -363,7 +363,7 @@ def training_table(lit_models: list[str | Path]) -> pd.DataFrame:
         run = ImageTextRun.parse(Path(model).name)
         summary = json.loads((Path(model) / "training.json").read_text())
         examples = summary["examples_by_batch_type"]
-        pairs = sum(n for kind, n in examples.items() if BATCH_TYPES[kind].targets == IMAGES)
+        pairs = image_pairs(examples)
         values = [summary["saved_step"], pairs, sum(examples.values()) - pairs, summary["development_recall_at_1"]]
         rows.append([run.strategy, run.seed, *values])
     return pd.DataFrame(rows, columns=["strategy", "seed", *TRAINING_COLUMNS])

@@ -72,7 +72,7 @@ def plot_curves(log: list[list], validation: list[list], saved_step: int, path: 
         right = axis.twinx()
         right.plot(steps_validated, recall, marker="s", color="tab:green", label="development Recall@1")
         right.set_ylabel("development Recall@1")
-        right.legend(fontsize=8, loc="upper right")
+        right.legend(fontsize=8, loc="center right")
     axis.axvline(saved_step, color="k", linestyle=":", label=f"saved (step {saved_step})")
     axis.set_xlabel("steps trained")
     axis.set_ylabel("loss")

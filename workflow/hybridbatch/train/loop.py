@@ -157,8 +157,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.dtype)
 
-    def embeddings_and_loss(self, step: Step, grad: bool) -> torch.Tensor:
-        """The loss of a step; without gradients, embedded in mini-batches when GradCache is on."""
+    def embeddings_and_loss(self, step: Step, grad: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The embeddings of a step's sides and its loss; without gradients, embedded in
+        mini-batches when GradCache is on."""
         size = None if grad else self.settings.mini_batch
         with torch.set_grad_enabled(grad), self.autocast():
             embeddings = []
@@ -166,7 +167,7 @@ class Trainer:
                 with torch.set_grad_enabled(grad and not side.locked):
                     embeddings.append(side.embeddings(size))
         with torch.set_grad_enabled(grad):
-            return step.loss(embeddings)
+            return embeddings, step.loss(embeddings)
 
     def cached_loss(self, step: Step, where: str) -> torch.Tensor:
         """GradCache: the loss and, left in .grad, the gradients of the whole batch."""
@@ -198,7 +199,7 @@ class Trainer:
         """The step's loss, its (scaled) gradients left in the parameters' .grad."""
         if self.settings.mini_batch:
             return self.cached_loss(step, where)
-        loss = self.embeddings_and_loss(step, grad=True)
+        _, loss = self.embeddings_and_loss(step, grad=True)
         check_finite(loss, where)
         self.scaler.scale(loss).backward()
         return loss.detach()
@@ -228,10 +229,9 @@ class Trainer:
             module.eval()
         losses, queries, candidates = [], [], []
         for number, step in enumerate(steps):
-            with self.autocast():
-                embeddings = [side.embeddings(self.settings.mini_batch) for side in step.sides]
-            losses.append(step.loss(embeddings))
-            check_finite(losses[-1], f"validation batch {number}")
+            embeddings, loss = self.embeddings_and_loss(step, grad=False)
+            check_finite(loss, f"validation batch {number}")
+            losses.append(loss)
             queries.append(embeddings[0])
             candidates.append(embeddings[1])
         for module in self.modules:
