@@ -81,6 +81,18 @@ def test_zip_extraction_keeps_only_the_member_asked_for(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["captions.jsonl"]
 
 
+def test_extraction_keeps_the_members_below_any_of_several_paths(tmp_path):
+    archive = make_tar(
+        tmp_path / "cldr.tgz",
+        [(f"package/annotations/{lang}/annotations.json", "file", lang.encode()) for lang in ("de", "en", "fr")],
+    )
+    wanted = ("annotations/de/annotations.json", "annotations/fr")
+    assert safe_extract(archive, tmp_path / "out", strip_components=1, under=wanted) == list(wanted[:1]) + [
+        "annotations/fr/annotations.json"
+    ]
+    assert sorted(p.name for p in (tmp_path / "out/annotations").iterdir()) == ["de", "fr"]
+
+
 def test_duplicate_member_names_are_refused_and_nothing_is_written(tmp_path):
     archive = make_tar(
         tmp_path / "dup.tar.gz", [("images/a.jpg", "file", b"first"), ("images/a.jpg", "file", b"second")]

@@ -20,7 +20,15 @@ from conftest import REPO, TINY_MODEL
 from hybridbatch.batches.text import build_batches
 from hybridbatch.models.encoders import Encoder
 from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
-from hybridbatch.train.loop import Side, Step, Trainer, TrainerSettings, linear_schedule_with_warmup, parameter_groups
+from hybridbatch.train.loop import (
+    AdamW,
+    Side,
+    Step,
+    Trainer,
+    TrainerSettings,
+    linear_schedule_with_warmup,
+    parameter_groups,
+)
 from hybridbatch.train.masks import Relevance
 from hybridbatch.train.objectives import info_nce, sigmoid, symmetric_info_nce
 
@@ -143,6 +151,43 @@ def test_weight_decay_only_on_matrices(tiny_model_dir):
     for name, parameter in named.items():
         assert (id(parameter) in decay) == (parameter.ndim == 2), name  # biases and LayerNorm never decay
     assert sum(len(group["params"]) for group in groups) == len(named)
+
+
+def test_adamw_is_torch_adamw_bit_for_bit_and_imports_no_dynamo():
+    def trained(optimizer_class) -> tuple[list[torch.Tensor], dict]:
+        torch.manual_seed(0)
+        parameters = [torch.nn.Parameter(torch.randn(5, 4)), torch.nn.Parameter(torch.randn(4))]
+        optimizer = optimizer_class(
+            [{"params": parameters[:1], "lr": 1e-2, "weight_decay": 0.1}, {"params": parameters[1:], "lr": 3e-2}],
+            fused=True,
+        )
+        schedule = linear_schedule_with_warmup(optimizer, 2, 6)
+        for _ in range(6):
+            for parameter in parameters:
+                parameter.grad = torch.randn_like(parameter)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+        return parameters, optimizer.state_dict()
+
+    ours, our_state = trained(AdamW)
+    reference, reference_state = trained(torch.optim.AdamW)
+    assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+    assert our_state["param_groups"] == reference_state["param_groups"]
+    for index, state in reference_state["state"].items():
+        assert all(torch.equal(our_state["state"][index][key], value) for key, value in state.items())
+
+    fresh_process = (
+        "import sys, torch\n"
+        "from hybridbatch.train.loop import AdamW\n"
+        "parameter = torch.nn.Parameter(torch.zeros(3))\n"
+        "optimizer = AdamW([parameter], fused=True)\n"
+        "parameter.grad = torch.ones(3)\n"
+        "optimizer.step(); optimizer.zero_grad(); optimizer.load_state_dict(optimizer.state_dict())\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    imported = subprocess.run([sys.executable, "-c", fresh_process], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"  # 1 s of every training job's start-up
 
 
 @pytest.mark.parametrize(("warmup", "total"), [(0, 1), (0, 7), (3, 30), (6, 64), (30, 30)])

@@ -43,11 +43,10 @@ def download(params: dict, out_dir: Path, key: str) -> Path:
         raise ValueError(f"config key {key}.urls: needs {missing}")
     files = url_files(params, list(ARCHIVES), key)
     raw_dir = fetch_files(files, url_fetcher(params["urls"]), params.get("mirror"), out_dir, f"{key}.mirror")
-    safe_extract(raw_dir / "images.tgz", raw_dir, strip_components=1, under=IMAGE_DIR)
-    safe_extract(raw_dir / "images.tgz", raw_dir, strip_components=1, under="emoji.json")
+    safe_extract(raw_dir / "images.tgz", raw_dir, strip_components=1, under=(IMAGE_DIR, "emoji.json"))
     for archive, folder in (("annotations.tgz", "annotations"), ("derived.tgz", "annotationsDerived")):
-        for lang in params["languages"]:
-            safe_extract(raw_dir / archive, raw_dir, strip_components=1, under=f"{folder}/{lang}/annotations.json")
+        wanted = tuple(f"{folder}/{lang}/annotations.json" for lang in params["languages"])
+        safe_extract(raw_dir / archive, raw_dir, strip_components=1, under=wanted)
     return raw_dir
 
 

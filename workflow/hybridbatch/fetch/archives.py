@@ -31,11 +31,16 @@ def _member_path(archive: Path, name: str, strip_components: int) -> PurePosixPa
     return PurePosixPath(*parts) if parts else None
 
 
-def _wanted(path: PurePosixPath, under: str | None) -> bool:
-    return under is None or path.parts[: len(PurePosixPath(under).parts)] == PurePosixPath(under).parts
+def _wanted(path: PurePosixPath, under: str | tuple[str, ...] | None) -> bool:
+    if under is None:
+        return True
+    prefixes = (PurePosixPath(prefix).parts for prefix in ((under,) if isinstance(under, str) else under))
+    return any(path.parts[: len(prefix)] == prefix for prefix in prefixes)
 
 
-def _plan(archive: Path, strip_components: int, under: str | None) -> list[tuple[object, PurePosixPath]]:
+def _plan(
+    archive: Path, strip_components: int, under: str | tuple[str, ...] | None
+) -> list[tuple[object, PurePosixPath]]:
     """(member, relative path) of every regular file to extract; raises on any unsafe member."""
     plan = []
     if zipfile.is_zipfile(archive):
@@ -71,12 +76,13 @@ def _refuse_duplicates(archive: Path, plan: list[tuple[object, PurePosixPath]]) 
 
 
 def safe_extract(
-    archive: str | Path, target: str | Path, strip_components: int = 0, under: str | None = None
+    archive: str | Path, target: str | Path, strip_components: int = 0, under: str | tuple[str, ...] | None = None
 ) -> list[str]:
     """Extract the regular files of `archive` (tar of any compression, or zip) into
     `target`, dropping `strip_components` leading path parts and keeping only those
-    below `under` (after stripping). Every member is checked before anything is
-    written; each file is written through a temporary name. Returns the relative paths."""
+    below `under` or one of its paths (after stripping), in one pass over the archive. Every
+    member is checked before anything is written; each file is written through a temporary
+    name. Returns the relative paths."""
     archive, target = Path(archive), Path(target)
     plan = _plan(archive, strip_components, under)
     _refuse_duplicates(archive, plan)
