@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO / "workflow"))
 from hybridbatch.artifacts import schema  # noqa: E402
 from hybridbatch.config import image_text_descriptor, image_text_runs  # noqa: E402
 from hybridbatch.evaluate.image_text import relevant_pairs, score_settings  # noqa: E402
-from hybridbatch.evaluate.metrics import metric_names, summary_rows  # noqa: E402
+from hybridbatch.evaluate.metrics import summary_rows  # noqa: E402
+from hybridbatch.names import metric_names  # noqa: E402
 
 
 def shipped_config() -> dict:

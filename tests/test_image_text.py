@@ -721,8 +721,9 @@ def test_caption_states_train_and_evaluate_as_the_whole_tower(tmp_path, corpus_d
     # near-tied scores: so the evaluation from states is checked against the metrics of the very vectors
     # the states give (above, within 1e-5 of the whole tower's), computed here outside the stage.
     from hybridbatch.evaluate.image_text import relevant_pairs, score_settings
-    from hybridbatch.evaluate.metrics import metric_names, summary_rows
+    from hybridbatch.evaluate.metrics import summary_rows
     from hybridbatch.models.image_text import read_features
+    from hybridbatch.names import metric_names
     from hybridbatch.subset import evaluated_captions
 
     captions, images = evaluated_captions(tmp_path / "corpus/test", LANGS, 10, 0, ["first", "all"])

@@ -93,10 +93,16 @@ def write_run(
 
 
 def write_image_text_run(
-    root: Path, strategy: str, seed: int, protocols=("all",), model: str = "m", perfect: bool = False
+    root: Path,
+    strategy: str,
+    seed: int,
+    protocols=("all",),
+    model: str = "m",
+    perfect: bool = False,
+    recall_at: tuple[int, ...] = (1,),
 ) -> Path:
     """An image-text run evaluated under `protocols` (default `all` only), with random
-    per-query values (`perfect`: R@1 is 1 for every query)."""
+    per-query values (`perfect`: R@1 is 1 for every query); Recall@k beyond k=1 is random."""
     rng = np.random.default_rng(seed)
     rows = []
     for protocol, item, lang in product(protocols, range(10), LANGS[:3]):
@@ -114,6 +120,7 @@ def write_image_text_run(
                     "candidate_lang": candidate_lang,
                     "setting": f"{setting}/{protocol}",
                     "recall@1": float(perfect or rng.random() < 0.4),
+                    **{f"recall@{k}": float(rng.random() < 0.6) for k in recall_at[1:]},
                     "map": rng.random(),
                     "rank_distance": np.nan,
                 }
@@ -127,13 +134,21 @@ def write_image_text_run(
                 "candidate_lang": "all",
                 "setting": f"i2t-multi/{protocol}",
                 "recall@1": 1.0,
+                **{f"recall@{k}": 1.0 for k in recall_at[1:]},
                 "map": rng.random(),
                 "rank_distance": float(rng.integers(0, 9)),
             }
         )
     alpha, seed = (None, None) if strategy == ZERO_SHOT else (0.5, seed)
     return write_metrics(
-        root / f"image-{strategy}", pd.DataFrame(rows), ["map", "recall@1"], "images", strategy, alpha, seed, model
+        root / f"image-{strategy}",
+        pd.DataFrame(rows),
+        ["map", *(f"recall@{k}" for k in recall_at)],
+        "images",
+        strategy,
+        alpha,
+        seed,
+        model,
     )
 
 
@@ -498,7 +513,7 @@ def test_the_image_text_alpha_plot_shows_each_strategys_mean_and_spread_over_see
     assert set(points.index.get_level_values(0)) == {"mixed", "hybrid"} and set(points.seeds) == {3}
     for strategy, (title, setting, metric) in product(
         ("mixed", "hybrid"),
-        [("T→I R@1", "t2i/all", "recall@1"), ("language bias (lower is better)", "i2t-multi/all", "language_bias")],
+        [("T→I R@1", "t2i/all", "recall@1"), ("language bias", "i2t-multi/all", "language_bias")],
     ):
         values = [
             run.summary.query(f"setting == '{setting}' and metric == '{metric}'").value.item()
@@ -599,6 +614,7 @@ def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
         image_text_table_stems,
         per_language_stem,
         text_plots,
+        text_table_stems,
     )
 
     text = [write_run(tmp_path, strategy, np.linspace(0.2, 0.5, 8), np.zeros(8)) for strategy in (ZERO_SHOT, "X-Y")]
@@ -609,7 +625,7 @@ def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
     ).to_csv(log, index=False)
     make_tables(PARAMS, text, images, [log.parent], tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
     runs = load_runs(text)
-    stems = list(HEADLINES) + [per_language_stem("planted")] + image_text_table_stems("images")
+    stems = text_table_stems() + [per_language_stem("planted")] + image_text_table_stems("images")
     tables = {f"{stem}.{ext}" for stem in stems for ext in ("csv", "md", "tex")}
     assert {p.name for p in (tmp_path / "tables").iterdir()} == tables | {
         "summary.csv",
@@ -621,6 +637,50 @@ def test_the_stage_writes_exactly_the_files_its_outputs_module_names(tmp_path):
     plots = text_plots(["planted"]) + [IMAGE_TEXT_PLOTS, IMAGE_TEXT_ALPHA_PLOT, VALIDATION_PLOT]
     heatmaps = {heatmap_name(run.key) for run in runs}
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {f"{name}.png" for name in plots} | heatmaps
+
+
+def test_a_headline_is_one_registry_entry_recall_at_50(tmp_path, monkeypatch):
+    """Recall@50 added to the image-text headlines (one entry in report/outputs.py) gets its
+    table (means over seeds), its significance tests, its alpha-plot and curve panels, and a
+    file name the tables rule declares; a configuration that does not compute it is refused."""
+    from hybridbatch.config import ConfigError, check_image_text_evaluation
+    from hybridbatch.report.curve import curve_values
+    from hybridbatch.report.outputs import image_text_table_stems, plotted, recall_headline
+
+    monkeypatch.setitem(IMAGE_TEXT_HEADLINES, "recall@50", recall_headline(50))
+    text = [write_run(tmp_path, strategy, np.linspace(0.2, 0.5, 8), np.zeros(8)) for strategy in (ZERO_SHOT, "X-Y")]
+    images = [
+        write_image_text_run(tmp_path / f"{strategy}{seed}", strategy, seed, recall_at=(1, 50))
+        for strategy in ("mixed", "hybrid")
+        for seed in (1, 2, 3)
+    ]
+    make_tables(PARAMS, text, images, [], tmp_path / "tables", tmp_path / "plots", tmp_path / "workflow.json")
+
+    assert "image_text_recall_at_50" in image_text_table_stems("images")
+    table = pd.read_csv(tmp_path / "tables/image_text_recall_at_50.csv", header=[0, 1], index_col=[0, 1])
+    per_run = [pd.read_parquet(run / "per_query.parquet") for run in images[:3]]
+    for setting in ("t2i/all", "i2t/all"):
+        side = "query_lang" if setting.startswith("t2i") else "candidate_lang"
+        expected = mean_over_seeds(per_run, setting, side, "recall@50").mean()
+        assert table.loc[("m", "(b) mixed (alpha=0.5)"), ("images", setting)] == pytest.approx(expected)
+    tested = pd.read_csv(tmp_path / "tables/significance.csv")
+    assert set(tested[tested.metric == "recall@50"].setting) == {"t2i/all", "i2t/all"}
+    titles = set(image_text_alpha_points(load_runs(images[:3])).title)
+    assert {"T→I R@50", "I→T R@50"} <= titles and len(plotted(IMAGE_TEXT_HEADLINES)) == 6
+    lit = {
+        f"mixed.s{seed}": write_lit_model(tmp_path / "lit", f"mixed.s{seed}", ["image-caption-mixed"], 1)
+        for seed in (1, 2, 3)
+    }
+    curve_runs_at_64 = [
+        write_image_text_run(tmp_path / f"c{seed}", "mixed@64", seed, recall_at=(1, 50)) for seed in (1, 2, 3)
+    ]
+    lit = {f"mixed@64.s{seed}": path for seed, path in zip((1, 2, 3), lit.values())}
+    values = curve_values(load_runs(curve_runs_at_64), lit, ["de"])
+    assert {"T→I R@50", "I→T R@50"} <= set(values.headline)
+
+    config = {"evaluation": {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10}}
+    with pytest.raises(ConfigError, match=r"does not compute the image-text headlines \['recall@50'\]"):
+        check_image_text_evaluation(config, {"evaluation": {"languages": ["en"]}})
 
 
 def write_lit_model(root: Path, name: str, batch_types: list[str], saved_step: int, batch_size: int = 3) -> Path:

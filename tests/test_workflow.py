@@ -670,6 +670,32 @@ def config_dry_run(tmp_path, configfile: str) -> dict[str, int]:
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
 
 
+@pytest.mark.parametrize("configfile", ["config.yaml", "config/xm3600_hybrid.yaml"])
+def test_each_rule_passes_its_stage_exactly_the_declared_paths(tmp_path, configfile):
+    """The rules' shell commands are built from hybridbatch.stages: every job of the plan runs
+    its stage with --threads, --params and one flag per declared path (an optional one may be
+    absent), and nothing else."""
+    import shlex
+
+    from hybridbatch.stages import STAGES
+
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    result = subprocess.run(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(REPO / configfile), "-n", "-p"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands = re.findall(r"python -m hybridbatch (\S+) (.*?) > \S+ 2>&1", result.stdout)
+    assert {stage for stage, _ in commands} >= {"download", "prepare", "train-lit", "evaluate-image-text", "tables"}
+    for stage, arguments in commands:
+        flags = [token for token in shlex.split(arguments) if token.startswith("--")]
+        declared = {f"--{path.name.replace('_', '-')}": path for path in STAGES[stage].paths}
+        assert len(flags) == len(set(flags)) and flags[:2] == ["--threads", "--params"], (stage, flags)
+        assert set(flags[2:]) <= set(declared), (stage, flags)
+        assert {flag for flag, path in declared.items() if not path.optional} <= set(flags), (stage, flags)
+
+
 def test_xm3600_zero_shot_config_plans_both_models(tmp_path):
     """config/xm3600.yaml (network + GPU): mSigLIP and SigLIP 2, each with its own image
     tower's features, evaluated untrained on XM3600 (beside config.yaml's text track)."""

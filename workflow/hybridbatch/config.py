@@ -5,7 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from hybridbatch.batch_types import ALPHA_TYPE, lookup
-from hybridbatch.names import DUAL_ENCODER, PLATEAU, ZERO_SHOT, CurvePoint, ImageTextRun, Variant, is_dual_encoder
+from hybridbatch.names import (
+    DUAL_ENCODER,
+    PLATEAU,
+    RANK_DISTANCE,
+    ZERO_SHOT,
+    CurvePoint,
+    ImageTextRun,
+    Variant,
+    is_dual_encoder,
+    metric_names,
+)
+from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 # corpus formats whose candidates are images (images.parquet): what the driver plans with;
@@ -221,8 +232,15 @@ def check_image_text_evaluation(config: dict, section: dict) -> None:
         raise ConfigError(
             f"config key image_text.evaluation.t2t_languages: {outside} not in image_text.evaluation.languages"
         )
-    if 1 not in config["evaluation"]["recall_at"]:
-        raise ConfigError("config key evaluation.recall_at: the image-text tables report R@1; include 1")
+    computed = {*metric_names(**{key: config["evaluation"][key] for key in ("recall_at", "ndcg_at", "mrr_at")})}
+    missing = [
+        metric for metric, headline in IMAGE_TEXT_HEADLINES.items() if headline.column not in computed | {RANK_DISTANCE}
+    ]
+    if missing:
+        raise ConfigError(
+            f"config key evaluation.recall_at: {config['evaluation']['recall_at']} does not compute the image-text "
+            f"headlines {missing} (report/outputs.py)"
+        )
 
 
 def check_image_text_strategies(section: dict) -> None:

@@ -15,6 +15,28 @@ IMAGE_LANG = "image"  # the `lang` of image vectors in stored embeddings
 SETTINGS = ("mono", "cross", "multi")  # the text track's LAReQA settings
 SUMMARY_COLUMNS = ["corpus", "model", "strategy", "alpha", "seed", "setting", "metric", "value"]
 RUN_KEYS = SUMMARY_COLUMNS[:5]  # corpus, model, strategy, alpha, seed
+MAP = "map"  # the metric names of per-query tables and summary.csv
+RANK_DISTANCE = "rank_distance"  # per query; its mean over a pooled setting's blocks is LANGUAGE_BIAS
+LANGUAGE_BIAS = "language_bias"
+
+
+def recall(k: int) -> str:
+    return f"recall@{k}"
+
+
+def ndcg(k: int) -> str:
+    return f"ndcg@{k}"
+
+
+def mrr(k: int) -> str:
+    return f"mrr@{k}"
+
+
+def metric_names(recall_at: list[int], ndcg_at: int, mrr_at: int) -> list[str]:
+    """The per-query metric columns an evaluation computes, in order."""
+    return [MAP, *(recall(k) for k in recall_at), ndcg(ndcg_at), mrr(mrr_at)]
+
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 

@@ -26,7 +26,7 @@ rule batches:
     conda:
         ENV
     shell:
-        stage_command("batches") + " --params {params.plan:q} --pairs {params.pairs_dir} --out {output} > {log} 2>&1"
+        stage_command("batches", "plan", pairs="{params.pairs_dir}")
 
 
 rule image_text_batches:
@@ -55,4 +55,4 @@ rule image_text_batches:
     conda:
         ENV
     shell:
-        stage_command("image_text_batches") + " --params {params.plan:q} --corpus {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("image_text_batches", "plan", corpus="{params.corpus}")

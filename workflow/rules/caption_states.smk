@@ -18,5 +18,4 @@ rule caption_states:
     conda:
         ENV
     shell:
-        stage_command("caption_states") + " --params {params.states:q} --base {input.base}"
-        " --corpus {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("caption_states", "states", corpus="{params.corpus}")

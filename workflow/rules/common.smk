@@ -13,11 +13,11 @@ from hybridbatch.config import (IMAGE_SOURCES, descriptor, eval_corpus, image_te
 from hybridbatch import stage_params as params_of
 from hybridbatch.names import (DUAL_ENCODER, RESULTS, RUN_KEYS, SETTINGS, SPLITS, THREAD_VARIABLES, ZERO_SHOT,
                                ImageTextRun, artifact, benchmark_file, heatmap_name, is_dual_encoder, log_file)
-from hybridbatch.report.outputs import (CURVE, HEADLINES, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, IMAGE_TEXT_TRAINING,
-                                        VALIDATION_PLOT,
-                                        curve_tables, image_text_table_stems, per_language_stem, text_plots)
+from hybridbatch.report.outputs import (CURVE, IMAGE_TEXT_ALPHA_PLOT, IMAGE_TEXT_PLOTS, IMAGE_TEXT_TRAINING,
+                                        VALIDATION_PLOT, curve_tables, image_text_table_stems, per_language_stem,
+                                        text_plots, text_table_stems)
 from hybridbatch.artifacts.fingerprints import stage_files
-from hybridbatch.stages import module_of
+from hybridbatch.stages import STAGES, module_of
 
 local_paths_win(config)
 validate_config(config)
@@ -78,10 +78,26 @@ def job_threads(rule):
     return rule_resources(rule)["threads"]
 
 
-def stage_command(rule, stage=None):
-    """`python -m hybridbatch <stage>` with the rule's configured threads (not those Snakemake
-    may lower to --cores: results do not depend on --cores)."""
-    return f"python -m hybridbatch {stage or rule.replace('_', '-')} --threads {job_threads(rule)}"
+def stage_command(rule, params, **paths):
+    """A rule's shell command, built from its stage's declaration (hybridbatch.stages):
+    `python -m hybridbatch <stage>` with the rule's configured threads (not those Snakemake may
+    lower to --cores: results do not depend on --cores), `--params {params.<params>:q}`, and a
+    flag per declared path argument, in order: `{input.<name>}`, `{output}` for `out`, or the
+    placeholder `paths` gives; an optional one not given is `{params.<name>}` (optional_path:
+    its flag or nothing). The log takes stdout and stderr."""
+    stage = rule.replace("_", "-")
+    declared = STAGES[stage].paths
+    unknown = sorted(set(paths) - {path.name for path in declared})
+    if unknown:
+        raise ValueError(f"rule {rule}: stage {stage} declares no path argument {unknown} (hybridbatch/stages.py)")
+    parts = [f"python -m hybridbatch {stage} --threads {job_threads(rule)} --params {{params.{params}:q}}"]
+    for path in declared:
+        if path.optional and path.name not in paths:
+            parts.append(f"{{params.{path.name}}}")
+        else:
+            default = "{output}" if path.name == "out" else f"{{input.{path.name}}}"
+            parts.append(f"--{path.name.replace('_', '-')} {paths.get(path.name, default)}")
+    return " ".join(parts) + " > {log} 2>&1"
 
 
 def package(command):

@@ -15,7 +15,7 @@ rule download:
     conda:
         ENV
     shell:
-        stage_command("download") + " --params {params.corpus:q} --out {output} > {log} 2>&1"
+        stage_command("download", "corpus")
 
 
 rule prepare:
@@ -41,7 +41,7 @@ rule prepare:
     conda:
         ENV
     shell:
-        stage_command("prepare") + " --params {params.corpus:q} --raw {input.raw} --out {params.out} > {log} 2>&1"
+        stage_command("prepare", "corpus", out="{params.out}")
 
 
 # An image-text corpus: captions are the queries, images the candidates (same stage).

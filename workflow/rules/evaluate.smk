@@ -20,8 +20,7 @@ rule search:
     conda:
         ENV
     shell:
-        stage_command("search") + " --params {params.search:q} --embeddings {input.embeddings}"
-        " --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+        stage_command("search", "search", corpus="{params.corpus}", out="{params.out}")
 
 
 rule evaluate:
@@ -48,8 +47,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        stage_command("evaluate") + " --params {params.evaluation:q}"
-        " --run {params.run} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+        stage_command("evaluate", "evaluation", run="{params.run}", corpus="{params.corpus}", out="{params.out}")
 
 
 rule evaluate_image_text:
@@ -75,5 +73,4 @@ rule evaluate_image_text:
     conda:
         ENV
     shell:
-        stage_command("evaluate_image_text") + " --params {params.evaluation:q} --model {input.model}"
-        " --features {input.features} --corpus {params.corpus} {params.states} --out {params.out} > {log} 2>&1"
+        stage_command("evaluate_image_text", "evaluation", corpus="{params.corpus}", out="{params.out}")

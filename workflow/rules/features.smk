@@ -20,5 +20,4 @@ rule image_features:
     conda:
         ENV
     shell:
-        stage_command("image_features") + " --params {params.tower:q} --corpus {params.corpus}"
-        " --raw {input.raw} {params.model} --out {output} > {log} 2>&1"
+        stage_command("image_features", "tower", corpus="{params.corpus}")

@@ -22,8 +22,7 @@ rule embed_shard:
     conda:
         ENV
     shell:
-        stage_command("embed_shard") + " --params {params.embedding:q} --model {input.model}"
-        " --corpus {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("embed_shard", "embedding", corpus="{params.corpus}")
 
 
 rule embed:
@@ -48,5 +47,4 @@ rule embed:
     conda:
         ENV
     shell:
-        stage_command("embed") + " --params {params.embedding:q} --model {input.model}"
-        " --corpus {params.corpus} --shards {input.shards} --out {output} > {log} 2>&1"
+        stage_command("embed", "embedding", corpus="{params.corpus}", shards="{input.shards}")

@@ -20,4 +20,4 @@ rule pairs:
     conda:
         ENV
     shell:
-        stage_command("pairs") + " --params {params.trainset:q} --corpus {params.corpus} --out {params.out} > {log} 2>&1"
+        stage_command("pairs", "trainset", corpus="{params.corpus}", out="{params.out}")

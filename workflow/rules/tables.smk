@@ -2,11 +2,11 @@ rule tables:
     output:
         summary=report(artifact("tables", "summary.csv"), caption="../report/summary.rst", category="Tables"),
         headline=report(
-            expand(artifact("tables", "{name}.csv"), name=list(HEADLINES)),
+            expand(artifact("tables", "{name}.csv"), name=text_table_stems()),
             caption="../report/headline.rst",
             category="Tables",
         ),
-        tables=expand(artifact("tables", "{name}.{ext}"), name=list(HEADLINES), ext=["md", "tex"]),
+        tables=expand(artifact("tables", "{name}.{ext}"), name=text_table_stems(), ext=["md", "tex"]),
         per_language=expand(
             artifact("tables", "{name}.{ext}"),
             name=[per_language_stem(corpus) for corpus in config["experiment"]["eval_corpora"]],
@@ -50,6 +50,13 @@ rule tables:
     conda:
         ENV
     shell:
-        stage_command("tables") + " --params {params.tables:q} --metrics {params.metrics}"
-        " --image-text-metrics {params.image_text_metrics} --lit-models {input.lit_models}"
-        " --tables {params.tables_dir} --plots {params.plots} --record {output.record} > {log} 2>&1"
+        stage_command(
+            "tables",
+            "tables",
+            metrics="{params.metrics}",
+            image_text_metrics="{params.image_text_metrics}",
+            lit_models="{input.lit_models}",
+            tables="{params.tables_dir}",
+            plots="{params.plots}",
+            record="{output.record}",
+        )

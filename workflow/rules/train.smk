@@ -18,7 +18,7 @@ rule base_model:
     conda:
         ENV
     shell:
-        stage_command("base_model") + " --params {params.model:q} {params.corpus} --out {output} > {log} 2>&1"
+        stage_command("base_model", "model")
 
 
 rule train:
@@ -47,8 +47,7 @@ rule train:
     conda:
         ENV
     shell:
-        stage_command("train") + " --params {params.training:q} --base {input.base}"
-        " --batches {input.batches} --out {output} > {log} 2>&1"
+        stage_command("train", "training")
 
 
 rule train_lit:
@@ -80,5 +79,4 @@ rule train_lit:
     conda:
         ENV
     shell:
-        stage_command("train_lit") + " --params {params.training:q} --base {input.base}"
-        " --features {input.features} --batches {input.batches} {params.states} --out {output} > {log} 2>&1"
+        stage_command("train_lit", "training")

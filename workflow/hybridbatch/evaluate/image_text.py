@@ -39,11 +39,11 @@ import torch
 
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED
-from hybridbatch.evaluate.metrics import is_multi, metric_names, rank_metrics, summary_rows
+from hybridbatch.evaluate.metrics import is_multi, rank_metrics, summary_rows
 from hybridbatch.evaluate.products import Block, BlockScores, Side, rank_blocks
 from hybridbatch.models.caption_states import CaptionStates
 from hybridbatch.models.image_text import load_model, read_features
-from hybridbatch.names import IMAGE_LANG
+from hybridbatch.names import IMAGE_LANG, RANK_DISTANCE, metric_names
 from hybridbatch.subset import evaluated_captions
 
 PROTOCOLS = ("first", "all")
@@ -179,11 +179,11 @@ def score_settings(
         name = setting_name(block.setting, protocol)
         scores = scores.assign(query_lang=block.query_lang, candidate_lang=block.candidate_lang, setting=name)
         if pooled:  # a share of the candidate pool
-            scores["rank_distance"] /= len(block.candidate.rows)
+            scores[RANK_DISTANCE] /= len(block.candidate.rows)
         else:
-            scores["rank_distance"] = np.nan
+            scores[RANK_DISTANCE] = np.nan
         per_query.append(scores)
-        means = scores[names + ["rank_distance"]].mean().to_frame().T
+        means = scores[names + [RANK_DISTANCE]].mean().to_frame().T
         by_language.append(
             means.assign(
                 query_lang=block.query_lang,

@@ -10,11 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hybridbatch.names import SUMMARY_COLUMNS
-
-
-def metric_names(recall_at: list[int], ndcg_at: int, mrr_at: int) -> list[str]:
-    return ["map"] + [f"recall@{k}" for k in recall_at] + [f"ndcg@{ndcg_at}", f"mrr@{mrr_at}"]
+from hybridbatch.names import LANGUAGE_BIAS, MAP, RANK_DISTANCE, SUMMARY_COLUMNS, mrr, ndcg, recall
 
 
 def rank_metrics(
@@ -44,23 +40,23 @@ def rank_metrics(
     n_relevant = np.diff(np.r_[starts, len(ranks)])
     position = np.arange(len(ranks)) - np.repeat(starts, n_relevant) + 1
     out = {"n_relevant": n_relevant}
-    out["map"] = np.add.reduceat(position / ranks, starts) / n_relevant
+    out[MAP] = np.add.reduceat(position / ranks, starts) / n_relevant
     best = ranks[starts]
     for k in recall_at:
         if recall_rule == "any":
-            out[f"recall@{k}"] = (best <= k).astype(float)
+            out[recall(k)] = (best <= k).astype(float)
         else:
-            out[f"recall@{k}"] = np.add.reduceat((ranks <= k).astype(float), starts) / n_relevant
+            out[recall(k)] = np.add.reduceat((ranks <= k).astype(float), starts) / n_relevant
     gains = np.where(ranks <= ndcg_at, 1.0 / np.log2(ranks + 1.0), 0.0)
     discounts = np.cumsum(1.0 / np.log2(np.arange(2, ndcg_at + 2)))
-    out[f"ndcg@{ndcg_at}"] = np.add.reduceat(gains, starts) / discounts[np.minimum(n_relevant, ndcg_at) - 1]
-    out[f"mrr@{mrr_at}"] = np.where(best <= mrr_at, 1.0 / best, 0.0)
+    out[ndcg(ndcg_at)] = np.add.reduceat(gains, starts) / discounts[np.minimum(n_relevant, ndcg_at) - 1]
+    out[mrr(mrr_at)] = np.where(best <= mrr_at, 1.0 / best, 0.0)
     if language is None:
-        out["rank_distance"] = np.maximum.reduceat(ranks, starts) - best
+        out[RANK_DISTANCE] = np.maximum.reduceat(ranks, starts) - best
     else:
         best_per_language = pd.DataFrame({"query": codes, "language": language[frame.index.to_numpy()], "rank": ranks})
         spread = best_per_language.groupby(["query", "language"])["rank"].min().groupby("query")
-        out["rank_distance"] = (spread.max() - spread.min()).to_numpy()
+        out[RANK_DISTANCE] = (spread.max() - spread.min()).to_numpy()
     return pd.DataFrame(out, index=pd.Index(queries, name="query"))
 
 
@@ -78,7 +74,7 @@ def summary_rows(by_language: pd.DataFrame, names: list[str], descriptor: dict) 
         for name in names:
             rows.append((setting, name, table[name].mean()))
         if is_multi(setting):
-            rows.append((setting, "language_bias", table["rank_distance"].mean()))
+            rows.append((setting, LANGUAGE_BIAS, table[RANK_DISTANCE].mean()))
     frame = pd.DataFrame(rows, columns=["setting", "metric", "value"])
     for column in ("corpus", "model", "strategy", "alpha", "seed"):
         frame.insert(SUMMARY_COLUMNS.index(column), column, descriptor[column])

@@ -37,9 +37,9 @@ import pyarrow as pa
 
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED, candidate_rows, parquet_blocks, read_embeddings, read_ids
-from hybridbatch.evaluate.metrics import metric_names, rank_metrics, summary_rows
+from hybridbatch.evaluate.metrics import rank_metrics, summary_rows
 from hybridbatch.evaluate.ranks import BLOCK_MB, block_width, search_block
-from hybridbatch.names import SETTINGS
+from hybridbatch.names import RANK_DISTANCE, SETTINGS, metric_names
 
 
 def setting_blocks(query_langs: list[str], candidate_langs: list[str]) -> dict[str, list[tuple[str, str]]]:
@@ -192,16 +192,14 @@ def evaluate(params: EvaluationParams, run: str | Path, corpus: str | Path, out:
         scores.insert(0, "item_id", item_of.reindex(scores.qid).to_numpy())
         scores["setting"] = setting
         if setting != "multi":
-            scores["rank_distance"] = np.nan
+            scores[RANK_DISTANCE] = np.nan
         per_query.append(scores)
         searched = run.group_by(["query_lang", "candidate_lang"]).aggregate([("qid", "count_distinct")]).to_pandas()
         searched = (
             searched.set_index(["query_lang", "candidate_lang"])["qid_count_distinct"].rename("searched").sort_index()
         )
         grouped = scores.groupby(["query_lang", "candidate_lang"])
-        table = (
-            searched.to_frame().join(grouped[names + ["rank_distance"]].mean()).join(grouped.size().rename("queries"))
-        )
+        table = searched.to_frame().join(grouped[names + [RANK_DISTANCE]].mean()).join(grouped.size().rename("queries"))
         table["queries"] = table.queries.fillna(0).astype(np.int64)
         table["skipped"] = table.searched - table.queries
         by_language.append(table.drop(columns="searched").reset_index().assign(setting=setting))

@@ -36,6 +36,7 @@ from hybridbatch.artifacts.manifest import (
     verify_artifact,
 )
 from hybridbatch.batch_types import ALPHA_TYPE
+from hybridbatch.report.outputs import HEADLINES
 
 RECORD = "workflow.json"
 
@@ -98,8 +99,9 @@ def check_derived(artifacts: dict[Path, Artifact]) -> None:
     file on disk."""
     from threadpoolctl import threadpool_limits
 
-    from hybridbatch.evaluate.metrics import metric_names, summary_rows
-    from hybridbatch.report.outputs import HEADLINES, IMAGE_TEXT_HEADLINES
+    from hybridbatch.evaluate.metrics import summary_rows
+    from hybridbatch.names import metric_names
+    from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES
     from hybridbatch.report.runs import load_runs
     from hybridbatch.report.tables import write_tables
 
@@ -280,7 +282,7 @@ def runs_table(results: str | Path = "results") -> pd.DataFrame:
         headline = {
             f"{s} {m}": v
             for s, m, v in summary[["setting", "metric", "value"]].itertuples(index=False)
-            if m in ("map", "language_bias")
+            if m in HEADLINES  # the text track's: mAP and language bias
         }
         training = _upstream_of_stage(artifacts, path, train_stage)
         batches = _upstream_of_stage(artifacts, path, batches_stage)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hybridbatch.names import SETTINGS, ZERO_SHOT, ImageTextRun
+from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES, plotted
 from hybridbatch.report.runs import Run, main_protocol, run_names
 
 
@@ -140,20 +141,12 @@ def plot_image_text(runs: list[Run], path: Path) -> None:
     plt.close(figure)
 
 
-IMAGE_TEXT_ALPHA_PANELS = [  # (task, metric, title) of the headlines plotted against alpha
-    ("t2i", "recall@1", "T→I R@1"),
-    ("i2t", "recall@1", "I→T R@1"),
-    ("i2t-multi", "map", "pooled I→T mAP"),
-    ("i2t-multi", "language_bias", "language bias (lower is better)"),
-]
-
-
 def image_text_alpha_points(runs: list[Run]) -> pd.DataFrame:
     """Per trained strategy and headline (protocol `first` where evaluated): its alpha, the
     mean and standard deviation over its seeds, and the number of seeds."""
     protocol = main_protocol(runs)
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs if run.key.strategy != ZERO_SHOT])
-    panels = pd.DataFrame(IMAGE_TEXT_ALPHA_PANELS, columns=["task", "metric", "title"])
+    panels = pd.DataFrame([panel[:3] for panel in plotted(IMAGE_TEXT_HEADLINES)], columns=["task", "metric", "title"])
     panels["setting"] = panels.task + "/" + protocol
     chosen = summary.merge(panels, on=["setting", "metric"])
     points = chosen.groupby(["model", "strategy", "alpha", "title"], sort=False).value.agg(["mean", "std", "count"])
@@ -169,9 +162,10 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
     strategies = points[["model", "strategy", "alpha"]].drop_duplicates().reset_index(drop=True)
     at_alpha = strategies.groupby("alpha").strategy
     strategies["offset"] = 0.012 * (at_alpha.cumcount() - (at_alpha.transform("size") - 1) / 2)
-    figure, axes = plt.subplots(1, len(IMAGE_TEXT_ALPHA_PANELS), figsize=(16, 3.9))
+    panels = plotted(IMAGE_TEXT_HEADLINES)  # (task, metric, title, larger is better, language side)
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.9), squeeze=False)
     colours = plt.get_cmap("tab10")
-    for axis, (_, _, title) in zip(axes, IMAGE_TEXT_ALPHA_PANELS):
+    for axis, (_, _, title, larger_is_better, _) in zip(axes[0], panels):
         panel = points[points.title == title]
         for index, strategy in strategies.iterrows():
             row = panel[(panel.model == strategy.model) & (panel.strategy == strategy.strategy)]
@@ -185,10 +179,11 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
                 color=colours(index % 10),
                 label=f"{strategy.strategy} ({seeds} seed{'s' * (seeds != 1)})",
             )
+        title += "" if larger_is_better else " (lower is better)"
         axis.set(xlabel="alpha (share of image-caption-mono batches)", title=title, xlim=(-0.08, 1.08))
         axis.set_xticks([0, 0.25, 0.5, 0.75, 1])
         axis.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=len(labels))
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")

@@ -32,12 +32,13 @@ from hybridbatch.report.outputs import (
     IMAGE_TEXT_ALPHA_PLOT,
     IMAGE_TEXT_HEADLINES,
     IMAGE_TEXT_PLOTS,
+    IMAGE_TEXT_TABLE,
     IMAGE_TEXT_TRAINING,
+    RECALL_DEFINITIONS,
     SETTINGS_PLOT,
     VALIDATION_PLOT,
     Headline,
     alpha_plot,
-    image_text_headline_stem,
     per_language_stem,
 )
 from hybridbatch.report.plots import (
@@ -227,22 +228,21 @@ def write_tables(
     text_note = note + "".join(f" {line}" for line in skipped_notes(runs))
     for metric, headline in HEADLINES.items():
         table, markers = headline_table(runs, tests, metric)
-        write_report_table(table, markers, headline.digits, tables_dir / metric, text_note)
+        write_report_table(table, markers, headline.digits, tables_dir / headline.stem, text_note)
     for corpus in dict.fromkeys(run.key.corpus for run in runs):
         write_report_table(per_language_table(runs, corpus), None, 3, tables_dir / per_language_stem(corpus))
     if image_text_runs:
         image_note = note.replace(f"the {UNIT} as", "the image as").replace(f"per {UNIT} ", "per image ")
         for metric, headline in IMAGE_TEXT_HEADLINES.items():
             table, markers = headline_table(list(image_text_runs), image_tests, metric, IMAGE_TEXT_HEADLINES)
-            stem = tables_dir / image_text_headline_stem(metric)
-            write_report_table(table, markers, headline.digits, stem, image_note)
+            write_report_table(table, markers, headline.digits, tables_dir / headline.stem, image_note)
         write_report_table(
             image_text_table(image_text_runs),
             None,
             3,
             tables_dir / "image_text",
-            "Recall@k: 1 when any relevant candidate is in the top k (CLIP_benchmark). Macro averages over "
-            "caption languages; bias: rank distance in i2t-multi as a share of the pooled captions.",
+            RECALL_DEFINITIONS["image-text"] + " Macro averages over caption languages; bias: rank distance in "
+            "i2t-multi as a share of the pooled captions.",
         )
         for corpus in dict.fromkeys(run.key.corpus for run in image_text_runs):
             write_report_table(
@@ -254,28 +254,16 @@ def write_tables(
     return summary, image_tests
 
 
-IMAGE_TEXT_COLUMNS = [
-    ("t2i", "recall@1"),
-    ("t2i", "recall@5"),
-    ("t2i", "recall@10"),
-    ("i2t", "recall@1"),
-    ("i2t", "recall@5"),
-    ("i2t", "recall@10"),
-    ("i2t-multi", "map"),
-    ("i2t-multi", "language_bias"),
-]
-
-
 def image_text_table(runs: list[Run]) -> pd.DataFrame:
     """The image-text Table 1: rows model x strategy (mean over seeds); columns protocol x
     (T->I and I->T R@1/5/10, pooled I->T mAP, language bias)."""
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs])
     summary[["task", "protocol"]] = summary.setting.str.split("/", expand=True)
-    wanted = summary.set_index(["task", "metric"]).index.isin(IMAGE_TEXT_COLUMNS)
+    wanted = summary.set_index(["task", "metric"]).index.isin(IMAGE_TEXT_TABLE)
     table = summary[wanted].pivot_table(
         index=["model", "label"], columns=["protocol", "task", "metric"], values="value"
     )
-    order = [(p, t, m) for p in ("first", "all") for t, m in IMAGE_TEXT_COLUMNS if (p, t, m) in table.columns]
+    order = [(p, t, m) for p in ("first", "all") for t, m in IMAGE_TEXT_TABLE if (p, t, m) in table.columns]
     table = table[order]
     table.index.names = ["model", "strategy"]
     return table
