@@ -11,6 +11,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/imports.smk"
 include: "workflow/rules/corpora.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/caption_states.smk"

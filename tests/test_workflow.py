@@ -696,6 +696,31 @@ def test_each_rule_passes_its_stage_exactly_the_declared_paths(tmp_path, configf
         assert {flag for flag, path in declared.items() if not path.optional} <= set(flags), (stage, flags)
 
 
+def test_a_users_own_files_become_an_artifact_through_the_import_rule(tmp_path):
+    """config `imports.<name>`: `snakemake results/imports/<name>` copies the files in with a
+    manifest that the audit verifies; a name not configured is refused naming its key."""
+    own = tmp_path / "own"
+    (own / "sub").mkdir(parents=True)
+    (own / "sub/pairs.tsv").write_text("q\tp\n")
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (tmp_path / "imports.yaml").write_text(f"imports:\n  mine: {own}\n")
+    run = SNAKEMAKE + ["--directory", str(tmp_path), "--configfile", str(tmp_path / "imports.yaml"), "--"]
+    result = subprocess.run(run + ["results/imports/mine"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "results/imports/mine/sub/pairs.tsv").read_text() == "q\tp\n"
+    audit = subprocess.run(
+        [sys.executable, "-m", "hybridbatch", "audit", str(tmp_path / "results")],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "workflow",
+    )
+    assert "1 of 1 artifacts verified, 0 failing" in audit.stdout, (
+        audit.stdout + audit.stderr
+    )  # no run record: no tables
+    refused = subprocess.run(run + ["results/imports/other"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "config key imports.other: not set" in refused.stdout + refused.stderr
+
+
 def test_xm3600_zero_shot_config_plans_both_models(tmp_path):
     """config/xm3600.yaml (network + GPU): mSigLIP and SigLIP 2, each with its own image
     tower's features, evaluated untrained on XM3600 (beside config.yaml's text track)."""

@@ -125,6 +125,7 @@ PARTIAL, REJECTED = ".partial", ".rejected"
 RESULTS = "results"
 # every artifact directory under RESULTS, its wildcards in braces (the rules' one source of paths)
 ARTIFACTS = {
+    "import": "imports/{name}",
     "raw": "corpora/{corpus}/raw",
     "corpus": "corpora/{corpus}",
     "features": "features/{tower}/{corpus}",

@@ -21,6 +21,13 @@ def build(stage: str, config: dict, wildcards) -> dict:
     return BUILDERS[stage](config, wildcards)
 
 
+def import_files(config: dict, w) -> dict:
+    imports = config.get("imports", {})
+    if w.name not in imports:
+        raise KeyError(f"config key imports.{w.name}: not set (imports: {{{w.name}: <your file or directory>}})")
+    return {"source": imports[w.name]}
+
+
 def download(config: dict, w) -> dict:
     return {**config["corpora"][w.corpus], "name": w.corpus}
 

@@ -48,6 +48,7 @@ def optional(name: str) -> PathArgument:
 
 
 STAGES = {
+    "import-files": stage("artifacts.imports", "import_files", "out"),  # a user's own files, run by hand
     "download": stage("corpora", "download", "out"),
     "prepare": stage("corpora.prepare", "prepare", "raw", "out"),
     "pairs": stage("pairs.build", "build_pairs", "corpus", "out"),

@@ -57,6 +57,7 @@ wildcard_constraints:
     seed="[0-9]+",
     run="[A-Za-z0-9][A-Za-z0-9_.@-]*",
     split="train|test",
+    name="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def one_of(names):
