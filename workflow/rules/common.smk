@@ -90,7 +90,7 @@ def stage_command(rule, params, **paths):
     declared = STAGES[stage].paths
     unknown = sorted(set(paths) - {path.name for path in declared})
     if unknown:
-        raise ValueError(f"rule {rule}: stage {stage} declares no path argument {unknown} (hybridbatch/stages.py)")
+        raise ValueError(f"{rule!r} passes {unknown}, which stage {stage} does not declare (hybridbatch/stages.py)")
     parts = [f"python -m hybridbatch {stage} --threads {job_threads(rule)} --params {{params.{params}:q}}"]
     for path in declared:
         if path.optional and path.name not in paths:
