@@ -7,6 +7,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 
 import pytest
+from text_mirrors import write_miracl_like
 
 from hybridbatch import corpora
 from hybridbatch.corpora import prepare
@@ -56,3 +57,9 @@ def tiny_model_dir(corpus_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
     build_base_model(TINY_MODEL, corpus_dir / "train", out)
     return out
+
+
+@pytest.fixture
+def miracl_mirror(tmp_path):
+    """The two MIRACL repositories' files for de and sw, at their real relative paths."""
+    return write_miracl_like(tmp_path / "mirror", ["de", "sw"])

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO
+from image_corpora_helpers import emoji_mirror, many_emoji_mirror
 from slurm_cluster import local_cluster, why_not_here
-from test_image_corpora import emoji_mirror, many_emoji_mirror
 
 from hybridbatch.artifacts import schema
 from hybridbatch.models.encoders import BASE, TRAINED
@@ -751,7 +751,7 @@ def rehearsal_module():
 def run_shipped_image_text_config(workdir: Path, configfile: str, settings: dict, languages: list[str]) -> dict:
     """Snakemake on config.yaml, the shipped `configfile` and `settings` over them, up to
     every image-text evaluation (on XM3600, in every language); the merged config."""
-    from test_sources import shipped_config
+    from sources_helpers import shipped_config
 
     from hybridbatch.config import image_text_runs, local_paths_win
     from hybridbatch.names import artifact
