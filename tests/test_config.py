@@ -78,7 +78,6 @@ def deep_check(config: dict) -> None:
         (validate_config, lambda c: c["image_text"].update(train_languages=["en"]), r"config key image_text\.strategies\.mono-translation\.weights: caption-caption batches need 2 image_text\.train_languages"),
         (validate_config, lambda c: c["image_text"]["batching"].update(validation_fraction=0.03), r"config key image_text\.batching\.validation_fraction is now image_text\.batching\.development_fraction"),
         (validate_config, lambda c: c["batching"].update(validation_seed=0), r"config key batching\.validation_seed is now batching\.development_seed"),
-        (validate_config, lambda c: c["evaluation"].update(recall_at=[5, 10]), r"config key evaluation\.recall_at: \[5, 10\] does not compute the image-text headlines \['recall@1'\]"),
         (deep_check, lambda c: c["corpora"]["cldr-locales"].update(languages=["en", "xx"]), r"config key corpora\.cldr-locales\.languages: 'xx' is not a CLDR locale"),
         (deep_check, lambda c: c["index"].update(factory="HNSW32,Bogus"), r"config key index\.factory: FAISS cannot build 'HNSW32,Bogus'"),
     ],

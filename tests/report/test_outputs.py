@@ -53,7 +53,8 @@ def test_a_headline_is_one_registry_entry_recall_at_50(tmp_path, monkeypatch):
     """Recall@50 added to the image-text headlines (one entry in report/outputs.py) gets its
     table (means over seeds), its significance tests, its alpha-plot and curve panels, and a
     file name the tables rule declares; a configuration that does not compute it is refused."""
-    from hybridbatch.config import ConfigError, check_image_text_evaluation
+    from hybridbatch.config import ConfigError
+    from hybridbatch.preflight import check_headlines_computed
     from hybridbatch.report.curve import curve_values
     from hybridbatch.report.outputs import image_text_table_stems, plotted, recall_headline
 
@@ -88,6 +89,10 @@ def test_a_headline_is_one_registry_entry_recall_at_50(tmp_path, monkeypatch):
     values = curve_values(load_runs(curve_runs_at_64), lit, ["de"])
     assert {"T→I R@50", "I→T R@50"} <= set(values.headline)
 
-    config = {"evaluation": {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10}}
-    with pytest.raises(ConfigError, match=r"does not compute the image-text headlines \['recall@50'\]"):
-        check_image_text_evaluation(config, {"evaluation": {"languages": ["en"]}})
+    config = {"evaluation": {"recall_at": [1, 5, 10], "ndcg_at": 10, "mrr_at": 10}, "image_text": {"corpus": "c"}}
+    with pytest.raises(
+        ConfigError,
+        match=r"config key evaluation\.recall_at: \[1, 5, 10\] does not compute the image-text headlines \['recall@50'\]",
+    ):
+        check_headlines_computed(config)
+    check_headlines_computed({**config, "image_text": None})  # no image-text experiment: nothing to compute

@@ -8,15 +8,12 @@ from hybridbatch.batch_types import ALPHA_TYPE, lookup
 from hybridbatch.names import (
     DUAL_ENCODER,
     PLATEAU,
-    RANK_DISTANCE,
     ZERO_SHOT,
     CurvePoint,
     ImageTextRun,
     Variant,
     is_dual_encoder,
-    metric_names,
 )
-from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 # corpus formats whose candidates are images (images.parquet): what the driver plans with;
@@ -231,15 +228,6 @@ def check_image_text_evaluation(config: dict, section: dict) -> None:
     if outside:
         raise ConfigError(
             f"config key image_text.evaluation.t2t_languages: {outside} not in image_text.evaluation.languages"
-        )
-    computed = {*metric_names(**{key: config["evaluation"][key] for key in ("recall_at", "ndcg_at", "mrr_at")})}
-    missing = [
-        metric for metric, headline in IMAGE_TEXT_HEADLINES.items() if headline.column not in computed | {RANK_DISTANCE}
-    ]
-    if missing:
-        raise ConfigError(
-            f"config key evaluation.recall_at: {config['evaluation']['recall_at']} does not compute the image-text "
-            f"headlines {missing} (report/outputs.py)"
         )
 
 

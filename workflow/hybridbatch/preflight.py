@@ -1,8 +1,8 @@
 """Config checks that need the stages' code, run once before any job (`hybridbatch
 check-config`), not at parse time: every corpus format, model source, image tower and
 objective the config names is registered (the registries are the lists, the config schema
-has none), the trainable text layers fit the text tower, and the image-text training
-split holds a training and a validation batch."""
+has none), the evaluation computes every headline metric, the trainable text layers fit
+the text tower, and the image-text training split holds a training and a validation batch."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from hybridbatch.models.base_model import MODEL_SOURCES, text_layers
 from hybridbatch.models.dual_encoder import check_layers
 from hybridbatch.models.image_text import LAYERS_KEY
 from hybridbatch.models.image_towers import IMAGE_TOWERS
+from hybridbatch.names import RANK_DISTANCE, metric_names
+from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES
 from hybridbatch.train.objectives import OBJECTIVES
 
 
@@ -103,7 +105,20 @@ def check_image_text_sizes(config: dict) -> None:
         )
 
 
+def check_headlines_computed(config: dict) -> None:
+    """The evaluation computes every image-text headline's column (report/outputs.py)."""
+    evaluation = {key: config["evaluation"][key] for key in ("recall_at", "ndcg_at", "mrr_at")}
+    computed = {*metric_names(**evaluation), RANK_DISTANCE}
+    missing = [metric for metric, headline in IMAGE_TEXT_HEADLINES.items() if headline.column not in computed]
+    if config.get("image_text") and missing:
+        raise ConfigError(
+            f"config key evaluation.recall_at: {evaluation['recall_at']} does not compute the image-text "
+            f"headlines {missing} (report/outputs.py)"
+        )
+
+
 def check_before_any_job(config: dict) -> None:
     check_registered_names(config)
+    check_headlines_computed(config)
     check_trainable_layers(config)
     check_image_text_sizes(config)
