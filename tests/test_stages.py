@@ -1,5 +1,7 @@
 """The tests of `hybridbatch/stages.py`."""
 
+from types import SimpleNamespace
+
 import pytest
 from conftest import REPO
 from stages_helpers import stage_function
@@ -12,6 +14,29 @@ def test_a_params_mismatch_fails_naming_the_stage_and_the_keys():
         ValueError, match=r"stage search: .*SearchParams; not declared: \['blockmb'\]; missing: \['block_mb'\]"
     ):
         check_params("search", stage_function("search"), {"top_k": 100, "blockmb": 64})
+
+
+def test_config_sections_inside_params_are_checked_key_by_key():
+    """A stage's params carry config sections as TypedDicts: a key misspelt or missing inside
+    one (`image_text.training`, `trainer`, the model entry) is named with its path."""
+    from sources_helpers import shipped_config
+
+    from hybridbatch.stage_params import build
+    from hybridbatch.train.image_text import train_lit
+
+    config = shipped_config()
+    wildcards = SimpleNamespace(corpus="emoji", strategy="mixed", seed="0")
+    params = build("train-lit", config, wildcards)
+    check_params("train-lit", train_lit, params)
+    params["lit"]["trainable_layers"] = params["lit"].pop("trainable_text_layers")
+    del params["trainer"]["patience"]
+    params["text_model"]["polling"] = "mean"
+    message = (
+        r"stage train-lit: .*LitParams; not declared: \['lit\.trainable_layers'\]; missing: \['lit\.trainable_text_layers'\]; "
+        r"missing: \['trainer\.patience'\]; not declared: \['text_model\.polling'\]"
+    )
+    with pytest.raises(ValueError, match=message):
+        check_params("train-lit", train_lit, params)
 
 
 @pytest.mark.parametrize(

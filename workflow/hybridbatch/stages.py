@@ -13,7 +13,7 @@ stage runs."""
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NotRequired, get_origin, get_type_hints, is_typeddict
+from typing import NotRequired, get_args, get_origin, get_type_hints, is_typeddict
 
 OUTPUTS = ("out", "tables", "plots", "record")
 
@@ -86,17 +86,29 @@ def module_of(command: str) -> str:
 
 
 def check_params(stage: str, function: Callable, params: dict) -> None:
-    """Raise naming the stage and the keys when `params` is not the shape `function` declares."""
+    """Raise naming the stage and the keys when `params` is not the shape `function` declares,
+    nested TypedDicts (config sections) included: `lit.trainable_text_layers`."""
     function = inspect.unwrap(function)
     declared = get_type_hints(function).get("params")
     if not is_typeddict(declared):
         raise TypeError(f"stage {stage}: {function.__module__}.{function.__name__} declares no params TypedDict")
+    problems = mismatches(declared, params, "")
+    if problems:
+        raise ValueError(
+            f"stage {stage}: params do not match {function.__module__}.{declared.__name__}; " + "; ".join(problems)
+        )
+
+
+def mismatches(declared: type, params: dict, prefix: str) -> list[str]:
+    """The keys of `params` a TypedDict does not declare and those it requires that are missing,
+    at every level where a field is itself a TypedDict."""
     fields = get_type_hints(declared, include_extras=True)  # postponed annotations resolved: NotRequired kept
     required = {key for key, hint in fields.items() if get_origin(hint) is not NotRequired}
     unknown, missing = sorted(set(params) - set(fields)), sorted(required - set(params))
-    if unknown or missing:
-        raise ValueError(
-            f"stage {stage}: params do not match {function.__module__}.{declared.__name__}"
-            + (f"; not declared: {unknown}" if unknown else "")
-            + (f"; missing: {missing}" if missing else "")
-        )
+    problems = [f"not declared: {[prefix + key for key in unknown]}"] if unknown else []
+    problems += [f"missing: {[prefix + key for key in missing]}"] if missing else []
+    for key, hint in fields.items():
+        inner = get_args(hint)[0] if get_origin(hint) is NotRequired else hint
+        if is_typeddict(inner) and isinstance(params.get(key), dict):
+            problems += mismatches(inner, params[key], f"{prefix}{key}.")
+    return problems

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from hybridbatch.artifacts import schema
 from hybridbatch.artifacts.vectors import POOLED, candidate_rows, embeddings_table, parquet_blocks, read_ids
-from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.encoders import Encoder, ModelEntry
 from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 
 ROW_GROUP = 65_536  # vectors per Parquet row group: the unit the search reads (100 MB at 384-d)
@@ -90,7 +90,7 @@ class EmbedParams(TypedDict):
 
     batch_size: int
     dtype: str
-    model: dict
+    model: ModelEntry
     index_factory: NotRequired[str]
     shard: NotRequired[int]
     shards: NotRequired[int]

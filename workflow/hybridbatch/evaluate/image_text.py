@@ -42,6 +42,7 @@ from hybridbatch.artifacts.vectors import POOLED
 from hybridbatch.evaluate.metrics import is_multi, rank_metrics, summary_rows
 from hybridbatch.evaluate.products import Block, BlockScores, Side, rank_blocks
 from hybridbatch.models.caption_states import CaptionStates
+from hybridbatch.models.encoders import ModelEntry
 from hybridbatch.models.image_text import load_model, read_features
 from hybridbatch.names import IMAGE_LANG, RANK_DISTANCE, metric_names
 from hybridbatch.subset import evaluated_captions
@@ -223,7 +224,7 @@ class ImageTextEvaluationParams(TypedDict):
     subset_seed: int
     protocols: list[str]
     batch_size: int
-    text_model: dict
+    text_model: ModelEntry
     descriptor: dict
     corpus: NotRequired[str]
     t2t_languages: NotRequired[list[str] | None]

