@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hybridbatch.names import SETTINGS, ZERO_SHOT, ImageTextRun
+from hybridbatch.names import LANGUAGE_BIAS, MAP, SETTINGS, ZERO_SHOT, ImageTextRun, recall
 from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES, plotted
 from hybridbatch.report.runs import Run, main_protocol, run_names
 
@@ -26,7 +26,7 @@ def pyplot():
 def plot_heatmap(run: Run, path: Path) -> None:
     plt = pyplot()
     frame = run.by_language[run.by_language.setting.isin(["mono", "cross"])]
-    matrix = frame.pivot_table(index="query_lang", columns="candidate_lang", values="map")
+    matrix = frame.pivot_table(index="query_lang", columns="candidate_lang", values=MAP)
     figure, axis = plt.subplots(figsize=(1.5 + 0.55 * len(matrix.columns), 1 + 0.5 * len(matrix)))
     image = axis.imshow(matrix.to_numpy(), vmin=0, vmax=1, cmap="viridis")
     axis.set(
@@ -54,9 +54,7 @@ def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for model, rows in trained.groupby("model"):
         for setting in SETTINGS:
-            points = (
-                rows[(rows.metric == "map") & (rows.setting == setting)].groupby("alpha").value.agg(["mean", "std"])
-            )
+            points = rows[(rows.metric == MAP) & (rows.setting == setting)].groupby("alpha").value.agg(["mean", "std"])
             left.errorbar(
                 points.index,
                 points["mean"],
@@ -65,7 +63,7 @@ def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
                 capsize=3,
                 label=f"{model} {setting}",
             )
-        bias = rows[rows.metric == "language_bias"].groupby("alpha").value.agg(["mean", "std"])
+        bias = rows[rows.metric == LANGUAGE_BIAS].groupby("alpha").value.agg(["mean", "std"])
         right.errorbar(bias.index, bias["mean"], yerr=bias["std"].fillna(0), marker="o", capsize=3, label=model)
     left.set(xlabel="alpha (share of X-X-mono batches)", ylabel="mAP", title=f"{corpus}: mAP vs alpha")
     right.set(
@@ -81,7 +79,7 @@ def plot_alpha(summary: pd.DataFrame, corpus: str, path: Path) -> None:
 
 def plot_settings(summary: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
-    chosen = summary[summary.metric == "map"].copy()
+    chosen = summary[summary.metric == MAP].copy()
     chosen["run"] = chosen.model + "\n" + chosen.strategy
     corpora = chosen.corpus.unique()
     figure, axes = plt.subplots(1, len(corpora), figsize=(6 * len(corpora), 4), squeeze=False)
@@ -104,7 +102,7 @@ def image_text_by_language(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame,
     recalls = []
     for setting, side in ((f"t2i/{protocol}", "query_lang"), (f"i2t/{protocol}", "candidate_lang")):
         per_run = [
-            run.by_language[run.by_language.setting == setting].set_index(side)["recall@1"].rename(name)
+            run.by_language[run.by_language.setting == setting].set_index(side)[recall(1)].rename(name)
             for run, name in zip(runs, names)
         ]
         recalls.append(pd.concat(per_run, axis=1).T.groupby(level=0, sort=False).mean().T)

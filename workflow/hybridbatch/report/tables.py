@@ -12,7 +12,17 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from hybridbatch.batch_types import image_pairs
-from hybridbatch.names import PLATEAU, SETTINGS, SUMMARY_COLUMNS, ZERO_SHOT, ImageTextRun, heatmap_name
+from hybridbatch.names import (
+    MAP,
+    PLATEAU,
+    RANK_DISTANCE,
+    SETTINGS,
+    SUMMARY_COLUMNS,
+    ZERO_SHOT,
+    ImageTextRun,
+    heatmap_name,
+    recall,
+)
 from hybridbatch.report.comparisons import MIN_SEEDS, comparisons, confidence
 from hybridbatch.report.curve import (
     by_budget,
@@ -161,9 +171,9 @@ def per_language_table(runs: list[Run], corpus: str) -> pd.DataFrame:
         frame = run.by_language
         name = f"{run.key.model} {run.label}"
         for setting in SETTINGS:
-            mean_map = frame[frame.setting == setting].groupby("query_lang")["map"].mean()
+            mean_map = frame[frame.setting == setting].groupby("query_lang")[MAP].mean()
             columns.setdefault((name, f"{setting} mAP"), []).append(mean_map)
-        bias = frame[frame.setting == "multi"].groupby("query_lang")["rank_distance"].mean()
+        bias = frame[frame.setting == "multi"].groupby("query_lang")[RANK_DISTANCE].mean()
         columns.setdefault((name, "bias"), []).append(bias)
     table = seed_means(columns)
     table.index.name = "language"
@@ -278,9 +288,9 @@ def image_text_per_language(runs: list[Run], corpus: str, trained: list[str] | N
     for run, name in zip(runs, run_names(runs)):
         frame = run.by_language
         for column, part in (
-            ("T->I R@1", frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")["recall@1"]),
-            ("I->T R@1", frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")["recall@1"]),
-            ("T->T R@1", frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")["recall@1"].mean()),
+            ("T->I R@1", frame[frame.setting == f"t2i/{protocol}"].set_index("query_lang")[recall(1)]),
+            ("I->T R@1", frame[frame.setting == f"i2t/{protocol}"].set_index("candidate_lang")[recall(1)]),
+            ("T->T R@1", frame[frame.setting == f"t2t-cross/{protocol}"].groupby("query_lang")[recall(1)].mean()),
         ):
             columns.setdefault((name, column), []).append(part)
     table = seed_means(columns)
