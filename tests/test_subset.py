@@ -48,3 +48,29 @@ def test_the_test_subset_keeps_images_with_a_caption_in_every_language():
     )
     with pytest.raises(schema.SchemaError, match=r"test captions: no captions in \['fr'\]"):
         test_subset(captions, images, ["en", "fr"], None, 0)
+
+
+def test_the_batches_and_the_train_caption_states_read_the_same_training_captions(tmp_path):
+    """One function chooses the training captions for both stages: every caption a batch
+    holds (queries and caption-caption targets, all batch types, both protocols) is one the
+    train split's caption states are computed for, and both are `training_captions`."""
+    from image_text_helpers import LANGS, plan, write_image_corpus
+
+    from hybridbatch.batches.image_text import build_image_text_batches
+    from hybridbatch.models.frozen_layers import selected_captions
+    from hybridbatch.subset import training_captions
+    from hybridbatch.train.image_text import batch_captions
+
+    corpus = tmp_path / "corpus"
+    write_image_corpus(corpus, n_images=40)
+    queries = schema.read_parquet(corpus / "train/queries.parquet", schema.CAPTIONS)
+    for protocol in ("first", "all"):
+        weights = {"image-caption-mono": 0.4, "image-caption-mixed": 0.3, "caption-caption": 0.3}
+        params = plan({"weights": weights}, steps=6, captions=protocol, development_fraction=0.25)
+        out = tmp_path / f"batches-{protocol}"
+        build_image_text_batches(params, corpus / "train", out)
+        states = selected_captions({"split": "train", "languages": LANGS[:3], "captions": protocol}, corpus / "train")
+        chosen = training_captions(queries, LANGS[:3], protocol)
+        assert states == sorted(set(chosen.text))
+        assert batch_captions(out) <= set(states)
+        assert (protocol == "first") == (set(chosen.caption) == {0})

@@ -1,5 +1,6 @@
-"""Which test captions and images the image-text evaluation scores: shared by the
-evaluation and the caption states it reads (models/caption_states.py)."""
+"""Which captions each image-text stage reads: the training captions (shared by the
+batches stage and the train split's caption states) and the test captions and images the
+evaluation scores (shared by the evaluation and the test split's caption states)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import numpy as np
 import pandas as pd
 
 from hybridbatch.artifacts import schema
+
+
+def training_captions(captions: pd.DataFrame, languages: list[str], protocol: str) -> pd.DataFrame:
+    """The training split's captions in the training `languages`: each image's first caption
+    (protocol `first`: its CLDR name) or all of them (`all`)."""
+    chosen = captions[captions.lang.isin(languages)]
+    return chosen[chosen.caption == 0] if protocol == "first" else chosen
 
 
 def test_subset(captions: pd.DataFrame, images: pd.DataFrame, languages: list[str], n_images: int | None, seed: int):

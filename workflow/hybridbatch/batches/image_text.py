@@ -42,6 +42,7 @@ from hybridbatch.batches.sampling import (
     validation_items,
 )
 from hybridbatch.names import GROUPS, IMAGE_LANG
+from hybridbatch.subset import training_captions
 
 SHARD_BATCHES = 1000
 VALIDATION_WEIGHTS = {
@@ -61,8 +62,7 @@ class CaptionIndex:
         missing = sorted(set(languages) - set(queries.lang))
         if missing:
             raise schema.SchemaError(f"{split_dir / 'queries.parquet'}: no captions in {missing}")
-        keep = queries.lang.isin(languages)
-        queries = queries[keep & (queries.caption == 0)] if captions == "first" else queries[keep]
+        queries = training_captions(queries, languages, captions)
         counts = queries.groupby("item_id").lang.nunique()
         complete = set(counts.index[counts == len(languages)])
         logging.info("%d of %d images have captions in all of %s", len(complete), len(images), languages)

@@ -18,7 +18,7 @@ from hybridbatch.models.caption_states import CAPTION, LAYERS, LAYERS_KEY, STATE
 from hybridbatch.models.dual_encoder import check_layers
 from hybridbatch.models.encoders import Encoder, ModelEntry
 from hybridbatch.models.packed_encoder import PackedEncoder, load_encoder
-from hybridbatch.subset import evaluated_captions
+from hybridbatch.subset import evaluated_captions, training_captions
 
 BATCH_SIZE = 256  # captions run at a time (a fixed number: an evaluation's batch size retrains nothing)
 
@@ -74,10 +74,11 @@ def selected_captions(params: CaptionStatesParams, corpus_dir: Path) -> list[str
             corpus_dir, params["languages"], params["images"], params["subset_seed"], params["protocols"]
         )
     else:
-        captions = schema.read_parquet(corpus_dir / "queries.parquet", schema.CAPTIONS)
-        captions = captions[captions.lang.isin(params["languages"])]
-        if params["captions"] == "first":
-            captions = captions[captions.caption == 0]
+        captions = training_captions(
+            schema.read_parquet(corpus_dir / "queries.parquet", schema.CAPTIONS),
+            params["languages"],
+            params["captions"],
+        )
     return sorted(set(captions.text))
 
 
