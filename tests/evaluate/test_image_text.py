@@ -204,6 +204,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
     written = pd.read_csv(tmp_path / "metrics/summary.csv")  # the files: the returned summary, no index columns
     pd.testing.assert_frame_equal(written[["setting", "metric", "value"]], summary[["setting", "metric", "value"]])
     assert list(written.columns) == list(summary.columns) and written.seed.tolist() == [0] * len(written)
+    metrics = ["map", "recall@1", "recall@5", "recall@10", "ndcg@10", "mrr@10"]
     assert (
         pq.read_schema(tmp_path / "metrics/per_query.parquet").names
         == list(per_query.columns)
@@ -211,12 +212,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
             "item_id",
             "qid",
             "n_relevant",
-            "map",
-            "recall@1",
-            "recall@5",
-            "recall@10",
-            "ndcg@10",
-            "mrr@10",
+            *metrics,
             "rank_distance",
             "query_lang",
             "candidate_lang",
@@ -224,12 +220,7 @@ def test_lit_training_and_image_text_evaluation_end_to_end(tmp_path, tiny_model_
         ]
     )
     assert pq.read_schema(tmp_path / "metrics/by_language.parquet").names == [
-        "map",
-        "recall@1",
-        "recall@5",
-        "recall@10",
-        "ndcg@10",
-        "mrr@10",
+        *metrics,
         "rank_distance",
         "query_lang",
         "candidate_lang",

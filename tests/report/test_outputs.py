@@ -77,7 +77,7 @@ def test_a_headline_is_one_registry_entry_recall_at_50(tmp_path, monkeypatch):
     tested = pd.read_csv(tmp_path / "tables/significance.csv")
     assert set(tested[tested.metric == "recall@50"].setting) == {"t2i/all", "i2t/all"}
     titles = set(image_text_alpha_points(load_runs(images[:3])).title)
-    assert {"T→I R@50", "I→T R@50"} <= titles and len(plotted(IMAGE_TEXT_HEADLINES)) == 6
+    assert {"T→I R@50", "I→T R@50"} <= titles and len(plotted()) == 6
     lit = {
         f"mixed.s{seed}": write_lit_model(tmp_path / "lit", f"mixed.s{seed}", ["image-caption-mixed"], 1)
         for seed in (1, 2, 3)

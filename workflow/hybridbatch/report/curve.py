@@ -16,7 +16,7 @@ import pandas as pd
 
 from hybridbatch.batch_types import image_pairs
 from hybridbatch.names import PLATEAU, CurvePoint, ImageTextRun
-from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES, plotted
+from hybridbatch.report.outputs import plotted
 from hybridbatch.report.plots import pyplot
 from hybridbatch.report.runs import Run, main_protocol
 
@@ -45,7 +45,7 @@ def curve_values(runs: list[Run], lit_models: dict[str, Path], trained: list[str
             continue
         batches, pairs = trained_steps(lit_models[ImageTextRun(run.key.strategy, int(run.key.seed)).name])
         base = (point.strategy, str(point.budget), int(run.key.seed), batches, pairs)
-        for task, metric, title, _, side in plotted(IMAGE_TEXT_HEADLINES):
+        for task, metric, title, _, side in plotted():
             setting = f"{task}/{protocol}"
             summary = run.summary[(run.summary.setting == setting) & (run.summary.metric == metric)]
             rows.append((*base, title, "all", float(summary.value.iloc[0])))
@@ -105,7 +105,7 @@ def by_budget(text: pd.DataFrame) -> str:
     """Markdown: per headline (all caption languages), a table of strategy x budget, each
     cell mean ± sd over seeds as in the curve table; the plateau column with its batches."""
     parts = []
-    for _, _, title, _, _ in plotted(IMAGE_TEXT_HEADLINES):
+    for _, _, title, _, _ in plotted():
         if title not in text.columns:
             continue
         cells = text[title].copy()
@@ -149,7 +149,7 @@ def curve_tests(tests: pd.DataFrame, protocol: str) -> pd.DataFrame:
     """The curve's paired tests of the main protocol: rows comparison (budget, a, b, kind),
     columns headline; each cell the difference a - b, `*` where Holm-significant."""
     rows = {}
-    titles = {(task, metric): title for task, metric, title, _, _ in plotted(IMAGE_TEXT_HEADLINES)}
+    titles = {(task, metric): title for task, metric, title, _, _ in plotted()}
     for _, test in tests.iterrows():
         task, chosen = test.setting.split("/")
         if chosen != protocol or (task, test.metric) not in titles:
@@ -161,14 +161,14 @@ def curve_tests(tests: pd.DataFrame, protocol: str) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["budget", "a", "b", "compared at"])
     ordered = sorted(table.index, key=lambda key: (budget_order(key[0]), key[3], key[1], key[2]))
-    return table.loc[ordered, [title for _, _, title, _, _ in plotted(IMAGE_TEXT_HEADLINES) if title in table.columns]]
+    return table.loc[ordered, [title for _, _, title, _, _ in plotted() if title in table.columns]]
 
 
 def leaders_and_crossings(table: pd.DataFrame) -> list[str]:
     """Plain sentences: per headline, the leading strategy at each budget (means over
     seeds, all languages), and the budgets between which two strategies' order flips."""
     lines = []
-    for _, _, title, larger_is_better, _ in plotted(IMAGE_TEXT_HEADLINES):
+    for _, _, title, larger_is_better, _ in plotted():
         if title not in table.columns:
             continue
         means = table[title].unstack("strategy")[list(dict.fromkeys(table.index.get_level_values("strategy")))]
@@ -206,7 +206,7 @@ def plot_curve(values: pd.DataFrame, strategies: list[str], path: Path) -> None:
     shaded; R@1 for the trained (solid) and held-out (dashed) caption languages apart;
     the plateau run as a star at its saved model's mean batches and pairs."""
     plt = pyplot()
-    panels = plotted(IMAGE_TEXT_HEADLINES)
+    panels = plotted()
     figure, axes = plt.subplots(2, len(panels), figsize=(4.5 * len(panels), 8), squeeze=False)
     colours = plt.get_cmap("tab10")
     for column, (_, _, title, larger_is_better, side) in enumerate(panels):

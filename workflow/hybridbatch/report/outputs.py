@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 from hybridbatch.names import LANGUAGE_BIAS, MAP, RANK_DISTANCE, SETTINGS, recall
 
-# The two tracks' Recall@k share a column name but not a definition (evaluate/metrics.py: recall_rule)
-RECALL_DEFINITIONS = {
-    "text": "Recall@k: the share of the relevant candidates in the top k (BEIR, MTEB).",
-    "image-text": "Recall@k: 1 when any relevant candidate is in the top k (CLIP_benchmark).",
-}
+# The tracks' Recall@k share a column name, not a definition (evaluate/metrics.py: recall_rule): the
+# text track's is the share of the relevant candidates in the top k (BEIR, MTEB); the image-text note says its own
+IMAGE_TEXT_RECALL = "Recall@k: 1 when any relevant candidate is in the top k (CLIP_benchmark)."
 TASK_TITLES = {"t2i": "T→I", "i2t": "I→T", "i2t-multi": "pooled I→T"}
 
 
@@ -77,11 +75,12 @@ def panel_title(task: str, headline: Headline) -> str:
     return headline.title if headline.column == RANK_DISTANCE else f"{TASK_TITLES[task]} {headline.title}"
 
 
-def plotted(headlines: dict[str, Headline]) -> list[tuple[str, str, str, bool, str | None]]:
-    """(task, summary metric, title, larger is better, language side) of each plotted headline task."""
+def plotted() -> list[tuple[str, str, str, bool, str | None]]:
+    """(task, summary metric, title, larger is better, language side) of each plotted task of
+    the image-text headlines (against alpha and on the curve)."""
     return [
         (task, metric, panel_title(task, headline), headline.larger_is_better, side)
-        for metric, headline in headlines.items()
+        for metric, headline in IMAGE_TEXT_HEADLINES.items()
         for task, side in headline.tasks
     ]
 

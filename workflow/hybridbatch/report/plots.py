@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hybridbatch.names import LANGUAGE_BIAS, MAP, SETTINGS, ZERO_SHOT, ImageTextRun, recall
-from hybridbatch.report.outputs import IMAGE_TEXT_HEADLINES, plotted
+from hybridbatch.report.outputs import plotted
 from hybridbatch.report.runs import Run, main_protocol, run_names
 
 
@@ -144,7 +144,7 @@ def image_text_alpha_points(runs: list[Run]) -> pd.DataFrame:
     mean and standard deviation over its seeds, and the number of seeds."""
     protocol = main_protocol(runs)
     summary = pd.concat([run.summary.assign(label=run.label) for run in runs if run.key.strategy != ZERO_SHOT])
-    panels = pd.DataFrame([panel[:3] for panel in plotted(IMAGE_TEXT_HEADLINES)], columns=["task", "metric", "title"])
+    panels = pd.DataFrame([panel[:3] for panel in plotted()], columns=["task", "metric", "title"])
     panels["setting"] = panels.task + "/" + protocol
     chosen = summary.merge(panels, on=["setting", "metric"])
     points = chosen.groupby(["model", "strategy", "alpha", "title"], sort=False).value.agg(["mean", "std", "count"])
@@ -160,7 +160,7 @@ def plot_image_text_alpha(runs: list[Run], path: Path) -> None:
     strategies = points[["model", "strategy", "alpha"]].drop_duplicates().reset_index(drop=True)
     at_alpha = strategies.groupby("alpha").strategy
     strategies["offset"] = 0.012 * (at_alpha.cumcount() - (at_alpha.transform("size") - 1) / 2)
-    panels = plotted(IMAGE_TEXT_HEADLINES)  # (task, metric, title, larger is better, language side)
+    panels = plotted()  # (task, metric, title, larger is better, language side)
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.9), squeeze=False)
     colours = plt.get_cmap("tab10")
     for axis, (_, _, title, larger_is_better, _) in zip(axes[0], panels):

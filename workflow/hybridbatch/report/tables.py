@@ -42,9 +42,9 @@ from hybridbatch.report.outputs import (
     IMAGE_TEXT_ALPHA_PLOT,
     IMAGE_TEXT_HEADLINES,
     IMAGE_TEXT_PLOTS,
+    IMAGE_TEXT_RECALL,
     IMAGE_TEXT_TABLE,
     IMAGE_TEXT_TRAINING,
-    RECALL_DEFINITIONS,
     SETTINGS_PLOT,
     VALIDATION_PLOT,
     Headline,
@@ -251,7 +251,7 @@ def write_tables(
             None,
             3,
             tables_dir / "image_text",
-            RECALL_DEFINITIONS["image-text"] + " Macro averages over caption languages; bias: rank distance in "
+            IMAGE_TEXT_RECALL + " Macro averages over caption languages; bias: rank distance in "
             "i2t-multi as a share of the pooled captions.",
         )
         for corpus in dict.fromkeys(run.key.corpus for run in image_text_runs):
